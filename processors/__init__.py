@@ -1,0 +1,1 @@
+"""coffea processors: thin ProcessorABC wrappers around sparkad pure functions."""

@@ -1,0 +1,98 @@
+"""The ``sparkad`` command line. Each sub-command is a thin layer over a library function;
+errors a user can fix are printed as one line (``error: FILE: problem``) with exit code 1."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import SparkadError
+
+
+def one_line_errors(fn):
+    """Turn SparkadError (and Ctrl-C) into a one-line message and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SparkadError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: no output was marked complete", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sparkad")
+def main():
+    """sparkad: model-independent anomaly detection on CMS collision data."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=str)
+@click.option("--fileset", type=click.Path(dir_okay=False), help="Fileset YAML (dataset → files, xsec, n_gen, is_data, label).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--features", "feature_set", help="Feature set (vae21, alad24, cms2012) or comma-separated feature names.")
+@click.option("--selection", help="Selection preset of conf/selections.yaml or a YAML file.")
+@click.option("--missing", "on_missing", type=click.Choice(["refuse", "nan"]), help="Features the input cannot provide: refuse (default) or fill NaN.")
+@click.option("--executor", type=click.Choice(["iterative", "futures", "dask"]), help="coffea executor.")
+@click.option("--workers", type=int, help="Workers for the futures / local Dask executors.")
+@click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) instead of a local cluster.")
+@click.option("--chunksize", type=int, help="Events per chunk.")
+@click.option("--skip-bad-files", is_flag=True, help="Skip unreadable / empty / incomplete files and list them in _report.json.")
+@click.option("--format", "fmt", type=click.Choice(["cms2012", "nanoaod", "pfnano", "delphes"]), help="Input format (default: detected per file).")
+@click.option("--dataset", default=None, help="Dataset name for FILES (default: stem of the first file).")
+@click.option("--is-data", is_flag=True, help="FILES are collision data (weight 1, label 'data').")
+@click.option("--label", default=None, help="Label for FILES.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@one_line_errors
+def extract(files, fileset, out, feature_set, selection, on_missing, executor, workers, scheduler, chunksize,
+            skip_bad_files, fmt, dataset, is_data, label, quiet):
+    """Stream ROOT FILES (or a --fileset) through the coffea HLF processor into OUT/<dataset>/*.parquet."""
+    from .extract import ExtractOptions, run_extraction
+    from .fileset import DatasetSpec, Fileset, load_fileset
+
+    if bool(files) == bool(fileset):
+        raise click.UsageError("give either ROOT FILES or --fileset YAML")
+    if fileset:
+        fs = load_fileset(fileset)
+        if fmt:
+            for ds in fs.datasets.values():
+                ds.format = fmt
+    else:
+        name = dataset or Path(files[0]).stem
+        paths = [f if "://" in f else str(Path(f).resolve()) for f in files]
+        fs = Fileset({name: DatasetSpec(name=name, files=paths, is_data=is_data,
+                                        label=label or ("data" if is_data else name), format=fmt)})
+    opts = ExtractOptions.from_conf(out, feature_set=feature_set, selection=selection, on_missing=on_missing,
+                                    executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize,
+                                    skip_bad_files=skip_bad_files, progress=not quiet)
+    if scheduler and opts.executor != "dask":
+        opts.executor = "dask"
+    report = run_extraction(fs, opts, log=lambda m: click.echo(m, err=True))
+    t = report["totals"]
+    click.echo(f"extracted {t['written']} of {t['events_in']} events ({t['cut']} cut; "
+               f"{len(report['files_skipped'])} file(s) skipped holding {t['events_in_skipped_files']} events) "
+               f"with {report['feature_set']} / {report['selection']['name']} into {out} in {report['elapsed_s']:.1f} s")
+    for name, d in report["datasets"].items():
+        click.echo(f"  {name:<20} {d['events_in']:>10} in {d['written']:>10} written  ({d['weighting']['normalisation']})")
+
+
+def _register_optional_commands():
+    try:
+        from .generator.cli import generate
+    except ImportError:
+        return
+    main.add_command(generate)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Configuration is data: YAML files in conf/, validated on load with one-line errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def conf_dir() -> Path:
+    """The conf/ folder: $SPARKAD_CONF if set, else the checkout's conf/ next to the package."""
+    env = os.environ.get("SPARKAD_CONF")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    if not path.is_dir():
+        raise ConfigError(f"{path}: configuration folder not found (set SPARKAD_CONF or install sparkad editable from its checkout)")
+    return path
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a missing or malformed file is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read configuration ({e.strerror or e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+
+
+def load_conf(name: str) -> Any:
+    """Load conf/<name>.yaml."""
+    return load_yaml(conf_dir() / f"{name}.yaml")
+
+
+def require_mapping(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def check_keys(mapping: dict, allowed, where: str) -> None:
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))} (allowed: {', '.join(sorted(allowed))})")
+
+
+def as_number(value, where: str, *, positive: bool = False, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if positive and not value > 0:
+        raise ConfigError(f"{where}: must be > 0, got {value!r}")
+    return float(value)

@@ -1,0 +1,58 @@
+"""HLF Parquet: Arrow tables with sparkad metadata, written atomically (temp file + rename)."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"sparkad"
+ID_COLUMNS = ("dataset", "run", "luminosityBlock", "event", "weight", "label")
+
+
+def hlf_table(dataset: str, label: str, ids: dict, weight: np.ndarray, features: dict, metadata: dict) -> pa.Table:
+    """One row per selected event: identifiers, weight, label, then the features (float32)."""
+    n = len(weight)
+    cols = {
+        "dataset": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([dataset])),
+        "run": pa.array(ids["run"], pa.int64()),
+        "luminosityBlock": pa.array(ids["luminosityBlock"], pa.int64()),
+        "event": pa.array(ids["event"], pa.int64()),
+        "weight": pa.array(np.asarray(weight, np.float64), pa.float64()),
+        "label": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([label])),
+    }
+    cols.update({k: pa.array(v, pa.float32()) for k, v in features.items()})
+    table = pa.table(cols)
+    return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+
+
+def write_atomic(table: pa.Table, path: str | Path) -> Path:
+    """Write to a hidden temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_json_atomic(obj, path: str | Path) -> Path:
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The sparkad metadata stored in an HLF Parquet file."""
+    md = pq.read_schema(path).metadata or {}
+    return json.loads(md[METADATA_KEY]) if METADATA_KEY in md else {}
