@@ -27,8 +27,8 @@ def system_pt_mass(pt, eta, phi, mass):
     Empty events give (0, 0): an event without objects has no momentum and no mass,
     which is a measured zero, not a missing value.
     """
-    pt = ak.values_astype(pt, np.float64)
-    eta = ak.values_astype(eta, np.float64)
+    # float64 throughout: E² − p² cancels, float32 angles would leave ~1e-3 GeV of fake mass
+    pt, eta, phi, mass = (ak.values_astype(x, np.float64) for x in (pt, eta, phi, mass))
     px = ak.to_numpy(ak.sum(pt * np.cos(phi), axis=1))
     py = ak.to_numpy(ak.sum(pt * np.sin(phi), axis=1))
     pz = pt * np.sinh(eta)

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real CMS sample files of ../shared (skipped when absent) and small files
+that the tests write themselves."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+warnings.filterwarnings("ignore", message=".*Missing cross-reference.*")
+
+SAMPLES = Path(os.environ.get("SPARKAD_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "data" / "cms-samples"))
+
+
+@pytest.fixture(scope="session")
+def cms_sample():
+    """Path of a file in ../shared/data/cms-samples, or a skip naming what is missing."""
+
+    def get(name: str) -> Path:
+        p = SAMPLES / name
+        if not p.exists():
+            pytest.skip(f"real CMS sample {p} not available (../shared absent)")
+        return p
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def cms2012_file(tmp_path_factory):
+    """The hand-made events of tests/rootfiles.py in the CMS-2012 layout with sparkad's PF extras."""
+    from rootfiles import write_root
+    return write_root(tmp_path_factory.mktemp("c12") / "cms2012_pf.root")
+
+
+@pytest.fixture(scope="session")
+def cms2012_exact_file(tmp_path_factory):
+    """The same events in the exact real 2012 layout (no PF information)."""
+    from rootfiles import events_arrays, write_root
+    return write_root(tmp_path_factory.mktemp("c12x") / "cms2012_exact.root", events_arrays(extras=False))
+
+
+def extract_files(paths, out, *, dataset="ds", is_data=False, label=None, fmt=None, **opts):
+    """Run the real extraction (coffea Runner) on files; return (report, pandas DataFrame of all rows)."""
+    import pandas as pd
+
+    from sparkad.extract import ExtractOptions, run_extraction
+    from sparkad.fileset import DatasetSpec, Fileset
+
+    fs = Fileset({dataset: DatasetSpec(name=dataset, files=[str(p) for p in paths], is_data=is_data,
+                                       label=label or dataset, format=fmt)})
+    opts.setdefault("progress", False)
+    report = run_extraction(fs, ExtractOptions.from_conf(out, **opts), log=lambda m: None)
+    df = pd.read_parquet(Path(out) / dataset)
+    return report, df.sort_values(["run", "luminosityBlock", "event"]).reset_index(drop=True)
+
+
+@pytest.fixture
+def extract():
+    return extract_files
