@@ -61,7 +61,8 @@ class HLFProcessor(processor.ProcessorABC):
 
         pre_steps = []
         if ds.get("golden_json"):
-            pre_steps.append(("certified lumi sections", self._lumimask(ds["golden_json"])(ids["run"], ids["luminosityBlock"])))
+            mask = self._lumimask(ds["golden_json"])(ids["run"].astype(np.uint32), ids["luminosityBlock"].astype(np.uint32))
+            pre_steps.append(("certified lumi sections", mask))
         mask, lepton, cutflow = select(obj, self.selection, pre_steps)
         cols = compute_hlf(obj.subset(mask), lepton[mask], self.selection, self.features)
         ids = {k: v[mask] for k, v in ids.items()}

@@ -54,6 +54,11 @@ def check_keys(mapping: dict, allowed, where: str) -> None:
 def as_number(value, where: str, *, positive: bool = False, allow_none: bool = False):
     if value is None and allow_none:
         return None
+    if isinstance(value, str):  # PyYAML reads 1.0e6 (no sign in the exponent) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if positive and not value > 0:
