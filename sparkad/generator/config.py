@@ -160,6 +160,7 @@ def validate(raw: dict, name: str = "custom") -> dict:
         if s.get("data_like"):
             out[sname] = _resolve_data(s, sname, out, xs)
     cfg["samples"] = out
+    cfg["_validated"] = True
     return cfg
 
 
