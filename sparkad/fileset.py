@@ -63,7 +63,7 @@ def load_fileset(path: str | Path) -> Fileset:
     """Read a fileset YAML (format in conf/filesets/README.md); paths are relative to the YAML file."""
     path = Path(path)
     doc = require_mapping(load_yaml(path), str(path))
-    check_keys(doc, {"luminosity", "datasets", "golden_json", "description"}, str(path))
+    check_keys(doc, {"luminosity", "datasets", "golden_json", "description", "generator"}, str(path))  # generator: provenance of generated samples
     lumi = as_number(doc.get("luminosity"), f"{path}: luminosity", positive=True, allow_none=True)
     datasets = require_mapping(doc.get("datasets"), f"{path}: datasets")
     if not datasets:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# commands run by the tests (sparkad ...) come from the Python running pytest, even without an activated venv
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 warnings.filterwarnings("ignore", message=".*Missing cross-reference.*")
 
 SAMPLES = Path(os.environ.get("SPARKAD_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "data" / "cms-samples"))
