@@ -64,7 +64,7 @@ class HLFProcessor(processor.ProcessorABC):
             mask = self._lumimask(ds["golden_json"])(ids["run"].astype(np.uint32), ids["luminosityBlock"].astype(np.uint32))
             pre_steps.append(("certified lumi sections", mask))
         mask, lepton, cutflow = select(obj, self.selection, pre_steps)
-        cols = compute_hlf(obj.subset(mask), lepton[mask], self.selection, self.features)
+        cols = compute_hlf(obj, lepton, self.selection, self.features, np.flatnonzero(mask))
         ids = {k: v[mask] for k, v in ids.items()}
 
         w = ds["weighting"]

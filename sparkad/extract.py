@@ -199,7 +199,8 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
         executor = _make_executor(opts, closers) if groups else None
         NanoAODSchema.warn_missing_crossrefs = False
         for schema, cfileset in groups.items():
-            runner = processor.Runner(executor=executor, chunksize=opts.chunksize,
+            # align_clusters: chunks start on ROOT cluster boundaries, so no basket is decompressed twice
+            runner = processor.Runner(executor=executor, chunksize=opts.chunksize, align_clusters=True,
                                       schema=DelphesSchema if schema == "delphes" else NanoAODSchema)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -137,18 +137,16 @@ def build_objects(events, info: FormatInfo, btag_conf: dict) -> tuple[EventObjec
 def _leptons_nano(coll, prefix: str, info: FormatInfo, pf):
     rec = {f: coll[f] for f in ("pt", "eta", "phi", "mass", "charge")}
     iso_all = coll["pfRelIso03_all"]
-    nan = ak.values_astype(coll.pt * np.nan, np.float32)
     if info.iso_source == "stored":
         ch, neu, pho = coll["pfRelIso03_chg"], coll["pfRelIso03_neu"], coll["pfRelIso03_pho"]
-        iso = ak.where(iso_all < 0, iso_all, ch + neu + pho)
+        rec.update(iso=ak.where(iso_all < 0, iso_all, ch + neu + pho), iso_ch=ch, iso_neu=neu, iso_pho=pho)
     elif info.iso_source == "pfcands":
         ch, neu, pho = (cone_sum(coll.eta, coll.phi, *pf[k], cone=ISO_CONE) / coll.pt for k in ("ch", "neu", "pho"))
-        iso = ch + neu + pho
+        rec.update(iso=ch + neu + pho, iso_ch=ch, iso_neu=neu, iso_pho=pho)
     elif info.iso_source == "chg_only":
-        ch, neu, pho, iso = coll["pfRelIso03_chg"], nan, nan, iso_all
-    else:
-        ch, neu, pho, iso = nan, nan, nan, iso_all
-    rec.update(iso=iso, iso_ch=ch, iso_neu=neu, iso_pho=pho)
+        rec.update(iso=iso_all, iso_ch=coll["pfRelIso03_chg"])
+    else:  # components unavailable: the fields are absent and the features come out NaN
+        rec.update(iso=iso_all)
     return ak.zip(rec, with_name=None)
 
 
@@ -206,8 +204,7 @@ def _delphes_objects(events, info: FormatInfo, btag_conf: dict):
             ch, ne, ph = (cone_sum(coll.Eta, coll.Phi, *cands[k], cone=ISO_CONE) / coll.PT for k in ("ch", "neu", "pho"))
             rec.update(iso=ch + ne + ph, iso_ch=ch, iso_neu=ne, iso_pho=ph)
         else:
-            nan = coll.PT * np.nan
-            rec.update(iso=coll.SumPt / coll.PT, iso_ch=nan, iso_neu=nan, iso_pho=nan)
+            rec.update(iso=coll.SumPt / coll.PT)
         return ak.zip(rec, with_name=None)
 
     bit = int(btag_conf["delphes"].get("bit", 0))

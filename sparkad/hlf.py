@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import awkward as ak
 import numpy as np
 
-from .kinematics import delta_phi, delta_r, met_projections, system_pt_mass, transverse_mass
+from . import kernels
+from .kinematics import delta_phi, met_projections, transverse_mass
 from .selection import Selection
 
 #: What each capability means, for error messages.
@@ -42,7 +43,7 @@ class EventObjects:
 
     muons / electrons: jagged records with pt, eta, phi, mass, charge, iso (total relative
     isolation, ΔR < 0.3; negative = not available for this lepton, e.g. -999 for non-PF muons
-    in 2012 files), iso_ch, iso_neu, iso_pho (relative; NaN where the format lacks them).
+    in 2012 files) and, where the format has them, iso_ch, iso_neu, iso_pho (relative).
     jets: pt, eta, phi, mass, btag (bool at the configured working point).
     photons: pt, eta, phi, or None when the input has no photons.
     pf_counts: dict n_ch / n_neu / n_photon of per-event counts, or None.
@@ -57,20 +58,25 @@ class EventObjects:
     pf_counts: dict | None = None
     capabilities: frozenset = field(default_factory=frozenset)
 
+    _flat: dict = field(default_factory=dict, repr=False)
+
     def __len__(self) -> int:
         return len(self.met_pt)
 
-    def subset(self, mask: np.ndarray) -> "EventObjects":
-        return EventObjects(
-            muons=self.muons[mask],
-            electrons=self.electrons[mask],
-            jets=self.jets[mask],
-            met_pt=self.met_pt[mask],
-            met_phi=self.met_phi[mask],
-            photons=None if self.photons is None else self.photons[mask],
-            pf_counts=None if self.pf_counts is None else {k: v[mask] for k, v in self.pf_counts.items()},
-            capabilities=self.capabilities,
-        )
+    def flat(self, name: str, fields=("pt", "eta", "phi", "mass")):
+        """(offsets, {field: flat numpy content}) of a collection; each field is flattened once per
+        chunk and only when asked for (reading a branch is most of the cost)."""
+        coll = getattr(self, name)
+        if name not in self._flat:
+            counts = ak.to_numpy(ak.num(coll, axis=1)).astype(np.int64)
+            off = np.zeros(len(counts) + 1, np.int64)
+            np.cumsum(counts, out=off[1:])
+            self._flat[name] = (off, {})
+        off, content = self._flat[name]
+        for f in fields:
+            if f not in content and f in coll.fields:
+                content[f] = ak.to_numpy(ak.flatten(coll[f], axis=1))
+        return off, content
 
 
 def missing_capabilities(features, capabilities) -> dict[str, list[str]]:
@@ -83,22 +89,16 @@ def missing_capabilities(features, capabilities) -> dict[str, list[str]]:
     return out
 
 
-def lepton_candidates(obj: EventObjects) -> ak.Array:
-    """Electrons and muons in one pT-ordered (descending) list with an is_ele flag."""
-    fields = ["pt", "eta", "phi", "charge", "iso", "iso_ch", "iso_neu", "iso_pho"]
-    mu = ak.zip({f: obj.muons[f] for f in fields} | {"is_ele": ak.zeros_like(obj.muons.pt, dtype=np.int8)})
-    el = ak.zip({f: obj.electrons[f] for f in fields} | {"is_ele": ak.ones_like(obj.electrons.pt, dtype=np.int8)})
-    leps = ak.concatenate([mu, el], axis=1)
-    order = ak.argsort(leps.pt, axis=1, ascending=False, stable=True)
-    return leps[order]
+LEPTON_FIELDS = ("pt", "eta", "phi", "charge", "iso", "iso_ch", "iso_neu", "iso_pho")
 
 
 def select(obj: EventObjects, sel: Selection, pre_steps=()):
     """Apply a selection preset.
 
-    Returns (mask, lepton, cutflow): the event mask, the chosen lepton of every event (None
-    where there is none) and an ordered list of (step name, events passing so far). ``pre_steps``
-    are earlier (name, mask) cuts such as the certified-luminosity mask.
+    Returns (mask, lepton, cutflow): the event mask; the chosen lepton of every event as a dict of
+    per-event numpy arrays (fields of LEPTON_FIELDS plus is_ele; NaN where there is none); and an
+    ordered list of (step name, events passing so far). ``pre_steps`` are earlier (name, mask) cuts
+    such as the certified-luminosity mask.
     """
     n = len(obj)
     passing = np.ones(n, dtype=bool)
@@ -107,91 +107,90 @@ def select(obj: EventObjects, sel: Selection, pre_steps=()):
         passing &= np.asarray(m, dtype=bool)
         cutflow.append((name, int(passing.sum())))
 
-    leps = lepton_candidates(obj)
     cut = sel.lepton
-    ok = leps.pt > cut.pt_min
-    passing &= ak.to_numpy(ak.any(ok, axis=1))
+    mu_off, mu = obj.flat("muons", LEPTON_FIELDS)
+    el_off, el = obj.flat("electrons", LEPTON_FIELDS)
+    eta_max = np.inf if cut.eta_max is None else cut.eta_max
+    pass_pt, pass_iso, pass_eta, which, is_ele = kernels.choose_lepton(
+        mu_off, mu["pt"], mu["eta"], mu["iso"], el_off, el["pt"], el["eta"], el["iso"], cut.pt_min, cut.iso_max, eta_max)
+    passing &= pass_pt
     cutflow.append((f"lepton pT > {cut.pt_min:g}", int(passing.sum())))
-    # iso < 0 marks an isolation the input could not compute (e.g. -999 for non-PF 2012 muons)
-    ok = ok & (leps.iso >= 0) & (leps.iso < cut.iso_max)
-    passing &= ak.to_numpy(ak.any(ok, axis=1))
+    passing &= pass_iso
     cutflow.append((f"lepton Iso < {cut.iso_max:g}", int(passing.sum())))
     if cut.eta_max is not None:
-        ok = ok & (abs(leps.eta) < cut.eta_max)
-        passing &= ak.to_numpy(ak.any(ok, axis=1))
+        passing &= pass_eta
         cutflow.append((f"lepton |eta| < {cut.eta_max:g}", int(passing.sum())))
-    lepton = ak.firsts(leps[ok], axis=1)
+
+    lepton = {"is_ele": np.where(which >= 0, is_ele, np.nan)}
+    mu_sel, el_sel = (which >= 0) & (is_ele == 0), (which >= 0) & (is_ele == 1)
+    for f in LEPTON_FIELDS:
+        v = np.full(n, np.nan)
+        if f in mu:  # isolation components exist only where the format provides them
+            v[mu_sel] = mu[f][which[mu_sel]]
+        if f in el:
+            v[el_sel] = el[f][which[el_sel]]
+        lepton[f] = v
 
     if sel.min_jets > 0:
-        jets = clean_jets(obj.jets, lepton, sel)
-        passing &= ak.to_numpy(ak.num(jets, axis=1) >= sel.min_jets)
+        idx = np.flatnonzero(passing)
+        nj = _jets(obj, lepton, sel, idx)[0]
+        passing[idx[nj < sel.min_jets]] = False
         cutflow.append((f">= {sel.min_jets} jets pT > {sel.jets.pt_min:g}", int(passing.sum())))
     return passing, lepton, cutflow
 
 
-def clean_jets(jets: ak.Array, lepton, sel: Selection) -> ak.Array:
-    """Jets with pT > pt_min, |η| < eta_max, and ΔR(jet, lepton) ≥ lepton_dr (HLF.md)."""
+def _jets(obj: EventObjects, lepton: dict, sel: Selection, events: np.ndarray):
+    """NJ, NB, HT, MJ of the clean jets (HLF.md: pT, |η|, ΔR to the lepton) of the listed events."""
+    off, j = obj.flat("jets", ("pt", "eta", "phi", "mass", "btag"))
     jc = sel.jets
-    keep = (jets.pt > jc.pt_min) & (abs(jets.eta) < jc.eta_max)
-    if jc.lepton_dr and jc.lepton_dr > 0:
-        dr = delta_r(jets.eta, jets.phi, lepton.eta, lepton.phi)
-        keep = keep & ak.fill_none(dr >= jc.lepton_dr, True)
-    return jets[keep]
+    return kernels.jet_sums(off, j["pt"], j["eta"], j["phi"], j["mass"], j["btag"], events,
+                            lepton["eta"], lepton["phi"], jc.pt_min, jc.eta_max, jc.lepton_dr or 0.0)
 
 
-def _np(x, dtype=np.float64):
-    return np.asarray(ak.to_numpy(ak.fill_none(x, np.nan)), dtype=dtype)
+def compute_hlf(obj: EventObjects, lepton: dict, sel: Selection, features, events: np.ndarray) -> dict[str, np.ndarray]:
+    """The requested features (float32 columns) of the listed events (indices that passed ``select``).
 
-
-def compute_hlf(obj: EventObjects, lepton: ak.Array, sel: Selection, features) -> dict[str, np.ndarray]:
-    """The requested features (float32 columns) for events that already passed ``select``.
-
-    ``obj`` and ``lepton`` must hold only the selected events. A feature whose inputs the format
-    lacks (see ``missing_capabilities``) comes out as NaN: the caller decides beforehand whether
-    that is allowed and records it.
+    A feature whose inputs the format lacks (see ``missing_capabilities``) comes out as NaN: the
+    caller decides beforehand whether that is allowed and records it.
     """
-    n = len(obj)
+    n = len(events)
     want = set(features)
     cols: dict[str, np.ndarray] = {}
-    jets = clean_jets(obj.jets, lepton, sel)
-    lep_pt, lep_phi = _np(lepton.pt), _np(lepton.phi)
+    lep = {k: v[events] for k, v in lepton.items()}
 
     if want & {"HT", "ST", "MJ", "NJ", "NB"}:
-        ht = ak.to_numpy(ak.sum(jets.pt, axis=1)).astype(np.float64)
-        cols["HT"] = ht
-        cols["NJ"] = ak.to_numpy(ak.num(jets, axis=1))
-        cols["NB"] = ak.to_numpy(ak.sum(jets.btag, axis=1))
-        cols["MJ"] = system_pt_mass(jets.pt, jets.eta, jets.phi, jets.mass)[1]
+        cols["NJ"], cols["NB"], cols["HT"], cols["MJ"] = _jets(obj, lepton, sel, events)
         if "ST" in want:
-            cols["ST"] = _scalar_sum_st(obj, ht, sel) if "photons" in obj.capabilities else np.full(n, np.nan)
+            cols["ST"] = _scalar_sum_st(obj, cols["HT"], sel, events) if "photons" in obj.capabilities else np.full(n, np.nan)
     if want & {"MET", "MT", "met_par", "met_perp"}:
-        met = np.asarray(obj.met_pt, dtype=np.float64)
+        met = np.asarray(obj.met_pt, dtype=np.float64)[events]
+        met_phi = np.asarray(obj.met_phi, dtype=np.float64)[events]
         cols["MET"] = met
-        cols["MT"] = transverse_mass(lep_pt, met, delta_phi(obj.met_phi, lep_phi))
-        cols["met_par"], cols["met_perp"] = met_projections(met, obj.met_phi, lep_phi)
-    for prefix, coll in (("mu", obj.muons), ("ele", obj.electrons)):
+        cols["MT"] = transverse_mass(lep["pt"], met, delta_phi(met_phi, lep["phi"]))
+        cols["met_par"], cols["met_perp"] = met_projections(met, met_phi, lep["phi"])
+    for prefix, name in (("mu", "muons"), ("ele", "electrons")):
         if want & {f"{prefix}_pt_tot", f"{prefix}_mass", f"n_{prefix}"}:
-            cols[f"{prefix}_pt_tot"], cols[f"{prefix}_mass"] = system_pt_mass(coll.pt, coll.eta, coll.phi, coll.mass)
-            cols[f"n_{prefix}"] = ak.to_numpy(ak.num(coll, axis=1))
+            off, c = obj.flat(name)
+            cols[f"n_{prefix}"], cols[f"{prefix}_pt_tot"], cols[f"{prefix}_mass"] = kernels.vector_sum(
+                off, c["pt"], c["eta"], c["phi"], c["mass"], events)
     if want & {"n_ch", "n_neu", "n_photon"}:
         for k in ("n_ch", "n_neu", "n_photon"):
-            cols[k] = np.asarray(obj.pf_counts[k]) if obj.pf_counts is not None else np.full(n, np.nan)
-    cols["lep_pt"] = lep_pt
-    cols["lep_eta"] = _np(lepton.eta)
-    cols["lep_charge"] = _np(lepton.charge)
-    cols["lep_is_ele"] = _np(lepton.is_ele)
-    cols["lep_iso"] = _np(lepton.iso)
-    cols["lep_iso_ch"] = _np(lepton.iso_ch)
-    cols["lep_iso_neu"] = _np(lepton.iso_neu)
-    cols["lep_iso_gamma"] = _np(lepton.iso_pho)
+            cols[k] = np.asarray(obj.pf_counts[k])[events] if obj.pf_counts is not None else np.full(n, np.nan)
+    cols["lep_pt"] = lep["pt"]
+    cols["lep_eta"] = lep["eta"]
+    cols["lep_charge"] = lep["charge"]
+    cols["lep_is_ele"] = lep["is_ele"]
+    cols["lep_iso"] = lep["iso"]
+    cols["lep_iso_ch"] = lep["iso_ch"]
+    cols["lep_iso_neu"] = lep["iso_neu"]
+    cols["lep_iso_gamma"] = lep["iso_pho"]
     return {f: np.asarray(cols[f], dtype=np.float32) for f in features}
 
 
-def _scalar_sum_st(obj: EventObjects, ht: np.ndarray, sel: Selection) -> np.ndarray:
+def _scalar_sum_st(obj: EventObjects, ht: np.ndarray, sel: Selection, events: np.ndarray) -> np.ndarray:
     """VAE ST: HT plus leptons and photons with pT > jet pT threshold and |η| < jet |η| limit."""
-    pt_min, eta_max = sel.jets.pt_min, sel.jets.eta_max
-    st = ht.copy()
-    for coll in (obj.muons, obj.electrons, obj.photons):
-        keep = (coll.pt > pt_min) & (abs(coll.eta) < eta_max)
-        st += ak.to_numpy(ak.sum(coll.pt[keep], axis=1))
+    st = np.asarray(ht, np.float64).copy()
+    for name in ("muons", "electrons", "photons"):
+        off, c = obj.flat(name, ("pt", "eta"))
+        st += kernels.scalar_sum(off, c["pt"], c["eta"], events, sel.jets.pt_min, sel.jets.eta_max)
     return st

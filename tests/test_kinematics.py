@@ -1,11 +1,11 @@
 """Pure kinematic helpers against values computed by hand."""
 import math
 
-import awkward as ak
 import numpy as np
 import pytest
 
-from sparkad.kinematics import delta_phi, delta_r, met_projections, system_pt_mass, transverse_mass
+from sparkad.kernels import jet_sums, vector_sum
+from sparkad.kinematics import delta_phi, delta_r, met_projections, transverse_mass
 
 
 @pytest.mark.parametrize("a,b,expected", [(3.0, -3.0, 6.0 - 2 * math.pi), (-3.0, 3.0, 2 * math.pi - 6.0),
@@ -32,11 +32,28 @@ def test_met_projections_are_signed():
     assert perp == pytest.approx([-10.0, 10.0])
 
 
-def test_system_pt_mass_of_two_massless_back_to_back_objects():
-    pt = ak.Array([[45.0, 45.0], [], [30.0]])
-    eta = ak.Array([[0.0, 0.0], [], [1.0]])
-    phi = ak.Array([[0.0, math.pi], [], [0.5]])
-    mass = ak.Array([[0.0, 0.0], [], [0.10566]])
-    ptot, m = system_pt_mass(pt, eta, phi, mass)
+def test_vector_sum_of_two_massless_back_to_back_objects():
+    off = np.array([0, 2, 2, 3])
+    pt, eta = np.array([45.0, 45.0, 30.0]), np.array([0.0, 0.0, 1.0])
+    phi, mass = np.array([0.0, math.pi, 0.5]), np.array([0.0, 0.0, 0.10566])
+    n, ptot, m = vector_sum(off, pt, eta, phi, mass, np.arange(3))
+    assert list(n) == [2, 0, 1]
     assert ptot == pytest.approx([0.0, 0.0, 30.0], abs=1e-9)
     assert m == pytest.approx([90.0, 0.0, 0.10566], rel=1e-6)
+    # only the listed events are processed, in the listed order
+    assert list(vector_sum(off, pt, eta, phi, mass, np.array([2, 0]))[0]) == [1, 2]
+
+
+def test_jet_sums_cuts_and_lepton_cleaning():
+    off = np.array([0, 4])
+    pt = np.array([80.0, 29.0, 35.0, 50.0])
+    eta = np.array([0.0, 0.0, 0.5, 2.5])
+    phi = np.array([1.0, 0.0, 3.1, 0.0])
+    btag = np.array([True, True, False, True])
+    # lepton at (0.5, -3.1): ΔR to the 35 GeV jet is |Δφ| wrapped = 0.083 < 0.4 -> removed
+    nj, nb, ht, mj = jet_sums(off, pt, eta, phi, np.zeros(4), btag, np.array([0]), np.array([0.5]), np.array([-3.1]),
+                              30.0, 2.4, 0.4)
+    assert (nj[0], nb[0], ht[0], mj[0]) == (1, 1, 80.0, pytest.approx(0.0, abs=1e-6))
+    nj, _, ht, _ = jet_sums(off, pt, eta, phi, np.zeros(4), btag, np.array([0]), np.array([np.nan]), np.array([np.nan]),
+                            30.0, 2.4, 0.4)
+    assert (nj[0], ht[0]) == (2, 115.0)

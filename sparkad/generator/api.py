@@ -126,7 +126,7 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
         if s.get("data_like"):
             datasets[name] = {"files": files, "treename": "Events", "is_data": True, "label": s["label"]}
         else:
-            datasets[name] = {"files": files, "treename": "Events", "xsec": float(s["xsec"]),
+            datasets[name] = {"files": files, "treename": "Events", "xsec": float(f"{s['xsec']:.6g}"),
                               "n_gen": int(sum(r["n"] for r in res)),
                               "sum_w": float(sum(r["sumw"] for r in res)), "is_data": False,
                               "label": s["label"]}
