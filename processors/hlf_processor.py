@@ -7,6 +7,7 @@ per chunk, never accumulated, so memory is bounded by the chunk size; the accumu
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class HLFProcessor(processor.ProcessorABC):
             weight = weight[finite]
 
         written = []
+        del obj, lepton, events  # NanoEvents hold reference cycles: without a collection per chunk
         if len(weight):
             meta = dict(self.metadata, dataset=dataset, input_file=filename, entry_range=[start, stop],
                         input_format=info.name, nan_features=sorted(nan_ok & set(self.features)))
@@ -93,6 +95,7 @@ class HLFProcessor(processor.ProcessorABC):
             out = Path(self.staging_dir) / dataset / chunk_filename(filename, start, stop)
             write_atomic(table, out)
             written.append(str(out.relative_to(self.staging_dir)))
+        gc.collect()  # ... memory would grow with the number of chunks, i.e. with file size
         return {
             "cutflow": {dataset: {filename: {step: n for step, n in cutflow}}},
             "counts": {dataset: {"events_in": stop - start, "selected": int(mask.sum()),
