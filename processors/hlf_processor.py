@@ -20,6 +20,19 @@ from sparkad.hlf import compute_hlf, select
 from sparkad.parquet_io import hlf_table, write_atomic
 
 
+_FROZEN = False
+
+
+def _freeze_heap_once():
+    """Move everything alive before the first chunk (modules, caches) out of the collector's view,
+    so the per-chunk collection below only scans objects made since: ~5 ms instead of ~130 ms."""
+    global _FROZEN
+    if not _FROZEN:
+        gc.collect()
+        gc.freeze()
+        _FROZEN = True
+
+
 def chunk_filename(filename: str, start: int, stop: int) -> str:
     """Deterministic name of a chunk's Parquet file, identical on every executor."""
     digest = hashlib.sha1(filename.encode()).hexdigest()[:8]
@@ -53,6 +66,7 @@ class HLFProcessor(processor.ProcessorABC):
         return self._lumimasks[path]
 
     def process(self, events):
+        _freeze_heap_once()
         md = events.metadata
         dataset, filename = md["dataset"], md["filename"]
         start, stop = int(md["entrystart"]), int(md["entrystop"])
