@@ -18,8 +18,8 @@ import yaml
 from . import layout, runs
 from .config import GeneratorConfigError, load_preset, scale_events
 from .detector import simulate
-from .processes import Context, generate_truth
-from .record import pad_and_merge
+from .processes import SHAPES, Context, fill, generate_truth
+from .record import allocate
 
 __all__ = ["generate", "plan", "run_job", "GeneratorConfigError"]
 
@@ -63,16 +63,13 @@ def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
         comps = s["components"]
         w = np.array([x["weight"] for x in comps], dtype=np.float64)
         order = rng.choice(len(comps), n, p=w / w.sum())
-        batches, remap = [], np.full(len(comps), -1)
+        batch = allocate(n, max(SHAPES[c["process"]][0] for c in comps),
+                         max(SHAPES[c["process"]][1] for c in comps))
         for ci, comp in enumerate(comps):
-            nc = int(np.count_nonzero(order == ci))
-            if nc == 0:
-                continue
-            bt = generate_truth(comp["process"], rng, nc, ctx, comp["params"])
-            bt.is_signal[:] = comp["is_signal"]
-            remap[ci] = len(batches)
-            batches.append(bt)
-        batch = pad_and_merge(batches, remap[order])
+            rows = np.flatnonzero(order == ci)
+            if rows.size:
+                fill(comp["process"], rng, batch, rows, ctx, comp["params"])
+                batch.is_signal[rows] = comp["is_signal"]
         faults = [(f["type"], runs.fault_mask(f, run, lumi), f) for f in s["faults"]]
     else:
         k = np.arange(a, b, dtype=np.int64)

@@ -1,7 +1,8 @@
 """Parametrised CMS-like detector response (2012 conditions by default), fully vectorised.
 
-Input: a truth Batch (slots of particles). Output: reconstructed collections as padded (n, K)
-arrays plus masks, packed into flat per-collection arrays (`Packed`) for the layout writer.
+Input: a truth Batch (slots of particles). Output: reconstructed collections written directly as flat
+per-collection buffers (`Packed`: counts + float32/int32/bool field arrays) by one numba event loop
+(`_reco`) drawing from the numpy Generator; no per-event Python, no padded intermediates.
 
 Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detector:`):
 - pile-up: mu per event (MC: Gamma around `pileup_mu`; data-like: from the lumi-section profile);
@@ -16,7 +17,9 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
 - jets: every quark/gluon/hadronic-tau slot, and (lepton_jets) every prompt lepton, gives a PF jet;
   sigma(pT)/pT = sqrt(N^2/pT^2 + S^2/pT + C^2), N = 3 + 0.1 npv, S = 1.0, C = 0.05; |eta| < 4.7, pT >
   jet_pt_min; pile-up jets Poisson(pu_jet_rate * npv); CSV b-tag discriminant in [0, 1] with medium WP
-  0.679 passed with probability 0.70 (b), 0.20 (c), 0.015 (light), 0 outside |eta| 2.4.
+  0.679 passed with probability 0.70 (b), 0.20 (c), 0.015 (light); as in the real files, jets without a
+  b-tag computation hold CSV = -10 (outside the tracker, |eta| >= 2.4) or -1 (no usable tracks: 2% + 8%
+  exp(-(pT - 15)/15), four times that for pile-up jets).
 - taus: hadronic taus reconstructed with eff 0.6 (pT > 18, |eta| < 2.3); jets fake tau candidates
   with p 0.12 (mostly failing isolation).
 - photons: pi0-rich jet fragments (p 0.3 for jets above 20 GeV), non-isolated.
@@ -28,11 +31,13 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
-from . import kinematics as kin
+from .kinematics import s_mass, s_ptetaphim, s_wrap
 from .record import Batch
 
 DETECTOR_DEFAULTS = {
@@ -47,6 +52,7 @@ DETECTOR_DEFAULTS = {
     "btag_eff_c": 0.20,
     "btag_eff_light": 0.015,
     "btag_wp": 0.679,
+    "btag_notrack": 0.02,       # CSV = -1 (no usable tracks): this + 0.08 exp(-(pT - 15)/15), x4 for pile-up jets
     "tau_eff": 0.6,
     "tau_fake_prob": 0.12,
     "met_stoch": 0.55,
@@ -55,9 +61,35 @@ DETECTOR_DEFAULTS = {
     "pf_ue_neutral": 8.0, "pf_pu_neutral": 4.0,
     "pf_ue_photon": 25.0, "pf_pu_photon": 12.0,
 }
+_PKEYS = [k for k in DETECTOR_DEFAULTS if k not in ("pileup_mu", "pileup_mu_sd")]
+(_VERTEX_EFF, _NONPF, _JET_PT_MIN, _LEPTON_JETS, _PU_JET_RATE, _EFF_B, _EFF_C, _EFF_L, _WP, _NOTRACK, _TAU_EFF,
+ _TAU_FAKE, _MET_STOCH, _TRIG_EFF, _UE_CH, _PU_CH, _UE_NEU, _PU_NEU, _UE_PHO, _PU_PHO) = range(len(_PKEYS))
 
 FAULT_CODES = {"none": 0, "hot_cells": 1, "dead_muon_sector": 2, "jes_shift": 3}
 N_PU_JETS = 4
+
+# field layout of the kernel's output buffers (float32 / int32 / bool rows per collection)
+MU_F = ("pt", "eta", "phi", "mass", "pfRelIso03_all", "pfRelIso04_all", "dxy", "dxyErr", "dz", "dzErr",
+        "pfRelIso03_chg", "pfRelIso03_neu", "pfRelIso03_pho")
+EL_F = ("pt", "eta", "phi", "mass", "pfRelIso03_all", "dxy", "dxyErr", "dz", "dzErr",
+        "pfRelIso03_chg", "pfRelIso03_neu", "pfRelIso03_pho")
+LEP_I = ("charge", "jetIdx", "genPartIdx")
+MU_B = ("tightId", "softId")
+EL_B = ("cutBasedId", "pfId")
+TAU_F = ("pt", "eta", "phi", "mass", "relIso_all", "idIsoRaw")
+TAU_I = ("charge", "decayMode", "jetIdx", "genPartIdx")
+TAU_B = ("idDecayMode", "idIsoVLoose", "idIsoLoose", "idIsoMedium", "idIsoTight", "idAntiEleLoose",
+         "idAntiEleMedium", "idAntiEleTight", "idAntiMuLoose", "idAntiMuMedium", "idAntiMuTight")
+PH_F = ("pt", "eta", "phi", "mass", "pfRelIso03_all")
+PH_I = ("charge", "jetIdx", "genPartIdx")
+JET_F = ("pt", "eta", "phi", "mass", "btag")
+JET_B = ("puId",)
+GEN_F = ("pt", "eta", "phi", "mass")
+GEN_I = ("pdgId", "status")
+EV_F = ("PV_x", "PV_y", "PV_z", "MET_pt", "MET_phi", "MET_sumet", "MET_significance", "MET_CovXX",
+        "MET_CovXY", "MET_CovYY")
+EV_I = ("PV_npvs", "PF_nChargedHadron", "PF_nNeutralHadron", "PF_nPhoton", "Truth_fault")
+EV_B = ("HLT_IsoMu24_eta2p1", "HLT_IsoMu24", "HLT_IsoMu17_eta2p1_LooseIsoPFTau20", "_trigger_ok")
 
 
 @dataclass
@@ -66,28 +98,549 @@ class Packed:
     counts: np.ndarray
     fields: dict = field(default_factory=dict)
 
-
-def pack(mask, fields: dict, sort_key):
-    """Select masked columns per event, sort by -sort_key; returns (Packed, rank) where rank[i, k]
-    is the position of column k in event i's sorted collection (-1 when not selected)."""
-    n, k = mask.shape
-    key = np.where(mask, -sort_key, np.inf)
-    order = np.argsort(key, axis=1, kind="stable")
-    smask = np.take_along_axis(mask, order, axis=1)
-    rank = np.empty((n, k), dtype=np.int64)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(k), (n, k)), axis=1)
-    rank = np.where(mask, rank, -1)
-    out = {name: np.take_along_axis(arr, order, axis=1)[smask] for name, arr in fields.items()}
-    return Packed(mask.sum(axis=1).astype(np.int64), out), rank
+    def select(self, idx: np.ndarray) -> "Packed":
+        """The events idx (in that order)."""
+        offsets = np.zeros(len(self.counts) + 1, np.int64)
+        np.cumsum(self.counts, out=offsets[1:])
+        counts = self.counts[idx]
+        starts = offsets[:-1][idx]
+        flat = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        return Packed(counts, {k: v[flat] for k, v in self.fields.items()})
 
 
-def _lookup(rank, cols):
-    """rank[i, cols[i, j]] with cols = -1 giving -1."""
-    safe = np.where(cols >= 0, cols, 0)
-    return np.where(cols >= 0, np.take_along_axis(rank, safe, axis=1), -1)
+class _Coll:
+    """Output buffers of one collection (capacity `cap` objects)."""
+
+    def __init__(self, n, cap, f, i=(), b=()):
+        self.names = (f, i, b)
+        self.counts = np.zeros(n, np.int64)
+        self.F = np.empty((max(len(f), 1), cap), np.float32)
+        self.I = np.empty((max(len(i), 1), cap), np.int32)
+        self.B = np.empty((max(len(b), 1), cap), np.bool_)
+
+    @property
+    def args(self):
+        return self.counts, self.F, self.I, self.B
+
+    def packed(self):
+        tot = int(self.counts.sum())
+        f, i, b = self.names
+        fields = {k: self.F[r, :tot] for r, k in enumerate(f)}
+        fields.update({k: self.I[r, :tot] for r, k in enumerate(i)})
+        fields.update({k: self.B[r, :tot] for r, k in enumerate(b)})
+        return Packed(self.counts, fields)
 
 
-def _fault_masks(faults, n):
+@njit(cache=True, inline="always")
+def _sort_desc(idx, key, k):
+    """Stable insertion sort of idx[:k] by descending key[idx]."""
+    for a in range(1, k):
+        v = idx[a]
+        kv = key[v]
+        b = a - 1
+        while b >= 0 and key[idx[b]] < kv:
+            idx[b + 1] = idx[b]
+            b -= 1
+        idx[b + 1] = v
+
+
+@njit(cache=True)
+def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, mu, P, is_data,
+          jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par,
+          evf, evi, evb, muo, ele, tau, pho, jet, gen):
+    n, S = pdg.shape
+    G = gvalid.shape[1]
+    H = hot_mask.shape[1]
+    J = S + N_PU_JETS + H
+    wp = P[_WP]
+    mu_cnt, mu_F, mu_I, mu_B = muo
+    el_cnt, el_F, el_I, el_B = ele
+    ta_cnt, ta_F, ta_I, ta_B = tau
+    ph_cnt, ph_F, ph_I, ph_B = pho
+    je_cnt, je_F, je_I, je_B = jet
+    ge_cnt, ge_F, ge_I, ge_B = gen
+    # per-event scratch
+    pt = np.empty(S)
+    eta = np.empty(S)
+    phi = np.empty(S)
+    m = np.empty(S)
+    apdg = np.empty(S, np.int64)
+    is_part = np.empty(S, np.bool_)
+    is_lep = np.empty(S, np.bool_)
+    mu_reco = np.empty(S, np.bool_)
+    e_reco = np.empty(S, np.bool_)
+    lost = np.empty(S, np.bool_)
+    nonpf = np.empty(S, np.bool_)
+    lep_jet = np.empty(S, np.bool_)
+    lpt = np.empty(S)
+    leta = np.empty(S)
+    lphi = np.empty(S)
+    iso = np.empty((S, 3))
+    rel = np.empty((S, 4), np.float32)
+    rel04 = np.empty(S, np.float32)
+    sig_j = np.empty(S)
+    jsrc = np.empty(S, np.bool_)
+    J_ok = np.empty(J, np.bool_)
+    J_pt = np.empty(J)
+    J_eta = np.empty(J)
+    J_phi = np.empty(J)
+    J_mass = np.empty(J)
+    J_btag = np.empty(J)
+    J_puid = np.empty(J, np.bool_)
+    jrank = np.empty(J, np.int64)
+    order = np.empty(J, np.int64)
+    t_ok = np.empty(S, np.bool_)
+    t_true = np.empty(S, np.bool_)
+    t_pt = np.empty(S)
+    gpos = np.empty(G, np.int64)
+    pmu = 0
+    pel = 0
+    pta = 0
+    pph = 0
+    pje = 0
+    pge = 0
+    for i in range(n):
+        fault = 0
+        npv = 1 + rng.poisson(P[_VERTEX_EFF] * mu[i])
+        fnpv = float(npv)
+        for s in range(S):
+            if valid[i, s]:
+                pt[s], eta[s], phi[s], m[s] = s_ptetaphim(p4[i, s, 0], p4[i, s, 1], p4[i, s, 2], p4[i, s, 3])
+                a = abs(pdg[i, s])
+            else:
+                pt[s] = 0.0
+                eta[s] = 0.0
+                phi[s] = 0.0
+                m[s] = 0.0
+                a = 0
+            apdg[s] = a
+            is_part[s] = (1 <= a <= 5) or a == 21
+            is_lep[s] = a == 11 or a == 13
+        k = 0
+        for g in range(G):
+            gpos[g] = k if gvalid[i, g] else -1
+            k += gvalid[i, g]
+
+        # ------------------------------------------------------------ leptons
+        for s in range(S):
+            mu_reco[s] = False
+            e_reco[s] = False
+            lost[s] = False
+            nonpf[s] = False
+            lep_jet[s] = False
+            if not is_lep[s]:
+                continue
+            ae = abs(eta[s])
+            r = rng.random()
+            if apdg[s] == 13:
+                eff = 0.85 if pt[s] < 10 else 0.96
+                if not (ae < 2.4 and pt[s] > 3.0 and r < eff):
+                    continue
+                res = (0.01 + 1e-4 * pt[s]) * (1.5 if ae > 1.2 else 1.0)
+            else:
+                eff = 0.70 if pt[s] < 15 else (0.92 if ae < 1.479 else 0.85)
+                if 1.4442 < ae < 1.566:
+                    eff *= 0.5
+                if not (ae < 2.5 and pt[s] > 5.0 and r < eff):
+                    continue
+                en = max(pt[s] * math.cosh(eta[s]), 1.0)
+                res = math.sqrt(0.028 ** 2 / en + 0.008 ** 2 + (0.12 / en) ** 2)
+            lpt[s] = pt[s] * max(1.0 + res * rng.standard_normal(), 0.05)
+            leta[s] = eta[s] + 1e-3 * rng.standard_normal()
+            lphi[s] = s_wrap(phi[s] + 1e-3 * rng.standard_normal())
+            if apdg[s] == 13:
+                # dead muon-chamber sector: muons in the sector are lost (their momentum becomes MET)
+                for d in range(dms_mask.shape[1]):
+                    if (dms_mask[i, d] and dms_box[d, 0] <= lphi[s] < dms_box[d, 1]
+                            and dms_box[d, 2] <= leta[s] < dms_box[d, 3]):
+                        lost[s] = True
+                if lost[s]:
+                    fault = 2
+                    continue
+                mu_reco[s] = True
+            else:
+                e_reco[s] = True
+            # isolation: activity of nearby partons and the heavy-flavour jet remnant in the cone
+            extra = env[i, s] if jet_link[i, s] >= 0 else 0.0
+            for j in range(S):
+                if (is_part[j] or apdg[j] == 15) and j != jet_link[i, s]:
+                    dphi = s_wrap(phi[s] - phi[j])
+                    dr = math.sqrt((eta[s] - eta[j]) ** 2 + dphi * dphi)
+                    if dr < 0.5:
+                        extra += 0.5 * math.exp(-(dr / 0.2) ** 2) * pt[j]
+            g0 = rng.standard_gamma(6.0)
+            g1 = rng.standard_gamma(1.2)
+            g2 = rng.standard_gamma(2.8)
+            gs = g0 + g1 + g2
+            ch = (rng.gamma(1.2, 0.6) if rng.random() < 0.55 else 0.0) + 0.01 * fnpv * rng.random() + extra * g0 / gs
+            neu = extra * g1 / gs
+            if rng.random() < min(0.25 + 0.02 * fnpv, 0.9):
+                neu += rng.standard_exponential() * (0.5 + 0.05 * fnpv)
+            ph = extra * g2 / gs
+            if rng.random() < min(0.35 + 0.025 * fnpv, 0.95):
+                ph += rng.standard_exponential() * (0.6 + 0.07 * fnpv)
+            iso[s, 0] = ch
+            iso[s, 1] = neu
+            iso[s, 2] = ph
+            safe = max(lpt[s], 1e-3)
+            rel[s, 0] = np.float32(ch / safe)
+            rel[s, 1] = np.float32(neu / safe)
+            rel[s, 2] = np.float32(ph / safe)
+            rel[s, 3] = rel[s, 0] + rel[s, 1] + rel[s, 2]  # float32 sum, as a reader adds them
+            ring = rng.standard_exponential() * (0.4 + 0.1 * fnpv) + 0.15 * extra
+            rel04[s] = np.float32((ch + neu + ph + ring) / safe)
+            if mu_reco[s] and rng.random() < (5.0 if pt[s] < 10 else 1.0) * P[_NONPF]:
+                nonpf[s] = True
+                rel[s, 0] = rel[s, 1] = rel[s, 2] = rel[s, 3] = rel04[s] = -999.0
+            lep_jet[s] = P[_LEPTON_JETS] > 0 and jet_link[i, s] < 0 and not nonpf[s]
+
+        # ------------------------------------------------------------ jets
+        if jes_flag[i]:
+            fault = 3
+        for s in range(S):
+            J_ok[s] = False
+            jsrc[s] = is_part[s] or apdg[s] == 15 or lep_jet[s]
+            if not jsrc[s]:
+                continue
+            if lep_jet[s]:
+                tj = lpt[s] + iso[s, 0] + iso[s, 1] + iso[s, 2]
+                sig_j[s] = 0.03
+            else:
+                tj = pt[s]
+                tm = max(tj, 1.0)
+                sig_j[s] = math.sqrt(((3.0 + 0.1 * fnpv) / tm) ** 2 + 1.0 / tm + 0.05 ** 2)
+            jpt = tj * max(1.0 + sig_j[s] * rng.standard_normal(), 0.05) * jes[i]
+            jeta = (leta[s] if lep_jet[s] else eta[s]) + rng.normal(0.0, 0.02)
+            jphi = s_wrap((lphi[s] if lep_jet[s] else phi[s]) + rng.normal(0.0, 0.02))
+            if lep_jet[s]:
+                jm = jpt * 0.02
+            elif apdg[s] == 15:
+                jm = min(min(m[s] + 0.3 * rng.random(), jpt * 0.3), 0.5 * jpt)
+            else:
+                jm = min(jpt * 0.12 * rng.lognormal(0.0, 0.3) * (1.2 if apdg[s] == 5 else 1.0), 0.5 * jpt)
+            J_pt[s] = jpt
+            J_eta[s] = jeta
+            J_phi[s] = jphi
+            J_mass[s] = jm
+            ok = abs(jeta) < 4.7 and jpt > P[_JET_PT_MIN]
+            J_ok[s] = ok
+            if not ok:
+                continue
+            J_puid[s] = rng.random() < (0.98 if abs(jeta) < 2.5 else 0.9)
+            if abs(jeta) >= 2.4:
+                J_btag[s] = -10.0  # outside the tracker: no b-tag computation
+                continue
+            if rng.random() < P[_NOTRACK] + 0.08 * math.exp(-(jpt - 15.0) / 15.0):
+                J_btag[s] = -1.0  # no usable tracks
+                continue
+            a = apdg[s]
+            if lep_jet[s]:
+                eff = 0.01
+            elif a == 15:
+                eff = 0.02
+            elif a == 5:
+                eff = P[_EFF_B]
+            elif a == 4:
+                eff = P[_EFF_C]
+            else:
+                eff = P[_EFF_L]
+            # CSV shapes: power-law approximations of Beta distributions (fast inverse-CDF sampling):
+            # tagged b ~ u^(1/2.5) near 1, tagged other ~ 1 - (1-u)^(1/1.5); untagged b/c ~ u^(1/2),
+            # light ~ 1-(1-u)^(1/3.5)
+            u = rng.random()
+            if rng.random() < eff:
+                J_btag[s] = wp + (1.0 - wp) * (u ** 0.4 if a == 5 else 1.0 - (1.0 - u) ** (1 / 1.5))
+            else:
+                J_btag[s] = wp * (u ** 0.5 if (a == 5 or a == 4) else 1.0 - (1.0 - u) ** (1 / 3.5))
+        # pile-up jets and hot-cell jets as extra columns
+        k_pu = min(rng.poisson(P[_PU_JET_RATE] * fnpv), N_PU_JETS)
+        for c in range(S, J):
+            J_ok[c] = False
+        for c in range(S, S + k_pu):
+            J_ok[c] = True
+            J_pt[c] = P[_JET_PT_MIN] * (1.0 - rng.random()) ** (1.0 / (1.0 - 4.5)) * jes[i]
+            J_eta[c] = rng.uniform(-4.7, 4.7)
+            J_phi[c] = rng.uniform(-math.pi, math.pi)
+            J_puid[c] = rng.random() < 0.2
+        hotx = 0.0
+        hoty = 0.0
+        for h in range(H):
+            c = S + N_PU_JETS + h
+            if hot_mask[i, h] and rng.random() < hot_par[h, 0]:
+                J_ok[c] = True
+                J_pt[c] = 30.0 + rng.exponential(hot_par[h, 1])
+                J_eta[c] = rng.uniform(hot_par[h, 2], hot_par[h, 3])
+                J_phi[c] = rng.uniform(hot_par[h, 4], hot_par[h, 5])
+                J_puid[c] = rng.random() < 0.3
+                hotx += J_pt[c] * math.cos(J_phi[c])
+                hoty += J_pt[c] * math.sin(J_phi[c])
+                fault = 1
+        for c in range(S, J):
+            if J_ok[c]:
+                J_mass[c] = 0.1 * J_pt[c]
+                if abs(J_eta[c]) >= 2.4:
+                    J_btag[c] = -10.0
+                elif rng.random() < 4.0 * P[_NOTRACK] + 0.08 * math.exp(-(J_pt[c] - 15.0) / 15.0):
+                    J_btag[c] = -1.0
+                else:
+                    J_btag[c] = wp * (1.0 - (1.0 - rng.random()) ** 0.25)
+        k = 0
+        for c in range(J):
+            jrank[c] = -1
+            if J_ok[c]:
+                order[k] = c
+                k += 1
+        _sort_desc(order, J_pt, k)
+        for r in range(k):
+            c = order[r]
+            jrank[c] = r
+            je_F[0, pje] = J_pt[c]
+            je_F[1, pje] = J_eta[c]
+            je_F[2, pje] = J_phi[c]
+            je_F[3, pje] = J_mass[c]
+            je_F[4, pje] = J_btag[c]
+            je_B[0, pje] = J_puid[c]
+            pje += 1
+        je_cnt[i] = k
+
+        # ------------------------------------------------------------ muons and electrons
+        for flav in range(2):
+            k = 0
+            for s in range(S):
+                if (mu_reco[s] if flav == 0 else e_reco[s]):
+                    order[k] = s
+                    k += 1
+            _sort_desc(order, lpt, k)
+            for r in range(k):
+                s = order[r]
+                prompt = jet_link[i, s] < 0
+                if prompt:
+                    dxy = rng.normal(0.0, 0.002)
+                    dz = rng.normal(0.0, 0.005)
+                    jidx = jrank[s] if lep_jet[s] else -1
+                else:
+                    dxy = rng.exponential(0.02) * (-1.0 if rng.random() < 0.5 else 1.0)
+                    dz = rng.normal(0.0, 0.03)
+                    jidx = jrank[jet_link[i, s]]
+                gl = gen_link[i, s]
+                gidx = -1 if (is_data or gl < 0) else gpos[gl]
+                u_id = rng.random()
+                q = -1 if pdg[i, s] > 0 else 1
+                if flav == 0:
+                    F, I, B, p = mu_F, mu_I, mu_B, pmu
+                else:
+                    F, I, B, p = el_F, el_I, el_B, pel
+                F[0, p] = lpt[s]
+                F[1, p] = leta[s]
+                F[2, p] = lphi[s]
+                F[3, p] = s_mass(pdg[i, s])
+                F[4, p] = rel[s, 3]
+                o = 5
+                if flav == 0:
+                    F[5, p] = rel04[s]
+                    o = 6
+                F[o, p] = dxy
+                F[o + 1, p] = 0.0008 + rng.exponential(0.001)
+                F[o + 2, p] = dz
+                F[o + 3, p] = 0.002 + rng.exponential(0.002)
+                F[o + 4, p] = rel[s, 0]
+                F[o + 5, p] = rel[s, 1]
+                F[o + 6, p] = rel[s, 2]
+                I[0, p] = q
+                I[1, p] = jidx
+                I[2, p] = gidx
+                if flav == 0:
+                    B[0, p] = u_id < (0.97 if prompt else 0.85) and not nonpf[s]
+                    B[1, p] = rng.random() < 0.99
+                    pmu += 1
+                else:
+                    B[0, p] = u_id < (0.88 if prompt else 0.35)
+                    B[1, p] = rng.random() < 0.97
+                    pel += 1
+            if flav == 0:
+                mu_cnt[i] = k
+            else:
+                el_cnt[i] = k
+
+        # ------------------------------------------------------------ taus
+        k = 0
+        has_tau = False
+        for s in range(S):
+            t_true[s] = apdg[s] == 15 and pt[s] > 18 and abs(eta[s]) < 2.3 and rng.random() < P[_TAU_EFF]
+            t_ok[s] = t_true[s] or (is_part[s] and J_ok[s] and J_pt[s] > 20 and abs(J_eta[s]) < 2.3
+                                    and rng.random() < P[_TAU_FAKE])
+            if t_ok[s]:
+                if t_true[s]:
+                    t_pt[s] = max(pt[s] * (1.0 + 0.08 * rng.standard_normal()), 1.0)
+                else:
+                    t_pt[s] = max(J_pt[s] * rng.beta(5.0, 2.5), 1.0)
+                order[k] = s
+                k += 1
+        _sort_desc(order, t_pt, k)
+        for r in range(k):
+            s = order[r]
+            tt = t_true[s]
+            du = rng.random()
+            dmode = 0 if du < 0.3 else (1 if du < 0.8 else 10)
+            if dmode == 0:
+                tm = 0.13957
+            else:
+                tm = min(max(rng.normal(0.77 if dmode == 1 else 1.2, 0.15), 0.13957), 1.7)
+            raw = rng.exponential(1.0) if tt else rng.exponential(6.0)
+            p = pta
+            ta_F[0, p] = t_pt[s]
+            ta_F[1, p] = eta[s] + rng.normal(0.0, 0.01) if tt else J_eta[s]
+            ta_F[2, p] = s_wrap(phi[s] + rng.normal(0.0, 0.01)) if tt else J_phi[s]
+            ta_F[3, p] = tm
+            ta_F[4, p] = raw / t_pt[s]
+            ta_F[5, p] = raw
+            ta_I[0, p] = (-1 if pdg[i, s] > 0 else 1) if tt else (1 if rng.random() < 0.5 else -1)
+            ta_I[1, p] = dmode
+            ta_I[2, p] = jrank[s]
+            gl = gen_link[i, s]
+            ta_I[3, p] = gpos[gl] if (tt and not is_data and gl >= 0) else -1
+            ta_B[0, p] = rng.random() < (0.95 if tt else 0.6)
+            ta_B[1, p] = raw < 4.0
+            ta_B[2, p] = raw < 2.0
+            ta_B[3, p] = raw < 1.0
+            ta_B[4, p] = raw < 0.8
+            # anti-lepton discriminators are nested
+            ta_B[5, p] = rng.random() < 0.97
+            ta_B[6, p] = ta_B[5, p] and rng.random() < 0.9
+            ta_B[7, p] = ta_B[6, p] and rng.random() < 0.8
+            ta_B[8, p] = rng.random() < 0.99
+            ta_B[9, p] = ta_B[8, p] and rng.random() < 0.98
+            ta_B[10, p] = ta_B[9, p] and rng.random() < 0.96
+            if t_pt[s] > 20 and raw < 2.0:
+                has_tau = True
+            pta += 1
+        ta_cnt[i] = k
+
+        # ------------------------------------------------------------ photons (pi0-rich fragments)
+        k = 0
+        for s in range(S):
+            t_ok[s] = False
+            if is_part[s] and J_ok[s] and J_pt[s] > 20 and rng.random() < 0.3:
+                t_pt[s] = J_pt[s] * rng.beta(1.2, 5.0)
+                if t_pt[s] > 10.0:
+                    t_ok[s] = True
+                    order[k] = s
+                    k += 1
+        _sort_desc(order, t_pt, k)
+        for r in range(k):
+            s = order[r]
+            p = pph
+            ph_F[0, p] = t_pt[s]
+            ph_F[1, p] = J_eta[s] + rng.normal(0.0, 0.05)
+            ph_F[2, p] = s_wrap(J_phi[s] + rng.normal(0.0, 0.05))
+            ph_F[3, p] = 0.0
+            ph_F[4, p] = (J_pt[s] - t_pt[s]) * rng.uniform(0.2, 0.8) / max(t_pt[s], 1.0)
+            ph_I[0, p] = 0
+            ph_I[1, p] = jrank[s]
+            ph_I[2, p] = -1
+            pph += 1
+        ph_cnt[i] = k
+
+        # ------------------------------------------------------------ MET
+        metx = -hotx
+        mety = -hoty
+        sumet = 0.0
+        covxx = 0.0
+        covyy = 0.0
+        covxy = 0.0
+        jet_ch = 0.0
+        jet_all = 0.0
+        for s in range(S):
+            a = apdg[s]
+            if valid[i, s] and (a == 12 or a == 14 or a == 16):
+                metx += p4[i, s, 1]
+                mety += p4[i, s, 2]
+            mis = 0.0
+            if J_ok[s] and not lep_jet[s]:
+                mis += J_pt[s] - pt[s]
+                sj2 = (sig_j[s] * J_pt[s]) ** 2
+                cj = math.cos(J_phi[s])
+                sjn = math.sin(J_phi[s])
+                covxx += sj2 * cj * cj
+                covyy += sj2 * sjn * sjn
+                covxy += sj2 * cj * sjn
+            if mu_reco[s] or e_reco[s]:
+                mis += lpt[s] - pt[s]
+                if not lep_jet[s]:
+                    sumet += lpt[s]
+            if mis != 0.0:
+                metx -= mis * math.cos(phi[s])
+                mety -= mis * math.sin(phi[s])
+            if lost[s]:
+                metx += lpt[s] * math.cos(lphi[s])
+                mety += lpt[s] * math.sin(lphi[s])
+            if is_part[s] or a == 15:  # PF multiplicities from the visible partons
+                w = 2.0 + 5.0 * math.log1p(pt[s] / 10.0)
+                jet_all += w
+                if abs(eta[s]) < 2.5:
+                    jet_ch += w
+        for c in range(J):
+            if J_ok[c] and abs(J_eta[c]) < 5:
+                sumet += J_pt[c]
+        uncl = rng.gamma(4.0, (60.0 + 22.0 * fnpv) / 4.0)
+        sig_u = P[_MET_STOCH] * math.sqrt(uncl)
+        metx += sig_u * rng.standard_normal()
+        mety += sig_u * rng.standard_normal()
+        covxx += sig_u * sig_u
+        covyy += sig_u * sig_u
+        det = covxx * covyy - covxy * covxy
+        evf[0, i] = rng.normal(0.0704, 0.0015)
+        evf[1, i] = rng.normal(0.0624, 0.0015)
+        evf[2, i] = rng.normal(0.4, 5.0)
+        evf[3, i] = math.hypot(metx, mety)
+        evf[4, i] = math.atan2(mety, metx)
+        evf[5, i] = sumet + uncl
+        evf[6, i] = (covyy * metx * metx - 2 * covxy * metx * mety + covxx * mety * mety) / det
+        evf[7, i] = covxx
+        evf[8, i] = covxy
+        evf[9, i] = covyy
+
+        # ------------------------------------------------------------ triggers
+        trig_ok = rng.random() < P[_TRIG_EFF]
+        h24 = False
+        h24e = False
+        h17 = False
+        for s in range(S):
+            if mu_reco[s] and 0.0 <= rel[s, 3] < 0.15:
+                ae = abs(leta[s])
+                if lpt[s] > 24 and ae < 2.4:
+                    h24 = True
+                    if ae < 2.1:
+                        h24e = True
+                if lpt[s] > 17 and ae < 2.1:
+                    h17 = True
+        evb[0, i] = h24e and trig_ok
+        evb[1, i] = h24 and trig_ok
+        evb[2, i] = h17 and has_tau and trig_ok
+        evb[3, i] = trig_ok
+
+        # ------------------------------------------------------------ PF multiplicities, event ints
+        evi[0, i] = npv
+        evi[1, i] = rng.poisson(P[_UE_CH] + P[_PU_CH] * fnpv + jet_ch)
+        evi[2, i] = rng.poisson(P[_UE_NEU] + P[_PU_NEU] * fnpv + 0.25 * jet_all)
+        evi[3, i] = rng.poisson(P[_UE_PHO] + P[_PU_PHO] * fnpv + 0.8 * jet_all)
+        evi[4, i] = fault
+
+        # ------------------------------------------------------------ GenPart (document order)
+        if not is_data:
+            k = 0
+            for g in range(G):
+                if gvalid[i, g]:
+                    ge_F[0, pge], ge_F[1, pge], ge_F[2, pge], ge_F[3, pge] = s_ptetaphim(
+                        gp4[i, g, 0], gp4[i, g, 1], gp4[i, g, 2], gp4[i, g, 3])
+                    ge_I[0, pge] = gpdg[i, g]
+                    ge_I[1, pge] = gstatus[i, g]
+                    pge += 1
+                    k += 1
+            ge_cnt[i] = k
+
+
+def _fault_masks(faults):
     out = {}
     for kind, mask, spec in faults or ():
         out.setdefault(kind, []).append((mask, spec))
@@ -98,306 +651,48 @@ def simulate(batch: Batch, rng, params: dict, mu: np.ndarray, is_data: bool,
              faults=None, pf_candidates: bool = False) -> dict:
     """Reconstruct a truth batch. `faults`: list of (kind, event mask, spec dict).
     Returns a dict of event-level arrays and `Packed` collections."""
-    P = {**DETECTOR_DEFAULTS, **(params or {})}
-    n, s = batch.pdg.shape
-    fm = _fault_masks(faults, n)
-    truth_fault = np.zeros(n, dtype=np.int32)
-
-    npv = 1 + rng.poisson(P["vertex_eff"] * mu)
-    pt, eta, phi, m = kin.ptetaphim(batch.p4)
-    apdg = np.abs(batch.pdg)
-    valid = batch.valid
-    is_e = valid & (apdg == 11)
-    is_mu = valid & (apdg == 13)
-    is_tauh = valid & (apdg == 15)
-    is_nu = valid & ((apdg == 12) | (apdg == 14) | (apdg == 16))
-    is_part = valid & (((apdg >= 1) & (apdg <= 5)) | (apdg == 21))
-    hf = batch.jet_link >= 0
-    npv2 = npv[:, None].astype(np.float64)
-
-    # ------------------------------------------------------------------ leptons
-    aeta = np.abs(eta)
-    r = rng.random((n, s))
-    mu_eff = np.where(pt < 10, 0.85, 0.96)
-    mu_reco = is_mu & (aeta < 2.4) & (pt > 3.0) & (r < mu_eff)
-    crack = (aeta > 1.4442) & (aeta < 1.566)
-    e_eff = np.where(pt < 15, 0.70, np.where(aeta < 1.479, 0.92, 0.85)) * np.where(crack, 0.5, 1.0)
-    e_reco = is_e & (aeta < 2.5) & (pt > 5.0) & (r < e_eff)
-    energy = pt * np.cosh(eta)
-    mu_res = (0.01 + 1e-4 * pt) * np.where(aeta > 1.2, 1.5, 1.0)
-    e_res = np.sqrt(0.028 ** 2 / np.maximum(energy, 1.0) + 0.008 ** 2 + (0.12 / np.maximum(energy, 1.0)) ** 2)
-    g = rng.standard_normal((n, s))
-    lep_pt = pt * np.maximum(1.0 + np.where(is_mu, mu_res, e_res) * g, 0.05)
-    lep_eta = eta + rng.normal(0.0, 1e-3, (n, s))
-    lep_phi = kin.wrap_phi(phi + rng.normal(0.0, 1e-3, (n, s)))
-
-    # dead muon-chamber sector: muons in the sector are lost (their momentum becomes MET)
-    lost_mu = np.zeros((n, s), bool)
-    for emask, spec in fm.get("dead_muon_sector", ()):
-        p0, p1 = spec.get("phi", [0.0, np.pi / 6])
-        e0, e1 = spec.get("eta", [-2.4, 2.4])
-        in_sector = (lep_phi >= p0) & (lep_phi < p1) & (lep_eta >= e0) & (lep_eta < e1)
-        lost = mu_reco & in_sector & emask[:, None]
-        lost_mu |= lost
-        truth_fault[lost.any(axis=1)] = FAULT_CODES["dead_muon_sector"]
-    mu_reco &= ~lost_mu
-    lep_reco = mu_reco | e_reco
-
-    # activity of nearby partons in the lepton cone (restricted to columns that can hold leptons)
-    lcols = np.flatnonzero((is_e | is_mu).any(axis=0))
-    jcols = np.flatnonzero((is_part | is_tauh).any(axis=0))
-    near = np.zeros((n, s))
-    if lcols.size and jcols.size:
-        deta = eta[:, lcols, None] - eta[:, None, jcols]
-        dphi = kin.delta_phi(phi[:, lcols, None], phi[:, None, jcols])
-        dr = np.sqrt(deta * deta + dphi * dphi)
-        own = batch.jet_link[:, lcols, None] == jcols[None, None, :]
-        w = np.where((dr < 0.5) & ~own, 0.5 * np.exp(-(dr / 0.2) ** 2), 0.0)
-        jpt = np.where((is_part | is_tauh)[:, jcols], pt[:, jcols], 0.0)
-        near[:, lcols] = np.sum(w * jpt[:, None, :], axis=2)
-    extra = near + np.where(hf, batch.env, 0.0)
-    nl = lcols.size
-    npvl = npv[:, None].astype(np.float64)
-
-    def lep_cols(values, fill=0.0):
-        full = np.full((n, s), fill, dtype=values.dtype)
-        full[:, lcols] = values
-        return full
-
-    ex = extra[:, lcols]
-    frac = rng.dirichlet([6.0, 1.2, 2.8], (n, nl)) if nl else np.zeros((n, 0, 3))
-    iso_ch = lep_cols((rng.random((n, nl)) < 0.55) * rng.gamma(1.2, 0.6, (n, nl))
-                      + 0.01 * npvl * rng.random((n, nl)) + ex * frac[..., 0])
-    p_neu = np.minimum(0.25 + 0.02 * npvl, 0.9)
-    iso_neu = lep_cols((rng.random((n, nl)) < p_neu) * rng.standard_exponential((n, nl)) * (0.5 + 0.05 * npvl)
-                       + ex * frac[..., 1])
-    p_pho = np.minimum(0.35 + 0.025 * npvl, 0.95)
-    iso_pho = lep_cols((rng.random((n, nl)) < p_pho) * rng.standard_exponential((n, nl)) * (0.6 + 0.07 * npvl)
-                       + ex * frac[..., 2])
-    safe_pt = np.maximum(lep_pt, 1e-3)
-    rel_ch = (iso_ch / safe_pt).astype(np.float32)
-    rel_neu = (iso_neu / safe_pt).astype(np.float32)
-    rel_pho = (iso_pho / safe_pt).astype(np.float32)
-    rel_all = rel_ch + rel_neu + rel_pho  # float32 sum: equals the components' sum exactly
-    ring = lep_cols(rng.standard_exponential((n, nl)) * (0.4 + 0.1 * npvl)) + 0.15 * extra
-    rel04 = ((iso_ch + iso_neu + iso_pho + ring) / safe_pt).astype(np.float32)
-    nonpf = mu_reco & (rng.random((n, s)) < np.where(pt < 10, 5.0, 1.0) * P["nonpf_muon_frac"])
-    for arr in (rel_ch, rel_neu, rel_pho, rel_all, rel04):
-        arr[nonpf] = -999.0
-
-    # generator matching
-    if is_data or batch.gvalid.shape[1] == 0:
-        gen_idx = np.full((n, s), -1, dtype=np.int64)
-    else:
-        gpos = np.cumsum(batch.gvalid, axis=1) - 1
-        gl = batch.gen_link
-        safe = np.where(gl >= 0, gl, 0)
-        ok = (gl >= 0) & np.take_along_axis(batch.gvalid, safe, axis=1)
-        gen_idx = np.where(ok, np.take_along_axis(gpos, safe, axis=1), -1)
-
-    # ------------------------------------------------------------------ jets
-    lep_jet = P["lepton_jets"] & lep_reco & ~hf & ~nonpf
-    jet_src = is_part | is_tauh | lep_jet
+    Pd = {**DETECTOR_DEFAULTS, **(params or {})}
+    P = np.array([float(Pd[k]) for k in _PKEYS])
+    n, S = batch.pdg.shape
+    G = batch.gvalid.shape[1]
+    fm = _fault_masks(faults)
     jes = np.ones(n)
+    jes_flag = np.zeros(n, bool)
     for emask, spec in fm.get("jes_shift", ()):
         jes = np.where(emask, jes * (1.0 + float(spec.get("shift", 0.05))), jes)
-        truth_fault[emask] = FAULT_CODES["jes_shift"]
-    true_jpt = np.where(lep_jet, lep_pt + (iso_ch + iso_neu + iso_pho), pt)
-    sig_j = np.sqrt(((3.0 + 0.1 * npv2) / np.maximum(true_jpt, 1.0)) ** 2
-                    + 1.0 / np.maximum(true_jpt, 1.0) + 0.05 ** 2)
-    sig_j = np.where(lep_jet, 0.03, sig_j)
-    jpt = true_jpt * np.maximum(1.0 + sig_j * rng.standard_normal((n, s)), 0.05) * jes[:, None]
-    jeta = np.where(lep_jet, lep_eta, eta) + rng.normal(0.0, 0.02, (n, s))
-    jphi = kin.wrap_phi(np.where(lep_jet, lep_phi, phi) + rng.normal(0.0, 0.02, (n, s)))
-    jmass = jpt * 0.12 * rng.lognormal(0.0, 0.3, (n, s)) * np.where(apdg == 5, 1.2, 1.0)
-    jmass = np.where(is_tauh, np.minimum(m + 0.3 * rng.random((n, s)), jpt * 0.3), jmass)
-    jmass = np.where(lep_jet, jpt * 0.02, np.minimum(jmass, 0.5 * jpt))
-    jet_ok = jet_src & (np.abs(jeta) < 4.7) & (jpt > P["jet_pt_min"])
-    flav_eff = np.where(apdg == 5, P["btag_eff_b"], np.where(apdg == 4, P["btag_eff_c"], P["btag_eff_light"]))
-    flav_eff = np.where(lep_jet, 0.01, np.where(is_tauh, 0.02, flav_eff))
-    flav_eff = np.where(np.abs(jeta) < 2.4, flav_eff, 0.0)
-    wp = P["btag_wp"]
-    tagged = rng.random((n, s)) < flav_eff
-    isb = apdg == 5
-    # CSV shapes: power-law approximations of Beta distributions (fast inverse-CDF sampling):
-    # tagged b ~ u^(1/2.5) near 1, tagged other ~ 1 - (1-u)^(1/1.5); untagged b/c ~ u^(1/2), light ~ 1-(1-u)^(1/3.5)
-    u_hi, u_lo = rng.random((n, s)), rng.random((n, s))
-    hi = wp + (1.0 - wp) * np.where(isb, u_hi ** 0.4, 1.0 - (1.0 - u_hi) ** (1 / 1.5))
-    lo = wp * np.where(isb | (apdg == 4), u_lo ** 0.5, 1.0 - (1.0 - u_lo) ** (1 / 3.5))
-    btag = np.where(tagged, hi, lo)
-    puid = rng.random((n, s)) < np.where(np.abs(jeta) < 2.5, 0.98, 0.9)
-
-    # pile-up jets and hot-cell jets as extra columns
-    k_pu = np.minimum(rng.poisson(P["pu_jet_rate"] * npv), N_PU_JETS)
-    pu_ok = np.arange(N_PU_JETS)[None, :] < k_pu[:, None]
-    pu_pt = kin.power_law(rng, n * N_PU_JETS, P["jet_pt_min"], 4.5).reshape(n, N_PU_JETS) * jes[:, None]
-    pu_eta = rng.uniform(-4.7, 4.7, (n, N_PU_JETS))
-    pu_phi = rng.uniform(-np.pi, np.pi, (n, N_PU_JETS))
+        jes_flag |= emask
+    dms = fm.get("dead_muon_sector", ())
+    dms_mask = np.zeros((n, len(dms)), bool)
+    dms_box = np.zeros((len(dms), 4))
+    for d, (emask, spec) in enumerate(dms):
+        dms_mask[:, d] = emask
+        dms_box[d] = [*spec.get("phi", [0.0, np.pi / 6]), *spec.get("eta", [-2.4, 2.4])]
     hot = fm.get("hot_cells", ())
-    h = len(hot)
-    hot_ok = np.zeros((n, h), bool)
-    hot_pt = np.zeros((n, h))
-    hot_eta = np.zeros((n, h))
-    hot_phi = np.zeros((n, h))
-    for i, (emask, spec) in enumerate(hot):
-        e0, e1 = spec.get("eta", [1.5, 2.0])
-        p0, p1 = spec.get("phi", [0.5, 1.0])
-        fire = emask & (rng.random(n) < float(spec.get("rate", 0.5)))
-        hot_ok[:, i] = fire
-        hot_pt[:, i] = 30.0 + rng.exponential(float(spec.get("pt_scale", 40.0)), n)
-        hot_eta[:, i] = rng.uniform(e0, e1, n)
-        hot_phi[:, i] = rng.uniform(p0, p1, n)
-        truth_fault[fire] = FAULT_CODES["hot_cells"]
-    x = N_PU_JETS + h
-    J_ok = np.concatenate([jet_ok, pu_ok, hot_ok], axis=1)
-    J_pt = np.concatenate([jpt, pu_pt, hot_pt], axis=1)
-    J_eta = np.concatenate([jeta, pu_eta, hot_eta], axis=1)
-    J_phi = np.concatenate([jphi, pu_phi, hot_phi], axis=1)
-    J_mass = np.concatenate([jmass, J_pt[:, s:] * 0.1], axis=1)
-    J_btag = np.concatenate([btag, wp * (1.0 - (1.0 - rng.random((n, x))) ** 0.25)], axis=1)
-    J_puid = np.concatenate([puid, rng.random((n, x)) < np.where(np.arange(x) < N_PU_JETS, 0.2, 0.3)], axis=1)
-    jets, jrank = pack(J_ok, {"pt": J_pt, "eta": J_eta, "phi": J_phi, "mass": J_mass,
-                              "puId": J_puid, "btag": J_btag}, J_pt)
-
-    # ------------------------------------------------------------------ lepton collections
-    lep_jet_col = np.where(hf, batch.jet_link, np.where(lep_jet, np.arange(s)[None, :], -1))
-    lep_jidx = _lookup(jrank, lep_jet_col)
-    charge = -np.sign(batch.pdg).astype(np.int32)
-    prompt = ~hf
-    dxy = np.where(prompt, rng.normal(0.0, 0.002, (n, s)),
-                   rng.exponential(0.02, (n, s)) * np.where(rng.random((n, s)) < 0.5, -1, 1))
-    dz = np.where(prompt, rng.normal(0.0, 0.005, (n, s)), rng.normal(0.0, 0.03, (n, s)))
-    dxyerr = 0.0008 + rng.exponential(0.001, (n, s))
-    dzerr = 0.002 + rng.exponential(0.002, (n, s))
-    u_id = rng.random((n, s))
-    common = {"pt": lep_pt, "eta": lep_eta, "phi": lep_phi, "mass": kin.mass_of(batch.pdg),
-              "charge": charge, "pfRelIso03_all": rel_all}
-    tail = {"dxy": dxy, "dxyErr": dxyerr, "dz": dz, "dzErr": dzerr, "jetIdx": lep_jidx,
-            "genPartIdx": gen_idx, "pfRelIso03_chg": rel_ch, "pfRelIso03_neu": rel_neu,
-            "pfRelIso03_pho": rel_pho}
-    muons, _ = pack(mu_reco, {**common, "pfRelIso04_all": rel04,
-                              "tightId": (u_id < np.where(prompt, 0.97, 0.85)) & ~nonpf,
-                              "softId": rng.random((n, s)) < 0.99, **tail}, lep_pt)
-    electrons, _ = pack(e_reco, {**common, **tail,
-                                 "cutBasedId": u_id < np.where(prompt, 0.88, 0.35),
-                                 "pfId": rng.random((n, s)) < 0.97}, lep_pt)
-
-    # ------------------------------------------------------------------ taus
-    tau_true = is_tauh & (pt > 18) & (np.abs(eta) < 2.3) & (rng.random((n, s)) < P["tau_eff"])
-    fake = is_part & jet_ok & (jpt > 20) & (np.abs(jeta) < 2.3) & (rng.random((n, s)) < P["tau_fake_prob"])
-    fake &= ~tau_true
-    tau_ok = tau_true | fake
-    dm_u = rng.random((n, s))
-    dmode = np.where(dm_u < 0.3, 0, np.where(dm_u < 0.8, 1, 10)).astype(np.int32)
-    tmass = np.where(dmode == 0, 0.13957, np.where(dmode == 1, rng.normal(0.77, 0.15, (n, s)),
-                                                  rng.normal(1.2, 0.15, (n, s))))
-    tmass = np.clip(tmass, 0.13957, 1.7)
-    tpt = np.where(tau_true, pt * (1.0 + 0.08 * rng.standard_normal((n, s))), jpt * rng.beta(5.0, 2.5, (n, s)))
-    tpt = np.maximum(tpt, 1.0)
-    teta = np.where(tau_true, eta + rng.normal(0, 0.01, (n, s)), jeta)
-    tphi = np.where(tau_true, kin.wrap_phi(phi + rng.normal(0, 0.01, (n, s))), jphi)
-    tcharge = np.where(tau_true, -np.sign(batch.pdg), np.where(rng.random((n, s)) < 0.5, 1, -1)).astype(np.int32)
-    raw = np.where(tau_true, rng.exponential(1.0, (n, s)), rng.exponential(6.0, (n, s)))
-    tau_fields = {
-        "pt": tpt, "eta": teta, "phi": tphi, "mass": tmass, "charge": tcharge, "decayMode": dmode,
-        "relIso_all": raw / tpt, "jetIdx": _lookup(jrank, np.where(tau_ok, np.arange(s)[None, :], -1)),
-        "genPartIdx": np.where(tau_true, gen_idx, -1), "idDecayMode": rng.random((n, s)) < np.where(tau_true, 0.95, 0.6),
-        "idIsoRaw": raw, "idIsoVLoose": raw < 4.0, "idIsoLoose": raw < 2.0, "idIsoMedium": raw < 1.0,
-        "idIsoTight": raw < 0.8,
-        "idAntiEleLoose": rng.random((n, s)) < 0.97, "idAntiEleMedium": rng.random((n, s)) < 0.9,
-        "idAntiEleTight": rng.random((n, s)) < 0.8, "idAntiMuLoose": rng.random((n, s)) < 0.99,
-        "idAntiMuMedium": rng.random((n, s)) < 0.98, "idAntiMuTight": rng.random((n, s)) < 0.96,
-    }
-    # anti-lepton discriminators are nested
-    tau_fields["idAntiEleMedium"] &= tau_fields["idAntiEleLoose"]
-    tau_fields["idAntiEleTight"] &= tau_fields["idAntiEleMedium"]
-    tau_fields["idAntiMuMedium"] &= tau_fields["idAntiMuLoose"]
-    tau_fields["idAntiMuTight"] &= tau_fields["idAntiMuMedium"]
-    taus, _ = pack(tau_ok, tau_fields, tpt)
-
-    # ------------------------------------------------------------------ photons (pi0-rich fragments)
-    ph_ok = is_part & jet_ok & (jpt > 20) & (rng.random((n, s)) < 0.3)
-    ph_pt = jpt * rng.beta(1.2, 5.0, (n, s))
-    ph_ok &= ph_pt > 10.0
-    photons, _ = pack(ph_ok, {
-        "pt": ph_pt, "eta": jeta + rng.normal(0, 0.05, (n, s)),
-        "phi": kin.wrap_phi(jphi + rng.normal(0, 0.05, (n, s))), "mass": np.zeros((n, s)),
-        "charge": np.zeros((n, s), np.int32),
-        "pfRelIso03_all": (jpt - ph_pt) * rng.uniform(0.2, 0.8, (n, s)) / np.maximum(ph_pt, 1.0),
-        "jetIdx": _lookup(jrank, np.where(ph_ok, np.arange(s)[None, :], -1)),
-        "genPartIdx": np.full((n, s), -1)}, ph_pt)
-
-    # ------------------------------------------------------------------ MET
-    cphi, sphi = np.cos(phi), np.sin(phi)
-    nux = np.sum(np.where(is_nu, batch.p4[..., 1], 0.0), axis=1)
-    nuy = np.sum(np.where(is_nu, batch.p4[..., 2], 0.0), axis=1)
-    jmis = np.where(jet_ok & ~lep_jet, jpt - pt, 0.0)
-    lmis = np.where(lep_reco, lep_pt - pt, 0.0)
-    metx = nux - np.sum((jmis + lmis) * cphi, axis=1)
-    mety = nuy - np.sum((jmis + lmis) * sphi, axis=1)
-    lostx = np.sum(np.where(lost_mu, lep_pt * np.cos(lep_phi), 0.0), axis=1)
-    losty = np.sum(np.where(lost_mu, lep_pt * np.sin(lep_phi), 0.0), axis=1)
-    metx += lostx
-    mety += losty
-    hotx = np.sum(np.where(hot_ok, hot_pt * np.cos(hot_phi), 0.0), axis=1)
-    hoty = np.sum(np.where(hot_ok, hot_pt * np.sin(hot_phi), 0.0), axis=1)
-    metx -= hotx
-    mety -= hoty
-    uncl = rng.gamma(4.0, (60.0 + 22.0 * npv) / 4.0)
-    sig_u = P["met_stoch"] * np.sqrt(uncl)
-    metx += sig_u * rng.standard_normal(n)
-    mety += sig_u * rng.standard_normal(n)
-    sj2 = np.where(J_ok[:, :s] & ~lep_jet, (sig_j * jpt) ** 2, 0.0)
-    covxx = sig_u ** 2 + np.sum(sj2 * np.cos(jphi) ** 2, axis=1)
-    covyy = sig_u ** 2 + np.sum(sj2 * np.sin(jphi) ** 2, axis=1)
-    covxy = np.sum(sj2 * np.cos(jphi) * np.sin(jphi), axis=1)
-    det = covxx * covyy - covxy ** 2
-    signif = (covyy * metx ** 2 - 2 * covxy * metx * mety + covxx * mety ** 2) / det
-    sumet = uncl + np.sum(np.where(J_ok & (np.abs(J_eta) < 5), J_pt, 0.0), axis=1) \
-        + np.sum(np.where(lep_reco & ~lep_jet, lep_pt, 0.0), axis=1)
-
-    # ------------------------------------------------------------------ triggers
-    iso_ok = (rel_all >= 0) & (rel_all < 0.15)
-    mu_trig = mu_reco & iso_ok
-    trig_eff = rng.random(n) < P["trigger_eff"]
-    hlt_24 = (mu_trig & (lep_pt > 24) & (np.abs(lep_eta) < 2.4)).any(axis=1) & trig_eff
-    hlt_24e = (mu_trig & (lep_pt > 24) & (np.abs(lep_eta) < 2.1)).any(axis=1) & trig_eff
-    has_tau = (tau_ok & (tpt > 20) & tau_fields["idIsoLoose"]).any(axis=1)
-    hlt_mutau = (mu_trig & (lep_pt > 17) & (np.abs(lep_eta) < 2.1)).any(axis=1) & has_tau & trig_eff
-
-    # ------------------------------------------------------------------ PF multiplicities
-    vis_part = (is_part | is_tauh)
-    jl = np.where(vis_part, np.log1p(pt / 10.0), 0.0)
-    central = np.abs(eta) < 2.5
-    jet_ch = np.sum(np.where(central, 2.0 + 5.0 * jl, 0.0) * vis_part, axis=1)
-    jet_all = np.sum((2.0 + 5.0 * jl) * vis_part, axis=1)
-    n_ch = rng.poisson(P["pf_ue_charged"] + P["pf_pu_charged"] * npv + jet_ch)
-    n_neu = rng.poisson(P["pf_ue_neutral"] + P["pf_pu_neutral"] * npv + 0.25 * jet_all)
-    n_pho = rng.poisson(P["pf_ue_photon"] + P["pf_pu_photon"] * npv + 0.8 * jet_all)
-
-    # ------------------------------------------------------------------ GenPart
-    if is_data:
-        gen = None
-    else:
-        gpt, geta, gphi, gm = kin.ptetaphim(batch.gp4)
-        gen, _ = pack(batch.gvalid, {"pt": gpt, "eta": geta, "phi": gphi, "mass": gm,
-                                     "pdgId": batch.gpdg, "status": batch.gstatus},
-                      -np.broadcast_to(np.arange(batch.gvalid.shape[1]), batch.gvalid.shape).astype(float))
-
-    out = {
-        "PV_npvs": npv.astype(np.int32),
-        "PV_x": rng.normal(0.0704, 0.0015, n), "PV_y": rng.normal(0.0624, 0.0015, n),
-        "PV_z": rng.normal(0.4, 5.0, n),
-        "HLT_IsoMu24_eta2p1": hlt_24e, "HLT_IsoMu24": hlt_24, "HLT_IsoMu17_eta2p1_LooseIsoPFTau20": hlt_mutau,
-        "Muon": muons, "Electron": electrons, "Tau": taus, "Photon": photons, "Jet": jets, "GenPart": gen,
-        "MET_pt": np.hypot(metx, mety), "MET_phi": np.arctan2(mety, metx), "MET_sumet": sumet,
-        "MET_significance": signif, "MET_CovXX": covxx, "MET_CovXY": covxy, "MET_CovYY": covyy,
-        "PF_nChargedHadron": n_ch.astype(np.int32), "PF_nNeutralHadron": n_neu.astype(np.int32),
-        "PF_nPhoton": n_pho.astype(np.int32),
-        "Truth_fault": truth_fault,
-        "_mu": mu,
-    }
+    hot_mask = np.zeros((n, len(hot)), bool)
+    hot_par = np.zeros((len(hot), 6))
+    for h, (emask, spec) in enumerate(hot):
+        hot_mask[:, h] = emask
+        hot_par[h] = [float(spec.get("rate", 0.5)), float(spec.get("pt_scale", 40.0)),
+                      *spec.get("eta", [1.5, 2.0]), *spec.get("phi", [0.5, 1.0])]
+    J = S + N_PU_JETS + len(hot)
+    # capacities: at most one object per slot (np.empty: pages past the filled part are never touched)
+    colls = {"Muon": _Coll(n, n * S, MU_F, LEP_I, MU_B), "Electron": _Coll(n, n * S, EL_F, LEP_I, EL_B),
+             "Tau": _Coll(n, n * S, TAU_F, TAU_I, TAU_B), "Photon": _Coll(n, n * S, PH_F, PH_I),
+             "Jet": _Coll(n, n * J, JET_F, (), JET_B), "GenPart": _Coll(n, 0 if is_data else n * G, GEN_F, GEN_I)}
+    evf = np.empty((len(EV_F), n), np.float32)
+    evi = np.empty((len(EV_I), n), np.int32)
+    evb = np.empty((len(EV_B), n), np.bool_)
+    _reco(rng, batch.p4, batch.pdg, batch.valid, batch.env, batch.jet_link, batch.gen_link, batch.gp4,
+          batch.gpdg, batch.gstatus, batch.gvalid, np.asarray(mu, np.float64), P, bool(is_data),
+          jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par, evf, evi, evb,
+          *(colls[c].args for c in ("Muon", "Electron", "Tau", "Photon", "Jet", "GenPart")))
+    out = {k: evf[r] for r, k in enumerate(EV_F)}
+    out.update({k: evi[r] for r, k in enumerate(EV_I)})
+    out.update({k: evb[r] for r, k in enumerate(EV_B)})
+    for name, c in colls.items():
+        out[name] = None if (name == "GenPart" and is_data) else c.packed()
+    out["_mu"] = mu
     if pf_candidates:
         from .pfcands import make_pfcands
-        make_pfcands(out, rng, n_ch, n_neu, n_pho)
+        make_pfcands(out, rng, out["PF_nChargedHadron"], out["PF_nNeutralHadron"], out["PF_nPhoton"])
     return out

@@ -157,3 +157,117 @@ def tau_lepton_fraction(rng, n):
         out[todo[acc]] = x[acc]
         todo = todo[~acc]
     return out
+
+
+# ---------------------------------------------------------------- scalar kernels for numba event loops
+# The event loops (processes.py, detector.py) draw from the numpy Generator passed into the jitted code,
+# so a given seed gives the same stream in every process and on every run.
+
+import math  # noqa: E402
+
+from numba import njit  # noqa: E402
+
+_PI = math.pi
+
+
+@njit(cache=True, inline="always")
+def s_mass(pdg):
+    a = abs(pdg)
+    if a == 11:
+        return 0.000511
+    if a == 13:
+        return 0.10566
+    if a == 15:
+        return 1.77686
+    if a == 4:
+        return 1.5
+    if a == 5:
+        return 4.8
+    return 0.0
+
+
+@njit(cache=True, inline="always")
+def s_wrap(phi):
+    return (phi + _PI) % (2.0 * _PI) - _PI
+
+
+@njit(cache=True, inline="always")
+def s_p4(pt, eta, phi, m):
+    px = pt * math.cos(phi)
+    py = pt * math.sin(phi)
+    pz = pt * math.sinh(eta)
+    return math.sqrt(px * px + py * py + pz * pz + m * m), px, py, pz
+
+
+@njit(cache=True, inline="always")
+def s_ptetaphim(e, px, py, pz):
+    pt = math.hypot(px, py)
+    eta = math.asinh(pz / pt) if pt > 0 else 0.0
+    eta = min(max(eta, -10.0), 10.0)
+    m2 = e * e - px * px - py * py - pz * pz
+    return pt, eta, math.atan2(py, px), math.sqrt(m2) if m2 > 0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def s_boost(e, px, py, pz, bx, by, bz):
+    b2 = min(bx * bx + by * by + bz * bz, 1.0 - 1e-12)
+    gamma = 1.0 / math.sqrt(1.0 - b2)
+    bp = bx * px + by * py + bz * pz
+    g2 = (gamma - 1.0) / b2 if b2 > 0 else 0.0
+    f = g2 * bp + gamma * e
+    return gamma * (e + bp), px + f * bx, py + f * by, pz + f * bz
+
+
+@njit(cache=True)
+def s_two_body(rng, e, px, py, pz, m1, m2):
+    """Isotropic two-body decay of (e, px, py, pz) into masses m1, m2: two lab-frame four-vectors."""
+    m2p = e * e - px * px - py * py - pz * pz
+    mp = max(math.sqrt(m2p) if m2p > 0 else 0.0, m1 + m2)
+    arg = (mp * mp - (m1 + m2) ** 2) * (mp * mp - (m1 - m2) ** 2)
+    pstar = math.sqrt(max(arg, 0.0)) / (2.0 * mp)
+    ct = rng.uniform(-1.0, 1.0)
+    st = math.sqrt(max(1.0 - ct * ct, 0.0))
+    ph = rng.uniform(-_PI, _PI)
+    dx, dy, dz = st * math.cos(ph) * pstar, st * math.sin(ph) * pstar, ct * pstar
+    e1 = math.sqrt(pstar * pstar + m1 * m1)
+    e2 = math.sqrt(pstar * pstar + m2 * m2)
+    bx, by, bz = px / e, py / e, pz / e
+    a = s_boost(e1, dx, dy, dz, bx, by, bz)
+    b = s_boost(e2, -dx, -dy, -dz, bx, by, bz)
+    return a, b
+
+
+@njit(cache=True, inline="always")
+def s_breit_wigner(rng, m0, width, lo, hi):
+    a = math.atan(2.0 * (lo - m0) / width)
+    b = math.atan(2.0 * (hi - m0) / width)
+    return m0 + 0.5 * width * math.tan(rng.uniform(a, b))
+
+
+@njit(cache=True, inline="always")
+def s_power_law(rng, xmin, index):
+    return xmin * (1.0 - rng.random()) ** (1.0 / (1.0 - index))
+
+
+@njit(cache=True, inline="always")
+def s_geometric(rng, mean, kmax):
+    if mean <= 0:
+        return 0
+    r = mean / (1.0 + mean)
+    k = math.floor(math.log1p(-rng.random()) / math.log(r))
+    return int(min(k, kmax))
+
+
+@njit(cache=True, inline="always")
+def s_rapidity(rng, sqrt_s, mass):
+    ymax = math.log(sqrt_s / max(mass, 1.0))
+    y = rng.standard_normal() * 0.42 * ymax
+    return min(max(y, -(ymax - 0.2)), ymax - 0.2)
+
+
+@njit(cache=True, inline="always")
+def s_tau_lepton_fraction(rng):
+    while True:
+        x = rng.random()
+        if rng.random() * (5.0 / 3.0) < (5 - 9 * x * x + 4 * x ** 3) / 3.0:
+            return x

@@ -1,24 +1,35 @@
-"""Physics processes: one function per process, each returning a truth-level EventRecord.
+"""Physics processes: one function per process, each filling the rows of a truth-level `Batch`.
 
-Every function has the signature ``f(rng, n, ctx, **params) -> EventRecord`` and documents its model in
-its docstring. The models are deliberately simple but keep the correlations that matter for the
-high-level features: resonance masses (Breit-Wigner), two-body decay kinematics (hence the Jacobian
-edge of the W transverse mass), boson recoil against initial-state radiation (ISR) partons, top
-decay chains, heavy-flavour semileptonic decays inside jets (non-isolated leptons), tau decays.
+Every function has the signature ``f(rng, batch, rows, ctx, **params)`` and documents its model in its
+docstring; the work is done by a numba event loop (`_k_<process>`) drawing from the numpy Generator
+`rng`, so the same seed gives the same events. The models are deliberately simple but keep the
+correlations that matter for the high-level features: resonance masses (Breit-Wigner), two-body decay
+kinematics (hence the Jacobian edge of the W transverse mass), boson recoil against initial-state
+radiation (ISR) partons, top decay chains, heavy-flavour semileptonic decays inside jets (non-isolated
+leptons), tau decays.
 
 Common production model ("system + ISR"): k ISR partons with P(k) ~ r^k (Berends scaling, mean set
 per process, growing slowly with sqrt(s)), pT ~ pT^-3 above 20 GeV, eta ~ N(0, 1.8), flavour 70% g,
 25% light quarks, 3% c, 2% b. The produced system recoils against them (plus a Gaussian intrinsic
 kT of 4 GeV per component); its rapidity is Gaussian with width 0.42 ln(sqrt(s)/M).
+
+Taus are decayed in the collinear approximation: 17.8% e nu nu, 17.4% mu nu nu (lepton momentum
+fraction from the V-A spectrum), 64.8% hadronic (visible fraction ~ Beta(1.6, 1.4)); the slot keeps
+pdg +-15 for a hadronic tau (its visible part) and a neutrino slot carries the invisible momentum.
+
+Slots 0-3 of every process hold the ISR partons; `SHAPES` gives each process's (slots, GenPart slots).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
-from . import kinematics as kin
-from .record import ST_DECAYED, ST_FINAL, ST_HARD, EventRecord
+from .kinematics import (G_TOP, G_W, G_Z, M_TOP, M_W, M_Z, s_breit_wigner, s_geometric, s_mass, s_p4,
+                         s_power_law, s_rapidity, s_tau_lepton_fraction, s_two_body)
+from .record import ST_DECAYED, ST_FINAL, ST_HARD, Batch, allocate
 
 
 @dataclass(frozen=True)
@@ -34,112 +45,229 @@ PROCESS_IDS = {
 LABELS = {"wjets": "W", "dyjets": "Z", "ttbar": "ttbar", "qcd": "QCD",
           "a4l": "A4l", "lq_btau": "LQ", "h0_tautau": "h0", "hpm_taunu": "hpm"}
 SIGNALS = {"a4l", "lq_btau", "h0_tautau", "hpm_taunu"}
+# (final-state slots, GenPart slots) per process
+SHAPES = {"wjets": (7, 3), "dyjets": (8, 3), "ttbar": (12, 10), "qcd": (8, 3),
+          "a4l": (8, 7), "lq_btau": (10, 6), "h0_tautau": (8, 3), "hpm_taunu": (7, 3)}
 
 BR_W_LEP = 0.1086  # per lepton flavour
 BR_W_HAD = 1.0 - 3 * BR_W_LEP
+_PI = math.pi
+_TT_DECAYS = {"inclusive": 0, "leptonic": 1, "semileptonic": 2, "dileptonic": 3}
 
 
 def _isr_mean(ctx: Context, base: float) -> float:
-    return base * (1.0 + 0.3 * np.log(ctx.sqrt_s / 8000.0))
+    return float(base * (1.0 + 0.3 * np.log(ctx.sqrt_s / 8000.0)))
 
 
-def _isr(rec: EventRecord, rng, ctx: Context, mean: float, kmax: int = 4, pt_min: float = 20.0):
-    """Add ISR parton slots; returns their summed transverse momentum (n, 2)."""
-    n = rec.n
-    k = kin.geometric(rng, n, _isr_mean(ctx, mean), kmax)
-    sum_xy = np.zeros((n, 2))
-    for i in range(kmax):
-        valid = k > i
-        pt = kin.power_law(rng, n, pt_min, 3.0)
-        eta = np.clip(rng.normal(0.0, 1.8, n), -4.9, 4.9)
-        phi = rng.uniform(-np.pi, np.pi, n)
-        u = rng.random(n)
-        light = rng.integers(1, 4, n)
-        pdg = np.where(u < 0.70, 21, np.where(u < 0.95, light, np.where(u < 0.98, 4, 5)))
-        pdg = pdg * np.where((pdg != 21) & (rng.random(n) < 0.5), -1, 1)
-        p4 = kin.p4_ptetaphim(pt, eta, phi, 0.0)
-        rec.add(p4, pdg, valid=valid)
-        sum_xy += np.where(valid[:, None], p4[:, 1:3], 0.0)
-    return sum_xy
+# ------------------------------------------------------------------------- record-filling kernels
+
+@njit(cache=True, inline="always")
+def _add(rec, i, s, p, pdg, gen):
+    P4, PDG, VALID, GEN = rec[0], rec[1], rec[2], rec[5]
+    P4[i, s, 0] = p[0]
+    P4[i, s, 1] = p[1]
+    P4[i, s, 2] = p[2]
+    P4[i, s, 3] = p[3]
+    PDG[i, s] = pdg
+    VALID[i, s] = True
+    GEN[i, s] = gen
 
 
-def _system(rng, ctx: Context, mass, recoil_xy):
-    """Four-vector of a produced system of given mass balancing the ISR recoil."""
-    n = len(mass)
-    pxy = -recoil_xy + rng.normal(0.0, 4.0, (n, 2))
-    pt = np.hypot(pxy[:, 0], pxy[:, 1])
-    phi = np.arctan2(pxy[:, 1], pxy[:, 0])
-    y = kin.sample_rapidity(rng, n, ctx.sqrt_s, mass)
-    return kin.p4_ptyphim(pt, y, phi, mass)
+@njit(cache=True, inline="always")
+def _add_gen(rec, i, g, p, pdg, status):
+    GP4, GPDG, GST, GVALID = rec[6], rec[7], rec[8], rec[9]
+    GP4[i, g, 0] = p[0]
+    GP4[i, g, 1] = p[1]
+    GP4[i, g, 2] = p[2]
+    GP4[i, g, 3] = p[3]
+    GPDG[i, g] = pdg
+    GST[i, g] = status
+    GVALID[i, g] = True
 
 
+@njit(cache=True, inline="always")
 def _status(pdg):
-    a = np.abs(pdg)
-    return np.where(a == 15, ST_DECAYED, np.where((a >= 11) & (a <= 16), ST_FINAL, ST_HARD))
+    a = abs(pdg)
+    if a == 15:
+        return ST_DECAYED
+    if 11 <= a <= 16:
+        return ST_FINAL
+    return ST_HARD
 
 
-def _decay_pair(rec, rng, parent, pdg_a, pdg_b, with_gen=True):
-    """Two-body decay of `parent` into pdg_a, pdg_b; adds GenPart + final-state slots."""
-    a, b = kin.two_body_decay(rng, parent, kin.mass_of(pdg_a), kin.mass_of(pdg_b))
-    ga = rec.add_gen(a, pdg_a, _status(pdg_a)) if with_gen else -1
-    gb = rec.add_gen(b, pdg_b, _status(pdg_b)) if with_gen else -1
-    rec.add(a, pdg_a, gen=ga)
-    rec.add(b, pdg_b, gen=gb)
-    return a, b
+@njit(cache=True)
+def _decay_pair(rng, rec, i, parent, pdg_a, pdg_b, sa, sb, ga, gb):
+    """Two-body decay of `parent` into pdg_a (slot sa, GenPart ga) and pdg_b (slot sb, GenPart gb)."""
+    a, b = s_two_body(rng, parent[0], parent[1], parent[2], parent[3], s_mass(pdg_a), s_mass(pdg_b))
+    _add_gen(rec, i, ga, a, pdg_a, _status(pdg_a))
+    _add_gen(rec, i, gb, b, pdg_b, _status(pdg_b))
+    _add(rec, i, sa, a, pdg_a, ga)
+    _add(rec, i, sb, b, pdg_b, gb)
 
 
-def _w_decay_pdgs(rng, n, charge, leptonic, flavours=(11, 13, 15)):
-    """PDG ids of W decay products: W+ -> l+ nu or u dbar / c sbar (equal), W- conjugate."""
-    fl = rng.choice(np.asarray(flavours), n)
-    cs = rng.random(n) < 0.5
-    up = np.where(cs, 4, 2)
-    down = np.where(cs, 3, 1)
-    a = np.where(leptonic, -charge * fl, charge * up)
-    b = np.where(leptonic, charge * (fl + 1), -charge * down)
-    return a, b
+@njit(cache=True)
+def _tau_decay(rng, rec, i, s, nu_slot):
+    """Decay the tau in slot s (if it is one): visible part stays in s, neutrinos go to nu_slot."""
+    P4, PDG = rec[0], rec[1]
+    pdg = PDG[i, s]
+    if abs(pdg) != 15:
+        return
+    u = rng.random()
+    sign = 1 if pdg > 0 else -1
+    if u < 0.352:
+        x = max(s_tau_lepton_fraction(rng), 0.02)
+        PDG[i, s] = (11 if u < 0.178 else 13) * sign
+    else:
+        x = rng.beta(1.6, 1.4) * 0.97 + 0.03
+    inv = (P4[i, s, 0] * (1 - x), P4[i, s, 1] * (1 - x), P4[i, s, 2] * (1 - x), P4[i, s, 3] * (1 - x))
+    for c in range(4):
+        P4[i, s, c] *= x
+    _add(rec, i, nu_slot, inv, -16 * sign, -1)
+
+
+@njit(cache=True)
+def _isr(rng, rec, i, mean, kmax, pt_min):
+    """ISR partons in slots 0..k-1; returns their summed (px, py)."""
+    k = s_geometric(rng, mean, kmax)
+    sx = 0.0
+    sy = 0.0
+    for j in range(k):
+        pt = s_power_law(rng, pt_min, 3.0)
+        eta = min(max(rng.normal(0.0, 1.8), -4.9), 4.9)
+        phi = rng.uniform(-_PI, _PI)
+        u = rng.random()
+        if u < 0.70:
+            pdg = 21
+        elif u < 0.95:
+            pdg = 1 + int(rng.random() * 3.0)
+        elif u < 0.98:
+            pdg = 4
+        else:
+            pdg = 5
+        if pdg != 21 and rng.random() < 0.5:
+            pdg = -pdg
+        p = s_p4(pt, eta, phi, 0.0)
+        _add(rec, i, j, p, pdg, -1)
+        sx += p[1]
+        sy += p[2]
+    return sx, sy
+
+
+@njit(cache=True)
+def _system(rng, sqrt_s, mass, rx, ry):
+    """Four-vector of a produced system of given mass balancing the ISR recoil."""
+    px = -rx + rng.normal(0.0, 4.0)
+    py = -ry + rng.normal(0.0, 4.0)
+    y = s_rapidity(rng, sqrt_s, mass)
+    mt = math.sqrt(px * px + py * py + mass * mass)
+    return mt * math.cosh(y), px, py, mt * math.sinh(y)
+
+
+@njit(cache=True, inline="always")
+def _w_decay_pdgs(rng, charge, leptonic, flavours):
+    """W+ -> l+ nu or u dbar / c sbar (equal), W- conjugate."""
+    fl = flavours[int(rng.random() * flavours.size)]
+    cs = rng.random() < 0.5
+    if leptonic:
+        return -charge * fl, charge * (fl + 1)
+    return charge * (4 if cs else 2), -charge * (3 if cs else 1)
 
 
 # ------------------------------------------------------------------------------- SM processes
 
-def wjets(rng, n, ctx: Context, isr_mean=0.45, w_plus_fraction=0.58, flavours=(11, 13, 15)):
+@njit(cache=True)
+def _k_wjets(rng, rec, rows, sqrt_s, isr_mean, w_plus_fraction, flavours):
+    for i in rows:
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        m = s_breit_wigner(rng, M_W, G_W, 40.0, 200.0)
+        w = _system(rng, sqrt_s, m, rx, ry)
+        charge = 1 if rng.random() < w_plus_fraction else -1
+        a, b = _w_decay_pdgs(rng, charge, True, flavours)
+        _add_gen(rec, i, 0, w, 24 * charge, ST_HARD)
+        _decay_pair(rng, rec, i, w, a, b, 4, 5, 1, 2)
+        _tau_decay(rng, rec, i, 4, 6)
+
+
+def wjets(rng, batch, rows, ctx: Context, isr_mean=0.45, w_plus_fraction=0.58, flavours=(11, 13, 15)):
     """W -> l nu + jets (l = e, mu, tau equally; tau decayed).
 
     m_W ~ Breit-Wigner(80.385, 2.085) in [40, 200]; W+ fraction 0.58 (LHC charge asymmetry);
     isotropic decay in the W rest frame, so the lepton-neutrino transverse mass has its Jacobian
     edge at m_W; W pT from the recoil against ISR partons (mean number 0.45 above 20 GeV at 8 TeV)."""
-    rec = EventRecord(n, PROCESS_IDS["wjets"])
-    recoil = _isr(rec, rng, ctx, isr_mean)
-    m = kin.breit_wigner(rng, n, kin.M_W, kin.G_W, 40.0, 200.0)
-    w = _system(rng, ctx, m, recoil)
-    charge = np.where(rng.random(n) < w_plus_fraction, 1, -1)
-    a, b = _w_decay_pdgs(rng, n, charge, np.ones(n, bool), flavours)
-    rec.add_gen(w, 24 * charge, ST_HARD)
-    _decay_pair(rec, rng, w, a, b)
-    rec.decay_taus(rng)
-    return rec
+    _k_wjets(rng, batch.arrays, rows, float(ctx.sqrt_s), _isr_mean(ctx, isr_mean), float(w_plus_fraction),
+             np.asarray(flavours, np.int64))
 
 
-def dyjets(rng, n, ctx: Context, isr_mean=0.40, m_min=50.0, m_max=250.0, photon_fraction=0.08,
+@njit(cache=True)
+def _k_dyjets(rng, rec, rows, sqrt_s, isr_mean, m_min, m_max, photon_fraction, flavours):
+    for i in rows:
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        if rng.random() < photon_fraction:
+            u = rng.random()
+            m = 1.0 / (1.0 / m_min - u * (1.0 / m_min - 1.0 / m_max))
+        else:
+            m = s_breit_wigner(rng, M_Z, G_Z, m_min, m_max)
+        z = _system(rng, sqrt_s, m, rx, ry)
+        fl = flavours[int(rng.random() * flavours.size)]
+        _add_gen(rec, i, 0, z, 23, ST_HARD)
+        _decay_pair(rng, rec, i, z, fl, -fl, 4, 5, 1, 2)
+        _tau_decay(rng, rec, i, 4, 6)
+        _tau_decay(rng, rec, i, 5, 7)
+
+
+def dyjets(rng, batch, rows, ctx: Context, isr_mean=0.40, m_min=50.0, m_max=250.0, photon_fraction=0.08,
            flavours=(11, 13, 15)):
     """Z/gamma* -> l l + jets (l = e, mu, tau equally; tau decayed).
 
     m_ll from a Breit-Wigner(91.19, 2.495) (fraction 1 - photon_fraction) plus a gamma* continuum
     ~ 1/m^2, both in [m_min, m_max]; isotropic decay; Z pT from ISR recoil."""
-    rec = EventRecord(n, PROCESS_IDS["dyjets"])
-    recoil = _isr(rec, rng, ctx, isr_mean)
-    m_bw = kin.breit_wigner(rng, n, kin.M_Z, kin.G_Z, m_min, m_max)
-    u = rng.random(n)
-    m_cont = 1.0 / (1.0 / m_min - u * (1.0 / m_min - 1.0 / m_max))
-    m = np.where(rng.random(n) < photon_fraction, m_cont, m_bw)
-    z = _system(rng, ctx, m, recoil)
-    fl = rng.choice(np.asarray(flavours), n)
-    rec.add_gen(z, 23, ST_HARD)
-    _decay_pair(rec, rng, z, fl, -fl)
-    rec.decay_taus(rng)
-    return rec
+    _k_dyjets(rng, batch.arrays, rows, float(ctx.sqrt_s), _isr_mean(ctx, isr_mean), float(m_min), float(m_max),
+              float(photon_fraction), np.asarray(flavours, np.int64))
 
 
-def ttbar(rng, n, ctx: Context, isr_mean=0.6, decay="leptonic"):
+@njit(cache=True)
+def _k_ttbar(rng, rec, rows, sqrt_s, isr_mean, decay, tail):
+    pl = 3 * BR_W_LEP
+    semi = 2 * pl * (1 - pl)
+    di = pl * pl
+    lep_flavours = np.array([11, 13, 15])
+    for i in rows:
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        mt1 = s_breit_wigner(rng, M_TOP, G_TOP, 150.0, 195.0)
+        mt2 = s_breit_wigner(rng, M_TOP, G_TOP, 150.0, 195.0)
+        mtt = mt1 + mt2 + rng.exponential(tail)
+        tt = _system(rng, sqrt_s, mtt, rx, ry)
+        t, tb = s_two_body(rng, tt[0], tt[1], tt[2], tt[3], mt1, mt2)
+        _add_gen(rec, i, 0, t, 6, ST_HARD)
+        _add_gen(rec, i, 1, tb, -6, ST_HARD)
+        if decay == 0:
+            lep1 = rng.random() < pl
+            lep2 = rng.random() < pl
+        else:
+            if decay == 2:
+                is_di = False
+            elif decay == 3:
+                is_di = True
+            else:
+                is_di = rng.random() < di / (semi + di)
+            first = rng.random() < 0.5
+            lep1 = is_di or first
+            lep2 = is_di or not first
+        for j in range(2):
+            top = t if j == 0 else tb
+            sign = 1 if j == 0 else -1
+            leptonic = lep1 if j == 0 else lep2
+            mw = s_breit_wigner(rng, M_W, G_W, 50.0, 110.0)
+            w, b = s_two_body(rng, top[0], top[1], top[2], top[3], mw, 4.8)
+            _add_gen(rec, i, 2 + 4 * j, w, 24 * sign, ST_HARD)
+            _add_gen(rec, i, 3 + 4 * j, b, 5 * sign, ST_HARD)
+            _add(rec, i, 4 + 3 * j, b, 5 * sign, 3 + 4 * j)
+            pa, pb = _w_decay_pdgs(rng, sign, leptonic, lep_flavours)
+            _decay_pair(rng, rec, i, w, pa, pb, 5 + 3 * j, 6 + 3 * j, 4 + 4 * j, 5 + 4 * j)
+            _tau_decay(rng, rec, i, 5 + 3 * j, 10 + j)
+
+
+def ttbar(rng, batch, rows, ctx: Context, isr_mean=0.6, decay="leptonic"):
     """t tbar -> W+ b W- bbar with the W decays chosen by `decay`.
 
     decay: "inclusive" (W BRs), "leptonic" (>= 1 leptonic W: semi- + di-leptonic, BR 0.543),
@@ -147,42 +275,10 @@ def ttbar(rng, n, ctx: Context, isr_mean=0.6, decay="leptonic"):
     m_ttbar = m_t + m_tbar + an exponential tail (scale 90 GeV x (sqrt(s)/8 TeV)^0.3); the pair system
     recoils against ISR (mean 0.6 partons); isotropic t -> W b and W decays. Hence 4+ partons, two
     of them b quarks, in semileptonic events."""
-    rec = EventRecord(n, PROCESS_IDS["ttbar"])
-    recoil = _isr(rec, rng, ctx, isr_mean)
-    mt1 = kin.breit_wigner(rng, n, kin.M_TOP, kin.G_TOP, 150.0, 195.0)
-    mt2 = kin.breit_wigner(rng, n, kin.M_TOP, kin.G_TOP, 150.0, 195.0)
-    mtt = mt1 + mt2 + rng.exponential(90.0 * (ctx.sqrt_s / 8000.0) ** 0.3, n)
-    tt = _system(rng, ctx, mtt, recoil)
-    t, tb = kin.two_body_decay(rng, tt, mt1, mt2)
-    rec.add_gen(t, 6, ST_HARD)
-    rec.add_gen(tb, -6, ST_HARD)
-    pl = 3 * BR_W_LEP
-    if decay == "inclusive":
-        lep1, lep2 = rng.random(n) < pl, rng.random(n) < pl
-    elif decay in ("leptonic", "semileptonic", "dileptonic"):
-        semi = 2 * pl * (1 - pl)
-        di = pl * pl
-        if decay == "semileptonic":
-            is_di = np.zeros(n, bool)
-        elif decay == "dileptonic":
-            is_di = np.ones(n, bool)
-        else:
-            is_di = rng.random(n) < di / (semi + di)
-        first = rng.random(n) < 0.5
-        lep1 = is_di | first
-        lep2 = is_di | ~first
-    else:
+    if decay not in _TT_DECAYS:
         raise ValueError(f"ttbar: unknown decay mode {decay!r}")
-    for top, sign, leptonic in ((t, 1, lep1), (tb, -1, lep2)):
-        mw = kin.breit_wigner(rng, n, kin.M_W, kin.G_W, 50.0, 110.0)
-        w, b = kin.two_body_decay(rng, top, mw, kin.MASS[5])
-        rec.add_gen(w, 24 * sign, ST_HARD)
-        gb = rec.add_gen(b, 5 * sign, ST_HARD)
-        rec.add(b, 5 * sign, gen=gb)
-        pa, pb = _w_decay_pdgs(rng, n, np.full(n, sign), leptonic)
-        _decay_pair(rec, rng, w, pa, pb)
-    rec.decay_taus(rng)
-    return rec
+    _k_ttbar(rng, batch.arrays, rows, float(ctx.sqrt_s), _isr_mean(ctx, isr_mean), _TT_DECAYS[decay],
+             float(90.0 * (ctx.sqrt_s / 8000.0) ** 0.3))
 
 
 def ttbar_branching(decay: str) -> float:
@@ -191,7 +287,69 @@ def ttbar_branching(decay: str) -> float:
             "dileptonic": pl * pl}[decay]
 
 
-def qcd(rng, n, ctx: Context, lepton_pt_min=15.0, lepton_index=4.0, isr_mean=0.5, b_fraction=0.6):
+@njit(cache=True)
+def _k_qcd(rng, rec, rows, sqrt_s, lepton_pt_min, lepton_index, isr_mean, b_fraction, mu_fraction,
+           force_lepton, force_pt_min, force_eta_max):
+    ENV, JET = rec[3], rec[4]
+    for i in rows:
+        _isr(rng, rec, i, isr_mean, 4, 20.0)
+        is_b = rng.random() < b_fraction
+        lpt = s_power_law(rng, lepton_pt_min, lepton_index)
+        z = rng.beta(2.5, 2.0) if is_b else rng.beta(2.0, 2.5)
+        z = min(max(z, 0.05), 0.97)
+        qpt = lpt / z
+        qeta = min(max(rng.normal(0.0, 1.6), -2.6), 2.6)
+        qphi = rng.uniform(-_PI, _PI)
+        qflav = (5 if is_b else 4) * (1 if rng.random() < 0.5 else -1)
+        spread = min(0.25, 2.0 / qpt)
+        leta = qeta + rng.standard_normal() * spread
+        lphi = qphi + rng.standard_normal() * spread
+        lflav = 13 if rng.random() < mu_fraction else 11
+        if force_lepton:
+            # trigger bias (see qcd()): the lepton kinematics are redrawn until inside the trigger
+            # acceptance, which is the conditional distribution given acceptance
+            while lpt <= force_pt_min or abs(leta) >= force_eta_max:
+                lpt = s_power_law(rng, max(lepton_pt_min, force_pt_min), lepton_index)
+                qpt = lpt / z
+                spread = min(0.25, 2.0 / qpt)
+                qeta = min(max(rng.normal(0.0, 1.6), -2.6), 2.6)
+                leta = qeta + rng.standard_normal() * spread
+            lflav = 13
+        # b -> c l- nu-bar: lepton charge follows the quark charge sign (b: -1/3 -> l-) ; c -> s l+ nu
+        qs = 1 if qflav > 0 else -1
+        lsign = qs if abs(qflav) == 5 else -qs
+        lpdg = lflav * lsign
+        lp4 = s_p4(lpt, leta, lphi, s_mass(lpdg))
+        znu = (1.0 - z) * rng.beta(2.0, 3.0)
+        nup4 = s_p4(znu * qpt, qeta + rng.standard_normal() * spread, qphi + rng.standard_normal() * spread, 0.0)
+        qp4 = s_p4(qpt, qeta, qphi, s_mass(qflav))
+        jet_vis = (qp4[0] - nup4[0], qp4[1] - nup4[1], qp4[2] - nup4[2], qp4[3] - nup4[3])
+        remnant = max(qpt * (1.0 - z - znu), 0.0)
+        _add_gen(rec, i, 0, qp4, qflav, ST_HARD)
+        _add(rec, i, 4, jet_vis, qflav, 0)
+        _add_gen(rec, i, 1, lp4, lpdg, ST_FINAL)
+        _add(rec, i, 5, lp4, lpdg, 1)
+        ENV[i, 5] = remnant * rng.beta(5.0, 2.0)
+        JET[i, 5] = 4
+        _add(rec, i, 6, nup4, -lsign * (lflav + 1), -1)
+        # recoil parton
+        if rng.random() < 0.5:
+            rflav = -qflav
+        elif rng.random() < 0.6:
+            rflav = 21
+        else:
+            rflav = (1 + int(rng.random() * 3.0)) * (1 if rng.random() < 0.5 else -1)
+        rpt = qpt * min(max(rng.normal(1.0, 0.15), 0.3), 2.0)
+        reta = min(max(rng.normal(0.0, 1.6), -4.7), 4.7)
+        rphi = qphi + _PI + rng.normal(0.0, 0.15)
+        rphi = (rphi + _PI) % (2.0 * _PI) - _PI
+        rp4 = s_p4(rpt, reta, rphi, s_mass(rflav))
+        _add_gen(rec, i, 2, rp4, rflav, ST_HARD)
+        _add(rec, i, 7, rp4, rflav, 2)
+
+
+def qcd(rng, batch, rows, ctx: Context, lepton_pt_min=15.0, lepton_index=4.0, isr_mean=0.5, b_fraction=0.6,
+        mu_fraction=0.5, force_muon=None):
     """QCD multijet with a lepton (e or mu, 50/50) from a semileptonic heavy-flavour decay.
 
     Generator-level lepton filter (pT > lepton_pt_min, as in mu-enriched QCD samples): the lepton pT
@@ -200,113 +358,126 @@ def qcd(rng, n, ctx: Context, lepton_pt_min=15.0, lepton_index=4.0, isr_mean=0.5
     ~ (1 - z) Beta(2, 3); the lepton lies within dR ~ 2 GeV/p_q of the quark. The rest of the quark's
     jet is hadronic activity inside the lepton isolation cone (a fraction ~ Beta(5, 2) of it), hence
     non-isolated leptons. A recoiling parton (the partner anti-quark half of the time) balances the
-    quark in the transverse plane, plus ISR."""
-    rec = EventRecord(n, PROCESS_IDS["qcd"])
-    _isr(rec, rng, ctx, isr_mean)
-    is_b = rng.random(n) < b_fraction
-    lpt = kin.power_law(rng, n, lepton_pt_min, lepton_index)
-    z = np.where(is_b, rng.beta(2.5, 2.0, n), rng.beta(2.0, 2.5, n))
-    z = np.clip(z, 0.05, 0.97)
-    qpt = lpt / z
-    qeta = np.clip(rng.normal(0.0, 1.6, n), -2.6, 2.6)
-    qphi = rng.uniform(-np.pi, np.pi, n)
-    qflav = np.where(is_b, 5, 4) * np.where(rng.random(n) < 0.5, 1, -1)
-    spread = np.minimum(0.25, 2.0 / qpt)
-    leta = qeta + rng.normal(0.0, 1.0, n) * spread
-    lphi = qphi + rng.normal(0.0, 1.0, n) * spread
-    lflav = np.where(rng.random(n) < 0.5, 11, 13)
-    # b -> c l- nu-bar: lepton charge follows the quark charge sign (b: -1/3 -> l-) ; c -> s l+ nu
-    lsign = np.where(np.abs(qflav) == 5, np.sign(qflav), -np.sign(qflav))
-    lpdg = lflav * lsign
-    lp4 = kin.p4_ptetaphim(lpt, leta, lphi, kin.mass_of(lpdg))
-    znu = (1.0 - z) * rng.beta(2.0, 3.0, n)
-    nup4 = kin.p4_ptetaphim(znu * qpt, qeta + rng.normal(0, 1, n) * spread,
-                            qphi + rng.normal(0, 1, n) * spread, 0.0)
-    qp4 = kin.p4_ptetaphim(qpt, qeta, qphi, kin.mass_of(qflav))
-    jet_vis = qp4 - nup4  # the heavy-flavour jet (includes the lepton, as PF jets do)
-    remnant = np.maximum(qpt * (1.0 - z - znu), 0.0)
-    env = remnant * rng.beta(5.0, 2.0, n)
-    gq = rec.add_gen(qp4, qflav, ST_HARD)
-    jslot = rec.add(jet_vis, qflav, gen=gq)
-    gl = rec.add_gen(lp4, lpdg, ST_FINAL)
-    rec.add(lp4, lpdg, env=env, jet_link=jslot, gen=gl)
-    rec.add(nup4, -lsign * (lflav + 1), gen=-1)
-    # recoil parton
-    partner = rng.random(n) < 0.5
-    light = rng.integers(1, 4, n) * np.where(rng.random(n) < 0.5, 1, -1)
-    rflav = np.where(partner, -qflav, np.where(rng.random(n) < 0.6, 21, light))
-    rpt = qpt * np.clip(rng.normal(1.0, 0.15, n), 0.3, 2.0)
-    reta = np.clip(rng.normal(0.0, 1.6, n), -4.7, 4.7)
-    rphi = kin.wrap_phi(qphi + np.pi + rng.normal(0.0, 0.15, n))
-    rp4 = kin.p4_ptetaphim(rpt, reta, rphi, kin.mass_of(rflav))
-    gr = rec.add_gen(rp4, rflav, ST_HARD)
-    rec.add(rp4, rflav, gen=gr)
-    return rec
+    quark in the transverse plane, plus ISR.
+
+    force_muon: {"pt_min": p, "eta_max": e} (set by a data-like sample's trigger) biases the sample to
+    a muon with pT > p and |eta| < e: the muon kinematics are drawn from their distribution
+    conditional on that acceptance. The sample then represents the fraction
+    `qcd_trigger_acceptance(...)` of the filtered cross section (config.py applies it)."""
+    fm = force_muon or {}
+    _k_qcd(rng, batch.arrays, rows, float(ctx.sqrt_s), float(lepton_pt_min), float(lepton_index),
+           _isr_mean(ctx, isr_mean), float(b_fraction), float(mu_fraction), bool(force_muon),
+           float(fm.get("pt_min", 0.0)), float(fm.get("eta_max", 99.0)))
+
+
+def qcd_trigger_acceptance(params: dict, n: int = 400_000, seed: int = 97) -> float:
+    """Fraction of the (filtered) qcd process with a muon inside force_muon's pT / |eta| acceptance,
+    estimated once by Monte Carlo with the process's own kinematics (1/sqrt(n) precision)."""
+    fm = params.get("force_muon")
+    if not fm:
+        return 1.0
+    base = {k: v for k, v in params.items() if k != "force_muon"}
+    rng = np.random.default_rng(seed)
+    lpt_min = float(base.get("lepton_pt_min", 15.0))
+    index = float(base.get("lepton_index", 4.0))
+    pt_min, eta_max = float(fm.get("pt_min", 0.0)), float(fm.get("eta_max", 99.0))
+    p_pt = (max(pt_min, lpt_min) / lpt_min) ** (1.0 - index)  # power-law tail above pt_min
+    # |eta| acceptance of the muon (quark eta ~ N(0, 1.6) clipped, small smearing) given its pT
+    lpt = lpt_min * (1.0 - rng.random(n)) ** (1.0 / (1.0 - index))
+    lpt = lpt[lpt > pt_min] if (lpt > pt_min).sum() > 1000 else np.maximum(lpt, pt_min)
+    m = lpt.size
+    b = rng.random(m) < float(base.get("b_fraction", 0.6))
+    z = np.clip(np.where(b, rng.beta(2.5, 2.0, m), rng.beta(2.0, 2.5, m)), 0.05, 0.97)
+    spread = np.minimum(0.25, 2.0 * z / lpt)
+    eta = np.clip(rng.normal(0.0, 1.6, m), -2.6, 2.6) + rng.standard_normal(m) * spread
+    p_eta = float(np.mean(np.abs(eta) < eta_max))
+    return float(base.get("mu_fraction", 0.5)) * p_pt * p_eta
 
 
 # ------------------------------------------------------------------------------ BSM benchmarks
 
-def a4l(rng, n, ctx: Context, mass=50.0, isr_mean=0.5):
+@njit(cache=True)
+def _k_a4l(rng, rec, rows, sqrt_s, mass, isr_mean):
+    for i in rows:
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        a = _system(rng, sqrt_s, mass, rx, ry)
+        _add_gen(rec, i, 0, a, 36, ST_HARD)
+        m1 = mass * (0.15 + 0.75 * rng.beta(2.5, 1.5))
+        m2 = max((mass - m1) * rng.beta(2.0, 1.2), 1.0)
+        m2 = min(m2, mass - m1 - 1e-3)
+        z1, z2 = s_two_body(rng, a[0], a[1], a[2], a[3], m1, m2)
+        for j in range(2):
+            z = z1 if j == 0 else z2
+            _add_gen(rec, i, 1 + 3 * j, z, 23, ST_HARD)
+            fl = 11 if rng.random() < 0.5 else 13
+            _decay_pair(rng, rec, i, z, fl, -fl, 4 + 2 * j, 5 + 2 * j, 2 + 3 * j, 3 + 3 * j)
+
+
+def a4l(rng, batch, rows, ctx: Context, mass=50.0, isr_mean=0.5):
     """A -> Z* Z* -> 4l (seeds/001): a neutral scalar of `mass` (50 GeV) from gluon fusion,
     decaying to two off-shell Z bosons, each forced to e+e- or mu+mu- (50/50 per pair).
     m(Z1*) = mass (0.15 + 0.75 Beta(2.5, 1.5)), m(Z2*) = (mass - m1) Beta(2, 1.2) (>= 1 GeV);
     isotropic decays; A pT from ISR recoil."""
-    rec = EventRecord(n, PROCESS_IDS["a4l"], is_signal=True)
-    recoil = _isr(rec, rng, ctx, isr_mean)
-    a = _system(rng, ctx, np.full(n, float(mass)), recoil)
-    rec.add_gen(a, 36, ST_HARD)
-    m1 = mass * (0.15 + 0.75 * rng.beta(2.5, 1.5, n))
-    m2 = np.maximum((mass - m1) * rng.beta(2.0, 1.2, n), 1.0)
-    m2 = np.minimum(m2, mass - m1 - 1e-3)
-    z1, z2 = kin.two_body_decay(rng, a, m1, m2)
-    for z in (z1, z2):
-        rec.add_gen(z, 23, ST_HARD)
-        fl = np.where(rng.random(n) < 0.5, 11, 13)
-        _decay_pair(rec, rng, z, fl, -fl)
-    return rec
+    _k_a4l(rng, batch.arrays, rows, float(ctx.sqrt_s), float(mass), _isr_mean(ctx, isr_mean))
 
 
-def lq_btau(rng, n, ctx: Context, mass=80.0, isr_mean=0.5):
+@njit(cache=True)
+def _k_lq_btau(rng, rec, rows, sqrt_s, mass, isr_mean, tail):
+    for i in rows:
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        mpair = 2 * mass + rng.exponential(tail)
+        pair = _system(rng, sqrt_s, mpair, rx, ry)
+        l1, l2 = s_two_body(rng, pair[0], pair[1], pair[2], pair[3], mass, mass)
+        for j in range(2):
+            lq = l1 if j == 0 else l2
+            sign = 1 if j == 0 else -1
+            _add_gen(rec, i, 3 * j, lq, 42 * sign, ST_HARD)
+            _decay_pair(rng, rec, i, lq, 5 * sign, 15 * sign, 4 + 2 * j, 5 + 2 * j, 1 + 3 * j, 2 + 3 * j)
+            _tau_decay(rng, rec, i, 5 + 2 * j, 8 + j)
+
+
+def lq_btau(rng, batch, rows, ctx: Context, mass=80.0, isr_mean=0.5):
     """Leptoquark pair production, LQ -> b tau (seeds/001, m_LQ = 80 GeV).
 
     m(LQ LQbar) = 2 m_LQ + exponential tail (scale 60 GeV x (sqrt(s)/13 TeV)^0.3); each LQ decays
     isotropically to b tau; taus decayed (hadronic 65%). Signature: two b jets, tau objects,
     leptons from tau decays, MET."""
-    rec = EventRecord(n, PROCESS_IDS["lq_btau"], is_signal=True)
-    recoil = _isr(rec, rng, ctx, isr_mean)
-    mpair = 2 * mass + rng.exponential(60.0 * (ctx.sqrt_s / 13000.0) ** 0.3, n)
-    pair = _system(rng, ctx, mpair, recoil)
-    l1, l2 = kin.two_body_decay(rng, pair, mass, mass)
-    for lq, sign in ((l1, 1), (l2, -1)):
-        rec.add_gen(lq, 42 * sign, ST_HARD)
-        _decay_pair(rec, rng, lq, np.full(n, 5 * sign), np.full(n, 15 * sign))
-    rec.decay_taus(rng)
-    return rec
+    _k_lq_btau(rng, batch.arrays, rows, float(ctx.sqrt_s), float(mass), _isr_mean(ctx, isr_mean),
+               float(60.0 * (ctx.sqrt_s / 13000.0) ** 0.3))
 
 
-def h0_tautau(rng, n, ctx: Context, mass=60.0, isr_mean=0.5):
+@njit(cache=True)
+def _k_h0_tautau(rng, rec, rows, sqrt_s, mass, isr_mean):
+    for i in rows:
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        h = _system(rng, sqrt_s, mass, rx, ry)
+        _add_gen(rec, i, 0, h, 35, ST_HARD)
+        _decay_pair(rng, rec, i, h, 15, -15, 4, 5, 1, 2)
+        _tau_decay(rng, rec, i, 4, 6)
+        _tau_decay(rng, rec, i, 5, 7)
+
+
+def h0_tautau(rng, batch, rows, ctx: Context, mass=60.0, isr_mean=0.5):
     """Neutral scalar h0 (60 GeV) from gluon fusion -> tau+ tau- (seeds/001); taus decayed;
     h0 pT from ISR recoil."""
-    rec = EventRecord(n, PROCESS_IDS["h0_tautau"], is_signal=True)
-    recoil = _isr(rec, rng, ctx, isr_mean)
-    h = _system(rng, ctx, np.full(n, float(mass)), recoil)
-    rec.add_gen(h, 35, ST_HARD)
-    _decay_pair(rec, rng, h, np.full(n, 15), np.full(n, -15))
-    rec.decay_taus(rng)
-    return rec
+    _k_h0_tautau(rng, batch.arrays, rows, float(ctx.sqrt_s), float(mass), _isr_mean(ctx, isr_mean))
 
 
-def hpm_taunu(rng, n, ctx: Context, mass=60.0, isr_mean=0.45):
+@njit(cache=True)
+def _k_hpm_taunu(rng, rec, rows, sqrt_s, mass, isr_mean):
+    for i in rows:
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        h = _system(rng, sqrt_s, mass, rx, ry)
+        charge = 1 if rng.random() < 0.5 else -1
+        _add_gen(rec, i, 0, h, 37 * charge, ST_HARD)
+        _decay_pair(rng, rec, i, h, -15 * charge, 16 * charge, 4, 5, 1, 2)
+        _tau_decay(rng, rec, i, 4, 6)
+
+
+def hpm_taunu(rng, batch, rows, ctx: Context, mass=60.0, isr_mean=0.45):
     """Charged scalar h+- (60 GeV) from q qbar' annihilation -> tau nu (seeds/001); equal charges;
     taus decayed; h+- pT from ISR recoil."""
-    rec = EventRecord(n, PROCESS_IDS["hpm_taunu"], is_signal=True)
-    recoil = _isr(rec, rng, ctx, isr_mean)
-    h = _system(rng, ctx, np.full(n, float(mass)), recoil)
-    charge = np.where(rng.random(n) < 0.5, 1, -1)
-    rec.add_gen(h, 37 * charge, ST_HARD)
-    _decay_pair(rec, rng, h, -15 * charge, 16 * charge)
-    rec.decay_taus(rng)
-    return rec
+    _k_hpm_taunu(rng, batch.arrays, rows, float(ctx.sqrt_s), float(mass), _isr_mean(ctx, isr_mean))
 
 
 PROCESSES = {
@@ -322,10 +493,25 @@ def branching_fraction(process: str, params: dict) -> float:
     if process in ("wjets", "dyjets"):
         fl = params.get("flavours", (11, 13, 15))
         return len(fl) / 3.0
+    if process == "qcd":
+        return qcd_trigger_acceptance(params)
     return 1.0
 
 
-def generate_truth(process: str, rng, n: int, ctx: Context, params: dict | None = None):
+def fill(process: str, rng, batch: Batch, rows: np.ndarray, ctx: Context, params: dict | None = None):
+    """Generate len(rows) events of `process` into those rows of `batch`."""
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; known: {', '.join(PROCESSES)}")
-    return PROCESSES[process](rng, n, ctx, **(params or {})).finalize()
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    PROCESSES[process](rng, batch, rows, ctx, **(params or {}))
+    batch.process[rows] = PROCESS_IDS[process]
+    batch.is_signal[rows] = process in SIGNALS
+
+
+def generate_truth(process: str, rng, n: int, ctx: Context, params: dict | None = None) -> Batch:
+    """n events of one process as a fresh batch."""
+    if process not in PROCESSES:
+        raise ValueError(f"unknown process {process!r}; known: {', '.join(PROCESSES)}")
+    batch = allocate(n, *SHAPES[process])
+    fill(process, rng, batch, np.arange(n), ctx, params)
+    return batch

@@ -1,0 +1,132 @@
+"""Model directories: the self-describing artifact of training, and the scorer that loads it.
+
+MODEL_DIR/
+  model.json        kind, features, pre-processing, score names, thresholds, training config,
+                    data provenance, cocktail composition, versions, content hash (written last:
+                    its presence marks a complete model)
+  networks.npz      exported network weights (numpy; scoring needs no TensorFlow)
+  validation_scores.json   per-score histograms of the SM validation sample
+  history.jsonl     per-epoch training and validation metrics
+  checkpoint/       training state for resuming (not needed to score)
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SparkadError
+from .models.nets import pack, unpack
+from .models.scoring import SCORERS
+from .parquet_io import write_json_atomic
+from .preprocessing import Preprocessor
+
+THRESHOLD_PPM = (1000.0, 100.0, 10.0, 5.4)
+
+
+def exact_thresholds(scores: np.ndarray, ppm=THRESHOLD_PPM) -> dict:
+    """Score value t per background fraction: exactly k = floor(ppm·1e-6·N) validation events have
+    score > t (t is the (k+1)-th largest score; ties at t can only lower the count). None where the
+    sample is too small to hold one event at that fraction."""
+    s = np.sort(np.asarray(scores, np.float64))[::-1]
+    n = len(s)
+    out = {}
+    for p in ppm:
+        k = int(np.floor(p * 1e-6 * n))
+        key = f"{p:g}ppm"
+        if k < 1 or k >= n:
+            out[key] = {"value": None, "k": k, "n": n, "note": f"needs at least {int(np.ceil(1e6 / p))} validation events"}
+        else:
+            out[key] = {"value": float(s[k]), "k": k, "n": n, "passing": int((s > s[k]).sum())}
+    return out
+
+
+def _hist(values: np.ndarray, bins: int = 100) -> dict:
+    v = np.asarray(values, np.float64)
+    lo, hi = float(np.min(v)), float(np.max(v))
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_scores: dict, config: dict,
+                    provenance: dict, composition: dict, history_summary: dict) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+    spec, arrays = pack(nets)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    blob = buf.getvalue()
+    tmp = out / f".networks.{uuid.uuid4().hex}.tmp"
+    tmp.write_bytes(blob)
+    os.replace(tmp, out / "networks.npz")
+    write_json_atomic({k: _hist(v) for k, v in val_scores.items()}, out / "validation_scores.json")
+    doc = {
+        "kind": kind,
+        "score_names": list(val_scores),
+        "features": pre.features,
+        "preprocessing": pre.to_dict(),
+        "n_inputs": pre.n_inputs,
+        "input_names": pre.input_names,
+        "networks": spec,
+        "thresholds": {name: exact_thresholds(v) for name, v in val_scores.items()},
+        "config": config,
+        "provenance": provenance,
+        "composition": composition,
+        "history": history_summary,
+    }
+    from .version import code_version
+    doc["code_version"] = code_version()
+    body = json.dumps(doc, sort_keys=True, default=str).encode()
+    doc["content_hash"] = hashlib.sha256(blob + body).hexdigest()[:20]
+    write_json_atomic(doc, out / "model.json")
+    return doc
+
+
+class Scorer:
+    """A trained model loaded for scoring: features batch → named scores (numpy, deterministic)."""
+
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        meta_path = self.model_dir / "model.json"
+        if not meta_path.is_file():
+            raise SparkadError(f"{self.model_dir}: not a complete sparkad model directory (no model.json)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            with np.load(self.model_dir / "networks.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError) as e:
+            raise SparkadError(f"{self.model_dir}: unreadable model files ({e})") from None
+        self.kind = self.meta["kind"]
+        if self.kind not in SCORERS:
+            raise SparkadError(f"{self.model_dir}: unknown model kind {self.kind!r}")
+        self.features = list(self.meta["features"])
+        self.score_names = list(self.meta["score_names"])
+        self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
+        self.nets = unpack(self.meta["networks"], arrays)
+        self.thresholds = self.meta["thresholds"]
+        self.content_hash = self.meta.get("content_hash")
+
+    def check_columns(self, columns, source: str = "input") -> None:
+        missing = [f for f in self.features if f not in set(columns)]
+        if missing:
+            raise SparkadError(f"{source}: lacks feature(s) {', '.join(missing)} that model {self.model_dir} "
+                               f"was trained on (feature set {self.meta['provenance'].get('feature_set')})")
+
+    def score(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """events × features (model order) → {score name: array}."""
+        x = self.pre.transform(np.asarray(features))
+        return SCORERS[self.kind](self.nets, x)
+
+    def score_frame(self, df) -> dict[str, np.ndarray]:
+        self.check_columns(df.columns)
+        return self.score(df[self.features].to_numpy(np.float64))
+
+    def threshold(self, score: str, ppm: float) -> float | None:
+        return self.thresholds[score][f"{ppm:g}ppm"]["value"]

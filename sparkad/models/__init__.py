@@ -1,0 +1,17 @@
+"""Anomaly-detection models: Keras 3 definitions for training (ae, alad) and numpy scorers."""
+from __future__ import annotations
+
+from ..errors import ConfigError
+
+MODELS = ("ae", "alad")
+
+
+def make_model(kind: str, n_inputs: int, config: dict, seed: int):
+    """Instantiate a trainable model (imports TensorFlow)."""
+    if kind == "ae":
+        from .ae import AutoEncoder
+        return AutoEncoder(n_inputs, config, seed)
+    if kind == "alad":
+        from .alad import ALAD
+        return ALAD(n_inputs, config, seed)
+    raise ConfigError(f"unknown model {kind!r} (models: {', '.join(MODELS)})")

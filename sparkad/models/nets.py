@@ -1,0 +1,105 @@
+"""Dense networks described as data, built in Keras 3 for training and exported to plain numpy
+for scoring. The exported form needs neither TensorFlow nor training code, loads in milliseconds
+and runs anywhere (Spark executors, Dask workers): one matrix product per layer."""
+from __future__ import annotations
+
+import numpy as np
+
+#: a network is a list of layer specs: {"units", "activation", "batchnorm", "dropout", "spectral_norm"}
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
+LEAKY_SLOPE = 0.2
+
+
+def build(name: str, input_dim: int, layers: list[dict], seed: int):
+    """A keras.Sequential: Dense (optionally spectrally normalised) → BatchNorm → activation → Dropout."""
+    import keras
+
+    model = keras.Sequential(name=name)
+    model.add(keras.Input(shape=(input_dim,)))
+    for i, spec in enumerate(layers):
+        dense = keras.layers.Dense(spec["units"], kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i),
+                                   bias_initializer="zeros", name=f"{name}_dense{i}")
+        if spec.get("spectral_norm"):
+            dense = keras.layers.SpectralNormalization(dense, name=f"{name}_sn{i}")
+        model.add(dense)
+        if spec.get("batchnorm"):
+            model.add(keras.layers.BatchNormalization(name=f"{name}_bn{i}"))
+        act = spec.get("activation", "linear")
+        if act == "leaky_relu":
+            model.add(keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{name}_act{i}"))
+        elif act in ("relu", "sigmoid"):
+            model.add(keras.layers.Activation(act, name=f"{name}_act{i}"))
+        if spec.get("dropout"):
+            model.add(keras.layers.Dropout(spec["dropout"], seed=seed + 100 + i, name=f"{name}_drop{i}"))
+    return model
+
+
+def export(model) -> list[dict]:
+    """Inference-time layers of a network built by ``build`` as numpy arrays (dropout dropped)."""
+    import keras
+
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.SpectralNormalization):
+            layer = layer.layer  # its kernel variable holds the normalised weights
+        if isinstance(layer, keras.layers.Dense):
+            out.append({"op": "dense", "w": np.asarray(layer.kernel.numpy(), np.float32),
+                        "b": np.asarray(layer.bias.numpy(), np.float32)})
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            scale = layer.gamma.numpy() / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+            shift = layer.beta.numpy() - layer.moving_mean.numpy() * scale
+            out.append({"op": "affine", "scale": scale.astype(np.float32), "shift": shift.astype(np.float32)})
+        elif isinstance(layer, keras.layers.LeakyReLU):
+            out.append({"op": "leaky_relu", "slope": float(layer.negative_slope)})
+        elif isinstance(layer, keras.layers.Activation):
+            out.append({"op": layer.activation.__name__})
+        elif isinstance(layer, keras.layers.Dropout):
+            continue
+        else:
+            raise TypeError(f"cannot export layer {layer.name} ({type(layer).__name__})")
+    return out
+
+
+def forward(layers: list[dict], x: np.ndarray) -> np.ndarray:
+    """Apply exported layers to a float32 batch."""
+    h = np.asarray(x, np.float32)
+    for op in layers:
+        kind = op["op"]
+        if kind == "dense":
+            h = h @ op["w"] + op["b"]
+        elif kind == "affine":
+            h = h * op["scale"] + op["shift"]
+        elif kind == "leaky_relu":
+            h = np.where(h > 0, h, h * np.float32(op["slope"]))
+        elif kind == "relu":
+            h = np.maximum(h, 0)
+        elif kind == "sigmoid":
+            h = 1.0 / (1.0 + np.exp(-h))
+        elif kind == "linear":
+            pass
+        else:
+            raise ValueError(f"unknown exported op {kind!r}")
+    return h
+
+
+def pack(nets: dict[str, list[dict]]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Split exported networks into a JSON-able structure and a flat dict of arrays (for npz)."""
+    spec, arrays = {}, {}
+    for name, layers in nets.items():
+        spec[name] = []
+        for i, op in enumerate(layers):
+            entry = {}
+            for k, v in op.items():
+                if isinstance(v, np.ndarray):
+                    key = f"{name}/{i}/{k}"
+                    arrays[key] = v
+                    entry[k] = {"array": key}
+                else:
+                    entry[k] = v
+            spec[name].append(entry)
+    return spec, arrays
+
+
+def unpack(spec: dict, arrays) -> dict[str, list[dict]]:
+    return {name: [{k: (arrays[v["array"]] if isinstance(v, dict) else v) for k, v in op.items()} for op in layers]
+            for name, layers in spec.items()}

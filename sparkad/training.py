@@ -1,0 +1,216 @@
+"""The one training loop for every model.
+
+Written for ``tf.distribute``: the step runs in ``strategy.run`` with losses averaged over the
+global batch, so the same code trains on one process (default strategy) and under
+``MultiWorkerMirroredStrategy`` (Keras 3 ``fit()`` is broken there: keras-team/keras#20585).
+Checkpoints every N steps hold every variable (weights, optimizer slots, EMA, RNG states) and the
+position in the run (epoch, step); a killed run resumes from the last one and continues the same
+run: the per-epoch shuffles are seeded by epoch, so the batches that follow are the same.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cocktail import TrainingData
+from .errors import ConfigError, SparkadError
+from .modeldir import write_model_dir
+from .preprocessing import Preprocessor
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 256
+    checkpoint_every: int = 500        # steps
+    seed: int = 1
+    early_stopping: dict | None = None  # {"patience": 20, "min_delta": 0.005}
+    reduce_lr: dict | None = None       # {"patience": 8, "min_delta": 0.01, "factor": 0.5}
+    threads: int | None = None          # TensorFlow intra/inter-op threads (None: TF default)
+    model: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"training: unknown key(s) {', '.join(sorted(unknown))}")
+        cfg = cls(**d)
+        for k in ("epochs", "batch_size", "checkpoint_every"):
+            v = getattr(cfg, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"training.{k} must be a positive integer, got {v!r}")
+        return cfg
+
+
+def _config_hash(kind: str, cfg: TrainConfig, data: TrainingData, pre: Preprocessor) -> str:
+    """Identity of a run: a checkpoint is resumed only by the same model, configuration, data and inputs."""
+    h = hashlib.sha256(json.dumps([kind, cfg.__dict__, data.provenance, pre.to_dict()], sort_keys=True,
+                                  default=str).encode())
+    h.update(np.ascontiguousarray(data.x_train).tobytes()[:1 << 20])
+    return h.hexdigest()[:16]
+
+
+def _save_checkpoint(path: Path, variables, counters: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{f"v{i}": v.numpy() for i, v in enumerate(variables)}, counters=json.dumps(counters))
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, variables) -> dict:
+    with np.load(path) as z:
+        counters = json.loads(str(z["counters"]))
+        if len(z.files) - 1 != len(variables):
+            raise SparkadError(f"{path}: checkpoint holds {len(z.files) - 1} variables, model has {len(variables)}")
+        for i, v in enumerate(variables):
+            v.assign(z[f"v{i}"])
+    return counters
+
+
+def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, strategy=None,
+          progress: bool = True, stop_after_steps: int | None = None, log=print) -> dict:
+    """Train ``kind`` on ``data`` into the model directory ``out``; returns model.json's content.
+
+    ``stop_after_steps`` ends the run early after that many steps of this call (used to test resuming).
+    """
+    import tensorflow as tf
+
+    from .models import make_model
+
+    if cfg.threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
+        except RuntimeError:
+            pass  # already initialised in this process
+    out = Path(out)
+    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+    pre = Preprocessor.fit(data.x_train, data.features)
+    x_train = pre.transform(data.x_train)
+    x_val = pre.transform(data.x_val)
+    w_train = np.asarray(data.w_train, np.float32)
+
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.batch_size * replicas
+    steps_per_epoch = len(x_train) // global_batch
+    if steps_per_epoch < 1:
+        raise ConfigError(f"training set of {len(x_train)} events is smaller than one batch of {global_batch}")
+    model_cfg = dict(cfg.model)
+    if kind == "alad" and cfg.batch_size != 50 and "lr_scale" not in model_cfg:
+        model_cfg["lr_scale"] = cfg.batch_size / 50.0  # linear learning-rate scaling from the paper's batch of 50
+    with strategy.scope():
+        model = make_model(kind, pre.n_inputs, model_cfg, cfg.seed)
+        for opt, variables in model.optimizers().values():
+            opt.build(variables)
+    state = model.state_variables() + [v for opt, _ in model.optimizers().values() for v in opt.variables]
+
+    @tf.function
+    def step(x, w):
+        def replica_step(x, w):
+            losses = model.train_step(x, w, global_batch)
+            model.after_step()
+            return losses
+        per_replica = strategy.run(replica_step, args=(x, w))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    ckpt_path = out / "checkpoint" / "state.npz"
+    run_id = _config_hash(kind, cfg, data, pre)
+    counters = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "run_id": run_id, "best": None, "wait": 0,
+                "lr_wait": 0, "lr_factor": 1.0, "stopped": False}
+    history_path = out / "history.jsonl"
+    if ckpt_path.exists():
+        saved = _load_checkpoint(ckpt_path, state)
+        if saved.get("run_id") != run_id:
+            raise SparkadError(f"{out}: holds a checkpoint of a different training configuration or data; "
+                               f"use another --out or remove {out / 'checkpoint'}")
+        counters = saved
+        log(f"resuming from {ckpt_path} at epoch {counters['epoch']}, step {counters['global_step']}")
+    else:
+        history_path.unlink(missing_ok=True)
+
+    def set_lr(factor):
+        for opt, _ in model.optimizers().values():
+            opt.learning_rate.assign(float(opt.learning_rate.numpy()) * factor)
+
+    steps_this_call = 0
+    t0 = time.time()
+    tqdm = None
+    if progress:
+        from tqdm import tqdm
+    while counters["epoch"] < cfg.epochs and not counters["stopped"]:
+        epoch = counters["epoch"]
+        perm = np.random.default_rng(cfg.seed * 100003 + epoch).permutation(len(x_train))
+        sums: dict[str, float] = {}
+        bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"], desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
+                   unit="step", leave=False) if tqdm else None
+        while counters["step_in_epoch"] < steps_per_epoch:
+            b = counters["step_in_epoch"]
+            idx = perm[b * global_batch:(b + 1) * global_batch]
+            losses = step(tf.constant(x_train[idx]), tf.constant(w_train[idx]))
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            counters["step_in_epoch"] += 1
+            counters["global_step"] += 1
+            steps_this_call += 1
+            if bar:
+                bar.update(1)
+            if counters["global_step"] % cfg.checkpoint_every == 0:
+                _save_checkpoint(ckpt_path, state, counters)
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                _save_checkpoint(ckpt_path, state, counters)
+                if bar:
+                    bar.close()
+                return {"interrupted": True, "counters": counters}
+        if bar:
+            bar.close()
+        # end of epoch: validation, history, plateau logic, checkpoint
+        val = {k: float(np.mean(v)) for k, v in model.validation_losses(tf.constant(x_val)).items()}
+        monitor = next(iter(val.values()))
+        record = {"epoch": epoch + 1, "global_step": counters["global_step"],
+                  **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
+                  **{f"val_{k}": v for k, v in val.items()},
+                  "learning_rate": float(next(iter(model.optimizers().values()))[0].learning_rate.numpy()),
+                  "elapsed_s": round(time.time() - t0, 3)}
+        with history_path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        es, rl = cfg.early_stopping, cfg.reduce_lr
+        best = counters["best"]
+        if best is None or monitor < best - (es or {}).get("min_delta", 0.0):
+            counters["best"], counters["wait"] = monitor, 0
+        else:
+            counters["wait"] += 1
+            if es and counters["wait"] >= es.get("patience", 20):
+                counters["stopped"] = True
+        if rl:
+            if best is not None and monitor > best - rl.get("min_delta", 0.0):
+                counters["lr_wait"] += 1
+                if counters["lr_wait"] >= rl.get("patience", 8):
+                    set_lr(rl.get("factor", 0.5))
+                    counters["lr_wait"] = 0
+            else:
+                counters["lr_wait"] = 0
+        counters["epoch"] += 1
+        counters["step_in_epoch"] = 0
+        _save_checkpoint(ckpt_path, state, counters)
+
+    nets = model.export()
+    from .models.scoring import SCORERS
+    val_scores = SCORERS[kind](nets, x_val)
+    history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
+    return write_model_dir(out, kind=kind, pre=pre, nets=nets, val_scores=val_scores,
+                           config={"model": kind, "training": cfg.__dict__, "model_config": model_cfg,
+                                   "replicas": replicas, "global_batch": global_batch},
+                           provenance=data.provenance, composition=data.composition,
+                           history_summary={"epochs": len(history), "last": history[-1] if history else None,
+                                            "early_stopped": counters["stopped"]})
