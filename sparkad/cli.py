@@ -84,6 +84,30 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
         click.echo(f"  {name:<20} {d['events_in']:>10} in {d['written']:>10} written  ({d['weighting']['normalisation']})")
 
 
+@main.command()
+@click.option("--model", "kind", type=click.Choice(["ae", "alad"]), required=True, help="Model to train.")
+@click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder written by `sparkad extract`.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML overriding conf/train.yaml.")
+@click.option("--epochs", type=int, help="Epochs.")
+@click.option("--batch-size", type=int, help="Batch size per worker.")
+@click.option("--train-on-data", is_flag=True, help="Train on the data datasets (seeds/000 sec. 4).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@one_line_errors
+def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, quiet):
+    """Train an anomaly detector on the SM cocktail of an HLF folder into a model directory."""
+    from .train_api import train_from_config
+
+    doc = train_from_config(kind, hlf_dir, out, config_file=config_file, epochs=epochs, batch_size=batch_size,
+                            train_on_data=train_on_data, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    last = doc["history"]["last"] or {}
+    click.echo(f"trained {kind} on {doc['provenance']['n_train']} events ({doc['history']['epochs']} epochs) → {out}")
+    click.echo("  " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("train_", "val_"))))
+    for name, th in doc["thresholds"].items():
+        vals = ", ".join(f"{p}: {t['value']:.5g}" if t["value"] is not None else f"{p}: n/a" for p, t in th.items())
+        click.echo(f"  threshold {name:<9} {vals}")
+
+
 def _register_optional_commands():
     try:
         from .generator.cli import generate

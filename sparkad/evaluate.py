@@ -1,0 +1,53 @@
+"""Detector performance as pure functions: ROC, AUC, TPR at fixed FPR, LR+ = TPR/FPR with
+Agresti–Coull intervals (seeds/000 sec. 3). Larger score = more anomalous."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+
+def roc_curve(bkg: np.ndarray, sig: np.ndarray, w_bkg=None, w_sig=None):
+    """(fpr, tpr, thresholds) for the selection score > threshold, scanning every distinct score."""
+    s = np.concatenate([bkg, sig]).astype(np.float64)
+    y = np.concatenate([np.zeros(len(bkg)), np.ones(len(sig))])
+    w = np.concatenate([np.ones(len(bkg)) if w_bkg is None else w_bkg, np.ones(len(sig)) if w_sig is None else w_sig])
+    order = np.argsort(-s, kind="stable")
+    s, y, w = s[order], y[order], w[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each run of equal scores
+    tp = np.cumsum(w * y)[last]
+    fp = np.cumsum(w * (1 - y))[last]
+    tpr = np.r_[0.0, tp / tp[-1]]
+    fpr = np.r_[0.0, fp / fp[-1]]
+    return fpr, tpr, np.r_[np.inf, s[last]]
+
+
+def auc(bkg, sig, w_bkg=None, w_sig=None) -> float:
+    fpr, tpr, _ = roc_curve(bkg, sig, w_bkg, w_sig)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def agresti_coull(k, n, cl: float = 0.6827):
+    """Agresti–Coull interval for a binomial fraction k/n."""
+    z = norm.ppf(0.5 + cl / 2)
+    n_t = n + z * z
+    p_t = (k + z * z / 2) / n_t
+    half = z * np.sqrt(p_t * (1 - p_t) / n_t)
+    return np.clip(p_t - half, 0, 1), np.clip(p_t + half, 0, 1)
+
+
+def tpr_at_fpr(bkg, sig, fpr_target: float) -> dict:
+    """Selection at the exact background fraction fpr_target: TPR, LR+ and their intervals, or None
+    where the background sample is too small (fewer than one event at that fraction)."""
+    b = np.sort(np.asarray(bkg, np.float64))[::-1]
+    k = int(np.floor(fpr_target * len(b)))
+    if k < 1 or k >= len(b):
+        return {"fpr": fpr_target, "tpr": None, "note": f"needs ≥ {int(np.ceil(1 / fpr_target))} background events"}
+    thr = b[k]
+    n_sig = len(sig)
+    k_sig = int((np.asarray(sig) > thr).sum())
+    fpr = k / len(b)
+    tpr = k_sig / n_sig
+    lo, hi = agresti_coull(k_sig, n_sig)
+    flo, fhi = agresti_coull(k, len(b))
+    return {"fpr": fpr, "threshold": float(thr), "tpr": tpr, "tpr_interval": [float(lo), float(hi)],
+            "lr_plus": tpr / fpr, "lr_plus_interval": [float(lo / fhi), float(hi / flo) if flo > 0 else None]}
