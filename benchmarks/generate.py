@@ -1,10 +1,15 @@
-"""Generator throughput: events/s per core written to ROOT (one JSON line on stdout).
+"""Generator throughput vs extraction: events/s per core written to ROOT, and the extraction rate of the
+same events (issue 3 goal: generation >= 2x extraction, so the generator is never the bottleneck).
 
-usage: python benchmarks/generate.py [N] [--preset NAME] [--workers K] [--compression zlib:4] [--keep DIR]
+usage: python benchmarks/generate.py [--events 1e6] [--preset P | --process wjets] [--compression lz4:1]
+                                     [--chunksize 200000] [--workdir DIR] [--no-extract]
 
-Generates N events (default 1e6) of the preset (default: default; the data-like W/DY/ttbar mix and the
-MC samples in the preset's proportions), one worker process per core, and reports wall time, events/s,
-events/s per core, bytes per event and the total file size.
+One sample (a single MC process, default wjets, or the data-like sample of a preset) is generated into
+ONE ROOT file by one worker (timed: generation + detector simulation + ROOT writing and compression),
+then `sparkad extract` (coffea iterative executor, feature set cms2012, one core) runs on that file
+(timed by benchmarks/extract.py's `extraction`). Numba kernels are compiled / loaded from the cache by a
+small warm-up run first (start-up cost, reported separately). Prints one JSON line per measurement and
+a final summary line.
 """
 from __future__ import annotations
 
@@ -18,41 +23,87 @@ import time
 from pathlib import Path
 
 
+def _gen_config(args) -> dict:
+    if args.preset:
+        from sparkad.generator.api import _raw_preset
+
+        raw = _raw_preset(args.preset)
+        data = [k for k, s in raw["samples"].items() if s.get("data_like")]
+        keep = data[:1] or list(raw["samples"])[:1]
+        samples = {k: v for k, v in raw["samples"].items() if k in keep}
+        # data-like mixes referencing MC samples by name need them in the config (0 events: not generated)
+        mix = samples[keep[0]].get("mix") or []
+        for ref in (mix if isinstance(mix, list) else list(mix)):
+            if ref in raw["samples"] and ref not in samples:
+                samples[ref] = {**raw["samples"][ref]}
+        raw["samples"] = samples
+        raw["name"] = f"bench-{args.preset}"
+        return raw, keep[0]
+    return {"name": "bench", "sqrt_s": 8000, "seed": 1,
+            "samples": {args.process: {"process": args.process, "events": 1}}}, args.process
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("n", nargs="?", type=float, default=1e6, help="number of events (default 1e6)")
-    ap.add_argument("--preset", default="default")
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--compression", default=None, help="override, e.g. zlib:1, lzma:1, lz4:1, zstd:3")
-    ap.add_argument("--max-per-file", type=int, default=250_000)
-    ap.add_argument("--keep", default=None, help="write into this directory and keep the files")
+    ap.add_argument("--events", type=float, default=1e6)
+    ap.add_argument("--process", default="wjets", help="single MC process (ignored with --preset)")
+    ap.add_argument("--preset", default=None, help="benchmark the data-like sample of this preset instead")
+    ap.add_argument("--compression", default="lz4:1", help="e.g. lz4:1 (default), zstd:1, zlib:4 (CMS-like)")
+    ap.add_argument("--gen-chunk", type=int, default=250_000, help="generator chunk size (events per extend)")
+    ap.add_argument("--chunksize", type=int, default=200_000, help="extraction chunk size")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the files here")
+    ap.add_argument("--no-extract", action="store_true")
     args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from sparkad.generator.api import generate
+    from sparkad.generator.config import load_preset
 
-    n = int(args.n)
-    out = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sparkad-genbench-"))
-    overrides = {"max_events_per_file": args.max_per_file}
-    if args.compression:
-        overrides["compression"] = args.compression
+    n = int(args.events)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-genbench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    raw, sample = _gen_config(args)
+    raw.update(compression=args.compression, max_events_per_file=max(n, 1), chunk_size=args.gen_chunk)
     try:
+        # warm-up: numba compilation / cache load and imports (start-up, not throughput)
         t0 = time.perf_counter()
-        fs = generate(args.preset, n_events=n, out_dir=out, workers=args.workers, progress=False, **overrides)
+        warm = dict(raw, samples={k: dict(v, events=(1000 if k == sample else 1)) for k, v in raw["samples"].items()})
+        generate(warm, out_dir=work / "warmup", progress=False)
+        startup = time.perf_counter() - t0
+        cfg = dict(raw, samples={k: dict(v, events=(n if k == sample else 1)) for k, v in raw["samples"].items()})
+        cfg = load_preset(cfg)
+        cfg["samples"] = {sample: cfg["samples"][sample]}  # generate only the benchmarked sample
+        out = work / "gen"
+        c0, t0 = os.times(), time.perf_counter()
+        generate(cfg, out_dir=out, progress=False)
         wall = time.perf_counter() - t0
-        size = sum(p.stat().st_size for p in out.glob("*.root"))
-        cpu = os.times()
-        res = {
-            "benchmark": "generate", "preset": args.preset, "events": n, "workers": args.workers,
-            "wall_s": round(wall, 3), "events_per_s": round(n / wall, 1),
-            "events_per_s_per_core": round(n / wall / args.workers, 1),
-            "cpu_s": round(cpu.user + cpu.system + cpu.children_user + cpu.children_system, 3),
-            "file_bytes": size, "bytes_per_event": round(size / n, 1),
-            "compression": overrides.get("compression", "preset"), "fileset": str(fs) if args.keep else None,
-        }
-        print(json.dumps(res))
+        c1 = os.times()
+        cpu = (c1.user + c1.system) - (c0.user + c0.system)
+        files = sorted(out.glob("*.root"))
+        assert len(files) == 1, files
+        size = files[0].stat().st_size
+        gen = {"what": "generate", "sample": sample, "preset": args.preset, "events": n,
+               "compression": args.compression, "workers": 1, "startup_s": round(startup, 2),
+               "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "events_per_s": round(n / wall),
+               "events_per_cpu_s": round(n / cpu) if cpu else None, "file_bytes": size,
+               "bytes_per_event": round(size / n, 1)}
+        print(json.dumps(gen), flush=True)
+        summary = {"what": "summary", "cores": 1, "events": n, "compression": args.compression,
+                   "generate_events_per_s_per_core": gen["events_per_s"], "bytes_per_event": gen["bytes_per_event"]}
+        if not args.no_extract:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from extract import extraction
+
+            ext = extraction(files[0], work / "extract", args.chunksize)
+            ext["events_per_s"] = round(ext["events_per_s"])
+            print(json.dumps(ext), flush=True)
+            summary.update(extract_events_per_s_per_core=ext["events_per_s"],
+                           ratio_generate_to_extract=round(gen["events_per_s"] / ext["events_per_s"], 3))
+        summary["goal_ratio"] = 2.0
+        print(json.dumps(summary))
     finally:
-        if not args.keep:
-            shutil.rmtree(out, ignore_errors=True)
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -110,7 +110,11 @@ def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> 
             allp = pd.concat(parts)
             w = allp.weight.to_numpy(np.float64)
             return allp, w / w.mean()
-        n_total = n_target or sum(len(p) for p in parts)
+        # default size: the largest cocktail that needs no event twice (the scarcest process limits it);
+        # an explicit n_train beyond that resamples with replacement, and says so
+        capacity = min(len(p) / composition[p.dataset.iloc[0]]["fraction"] for p in parts
+                       if composition[p.dataset.iloc[0]]["fraction"] > 0)
+        n_total = n_target or int(np.floor(capacity))
         out = []
         for p in parts:
             k = int(round(n_total * composition[p.dataset.iloc[0]]["fraction"]))
@@ -122,7 +126,8 @@ def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> 
         return allp, np.ones(len(allp))
 
     train, w_train = mix(train_parts, cfg.n_train, cfg.mode == "resample")
-    val, w_val = mix(val_parts, None, True)  # thresholds are defined on an unweighted SM sample
+    val, w_val = mix(val_parts, None, True)  # thresholds: an unweighted SM sample without duplicates
+    duplicated = int(train.index.duplicated().sum())
 
     if cfg.contamination:
         sig = df[df.dataset == cfg.contamination["dataset"]]
@@ -142,5 +147,6 @@ def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> 
         x_val=val[features].to_numpy(np.float64), w_val=w_val.astype(np.float32), composition=composition,
         provenance={"hlf_report_hash": report.get("content_hash"), "feature_set": report.get("feature_set"),
                     "selection": report.get("selection", {}).get("name"), "datasets": names,
-                    "n_train": int(len(x_train)), "n_validation": int(len(val)), "cocktail": cfg.__dict__},
+                    "n_train": int(len(x_train)), "n_validation": int(len(val)), "cocktail": cfg.__dict__,
+                    "duplicated_training_events": duplicated},
     )

@@ -39,7 +39,7 @@ def tpr_at_fpr(bkg, sig, fpr_target: float) -> dict:
     """Selection at the exact background fraction fpr_target: TPR, LR+ and their intervals, or None
     where the background sample is too small (fewer than one event at that fraction)."""
     b = np.sort(np.asarray(bkg, np.float64))[::-1]
-    k = int(np.floor(fpr_target * len(b)))
+    k = int(np.floor(fpr_target * len(b) + 1e-9))
     if k < 1 or k >= len(b):
         return {"fpr": fpr_target, "tpr": None, "note": f"needs ≥ {int(np.ceil(1 / fpr_target))} background events"}
     thr = b[k]

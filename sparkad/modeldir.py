@@ -37,7 +37,7 @@ def exact_thresholds(scores: np.ndarray, ppm=THRESHOLD_PPM) -> dict:
     n = len(s)
     out = {}
     for p in ppm:
-        k = int(np.floor(p * 1e-6 * n))
+        k = int(np.floor(p * n / 1e6 + 1e-9))  # p·N/1e6, safe from 100e-6·1e6 = 99.999…
         key = f"{p:g}ppm"
         if k < 1 or k >= n:
             out[key] = {"value": None, "k": k, "n": n, "note": f"needs at least {int(np.ceil(1e6 / p))} validation events"}

@@ -35,6 +35,7 @@ class TrainConfig:
     early_stopping: dict | None = None  # {"patience": 20, "min_delta": 0.005}
     reduce_lr: dict | None = None       # {"patience": 8, "min_delta": 0.01, "factor": 0.5}
     threads: int | None = None          # TensorFlow intra/inter-op threads (None: TF default)
+    deterministic: bool = True          # TF op determinism: same data + seed give the same weights
     model: dict = field(default_factory=dict)
 
     @classmethod
@@ -93,6 +94,8 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
             tf.config.threading.set_inter_op_parallelism_threads(cfg.threads)
         except RuntimeError:
             pass  # already initialised in this process
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
     out = Path(out)
     (out / "checkpoint").mkdir(parents=True, exist_ok=True)
     pre = Preprocessor.fit(data.x_train, data.features)

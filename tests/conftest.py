@@ -62,3 +62,17 @@ def extract_files(paths, out, *, dataset="ds", is_data=False, label=None, fmt=No
 @pytest.fixture
 def extract():
     return extract_files
+
+
+@pytest.fixture(scope="session")
+def generated_hlf(tmp_path_factory):
+    """HLF (alad24) of a small generated 8 TeV sample: W, DY, tt̄ MC and a data-like mix."""
+    from sparkad.extract import ExtractOptions, run_extraction
+    from sparkad.fileset import load_fileset
+    from sparkad.generator.api import generate
+
+    d = tmp_path_factory.mktemp("genhlf")
+    fileset = generate("default", n_events=30000, out_dir=d / "gen", seed=3, progress=False)
+    run_extraction(load_fileset(fileset), ExtractOptions.from_conf(d / "hlf", feature_set="alad24", progress=False),
+                   log=lambda m: None)
+    return d / "hlf"

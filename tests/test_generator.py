@@ -434,3 +434,62 @@ def test_pfcands_consistent_with_counts_and_isolation(tmp_path):
                 iso = ak.sum(ak.where(near & (cp.pdg == code), cp.pt, 0.0), axis=2) / lep.pt
                 diff = ak.flatten(abs(iso - a[f"{coll}_pfRelIso03_{comp}"])[pf])
                 assert ak.max(diff, initial=0) < 1e-5
+
+
+# ----------------------------------------------------------------------------- trigger, b-tag defaults
+
+def test_single_muon_trigger_stream_with_qcd(tmp_path):
+    cfg = {"name": "trig", "seed": 5, "samples": {"data": {
+        "data_like": True, "events": 3000, "mix": ["wjets", "dyjets", "ttbar", "qcd"], "runs": RUNS_CFG,
+        "trigger": {"single_muon": {"pt_min": 24, "eta_max": 2.1, "iso_max": 0.15}}}}}
+    resolved = load_preset(cfg)["samples"]["data"]
+    comps = {c["process"]: c for c in resolved["components"]}
+    assert comps["qcd"]["params"]["force_muon"]["pt_min"] == pytest.approx(0.85 * 24)
+    # QCD's weight: sigma x filter x P(generator bias) = P(muon) 0.5 x P(pT > 20.4) 0.4 x P(|eta| < 2.3) 0.85
+    assert comps["qcd"]["weight"] == pytest.approx(3.64e8 * 7.4e-4 * 0.5 * (20.4 / 15) ** -3 * 0.85, rel=0.05)
+    fs = generate(cfg, out_dir=tmp_path, progress=False)
+    a = uproot.open(fs.parent / "data_0000.root")["Events"].arrays()
+    assert len(a) == 3000
+    # the default single_muon trigger is exactly HLT_IsoMu24_eta2p1
+    assert ak.all(a.HLT_IsoMu24_eta2p1)
+    proc = ak.to_numpy(a.Truth_process)
+    assert 0.01 < np.mean(proc == 4) < 0.5 and np.mean(proc == 1) > 0.4  # W dominates, QCD sizeable
+    # run structure unchanged by the rejection: per-lumi counts = the structure's
+    rs = runs.build(RUNS_CFG, 3000, np.random.default_rng(np.random.SeedSequence([5, 0, runs_salt()])))
+    r, ls = ak.to_numpy(a.run), ak.to_numpy(a.luminosityBlock)
+    pairs, counts = np.unique(np.stack([r, ls], 1), axis=0, return_counts=True)
+    assert {(int(x), int(y)): int(c) for (x, y), c in zip(pairs, counts)} == \
+        {(int(x), int(y)): int(c) for x, y, c in zip(rs.run, rs.lumi, rs.counts) if c}
+    # deterministic
+    b = uproot.open(generate(cfg, out_dir=tmp_path / "b", progress=False).parent / "data_0000.root")["Events"].arrays()
+    assert same([a], [b])
+
+
+def test_qcd_bias_acceptance_matches_unbiased_fraction():
+    from sparkad.generator.processes import Context, generate_truth, qcd_trigger_acceptance
+
+    fm = {"pt_min": 20.4, "eta_max": 2.3}
+    acc = qcd_trigger_acceptance({"lepton_pt_min": 15.0, "force_muon": fm})
+    n = 400_000
+    b = generate_truth("qcd", np.random.default_rng(3), n, Context(8000.0), {"lepton_pt_min": 15.0})
+    lep = b.gp4[:, 1]
+    pt = np.hypot(lep[:, 1], lep[:, 2])
+    eta = np.arcsinh(lep[:, 3] / pt)
+    frac = np.mean((np.abs(b.gpdg[:, 1]) == 13) & (pt > fm["pt_min"]) & (np.abs(eta) < fm["eta_max"]))
+    assert acc == pytest.approx(frac, rel=0.05)
+    biased = generate_truth("qcd", np.random.default_rng(4), 5000, Context(8000.0),
+                            {"lepton_pt_min": 15.0, "force_muon": fm})
+    lep = biased.gp4[:, 1]
+    pt = np.hypot(lep[:, 1], lep[:, 2])
+    assert np.all(np.abs(biased.gpdg[:, 1]) == 13) and np.all(pt > fm["pt_min"])
+    assert np.all(np.abs(np.arcsinh(lep[:, 3] / pt)) < fm["eta_max"])
+
+
+def test_btag_default_values_for_jets_without_computation(sample):
+    a = sample("ttbar")
+    btag, eta = ak.to_numpy(ak.flatten(a.Jet_btag)), ak.to_numpy(ak.flatten(a.Jet_eta))
+    outside = np.abs(eta) >= 2.4
+    assert np.all(btag[outside] == -10.0) and outside.any()
+    inside = btag[~outside]
+    assert 0.005 < np.mean(inside == -1.0) < 0.1
+    assert np.all((inside == -1.0) | ((inside >= 0) & (inside <= 1)))

@@ -17,7 +17,7 @@ import yaml
 
 from . import layout, runs
 from .config import GeneratorConfigError, load_preset, scale_events
-from .detector import simulate
+from .detector import Packed, simulate
 from .processes import SHAPES, Context, fill, generate_truth
 from .record import allocate
 
@@ -60,17 +60,13 @@ def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
     is_data = bool(s.get("data_like"))
     if is_data:
         run, lumi, event, mu = rstruct.events(a, b)
-        comps = s["components"]
-        w = np.array([x["weight"] for x in comps], dtype=np.float64)
-        order = rng.choice(len(comps), n, p=w / w.sum())
-        batch = allocate(n, max(SHAPES[c["process"]][0] for c in comps),
-                         max(SHAPES[c["process"]][1] for c in comps))
-        for ci, comp in enumerate(comps):
-            rows = np.flatnonzero(order == ci)
-            if rows.size:
-                fill(comp["process"], rng, batch, rows, ctx, comp["params"])
-                batch.is_signal[rows] = comp["is_signal"]
-        faults = [(f["type"], runs.fault_mask(f, run, lumi), f) for f in s["faults"]]
+        trig = s.get("trigger")
+        if trig:
+            reco, batch = _triggered(cfg, s, rng, ctx, det, run, lumi, mu, trig)
+        else:
+            batch = _mix_truth(s, rng, n, ctx)
+            reco = simulate(batch, rng, det, mu, is_data=True, faults=_faults(s, run, lumi),
+                            pf_candidates=cfg["pf_candidates"])
     else:
         k = np.arange(a, b, dtype=np.int64)
         run = np.ones(n, np.int32)
@@ -79,14 +75,97 @@ def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
         mu = _mc_pileup(rng, n, det)
         batch = generate_truth(s["process"], rng, n, ctx, s["params"])
         batch.is_signal[:] = s.get("is_signal", False)
-        faults = []
-    reco = simulate(batch, rng, det, mu, is_data=is_data, faults=faults, pf_candidates=cfg["pf_candidates"])
+        reco = simulate(batch, rng, det, mu, is_data=False, faults=[], pf_candidates=cfg["pf_candidates"])
     ids = {"run": run, "luminosityBlock": lumi, "event": event, "Truth_process": batch.process,
            "Truth_isSignal": batch.is_signal}
     if not is_data:
         ids["genWeight"] = np.ones(n, np.float32)
     return layout.to_branches(reco, ids, is_mc=not is_data, exact=cfg["exact_layout"],
                               pfcands=cfg["pf_candidates"])
+
+
+def _faults(s, run, lumi):
+    return [(f["type"], runs.fault_mask(f, run, lumi), f) for f in s["faults"]]
+
+
+def _mix_truth(s, rng, n, ctx):
+    """n events of a data-like mix: components drawn by weight, interleaved in one batch."""
+    comps = s["components"]
+    w = np.array([x["weight"] for x in comps], dtype=np.float64)
+    order = rng.choice(len(comps), n, p=w / w.sum())
+    batch = allocate(n, max(SHAPES[c["process"]][0] for c in comps), max(SHAPES[c["process"]][1] for c in comps))
+    for ci, comp in enumerate(comps):
+        rows = np.flatnonzero(order == ci)
+        if rows.size:
+            fill(comp["process"], rng, batch, rows, ctx, comp["params"])
+            batch.is_signal[rows] = comp["is_signal"]
+    return batch
+
+
+def trigger_pass(reco: dict, trig: dict) -> np.ndarray:
+    """Events accepted by the sample's trigger (single_muon: a PF muon with pT > pt_min, |eta| < eta_max,
+    0 <= pfRelIso03_all < iso_max, and the trigger efficiency draw of the event)."""
+    tm = trig["single_muon"]
+    m = reco["Muon"]
+    f = m.fields
+    n = len(m.counts)
+    ok = (f["pt"] > tm["pt_min"]) & (np.abs(f["eta"]) < tm["eta_max"]) & (f["pfRelIso03_all"] >= 0) \
+        & (f["pfRelIso03_all"] < tm["iso_max"])
+    ev = np.repeat(np.arange(n), m.counts)
+    return (np.bincount(ev[ok], minlength=n) > 0) & reco["_trigger_ok"]
+
+
+def _triggered(cfg, s, rng, ctx, det, run, lumi, mu, trig, max_rounds=10_000):
+    """Acceptance-rejection: events failing the trigger are regenerated (same run, lumi and pile-up
+    slot) until every slot holds an accepted event, so the stream's composition is cross section x
+    trigger efficiency per component. QCD is pre-biased at generator level (config.py)."""
+    n = len(run)
+    todo = np.arange(n)
+    pos, parts, procs, sigs = [], [], [], []
+    for _ in range(max_rounds):
+        if not todo.size:
+            break
+        batch = _mix_truth(s, rng, todo.size, ctx)
+        reco = simulate(batch, rng, det, mu[todo], is_data=True, faults=_faults(s, run[todo], lumi[todo]),
+                        pf_candidates=cfg["pf_candidates"])
+        acc = np.flatnonzero(trigger_pass(reco, trig))
+        pos.append(todo[acc])
+        parts.append(_select(reco, acc))
+        procs.append(batch.process[acc])
+        sigs.append(batch.is_signal[acc])
+        mask = np.ones(todo.size, bool)
+        mask[acc] = False
+        todo = todo[mask]
+    else:
+        raise RuntimeError(f"trigger acceptance too low: {todo.size} of {n} events still rejected")
+    order = np.argsort(np.concatenate(pos), kind="stable")
+    reco = _select(_concat(parts), order)
+    return reco, _Labels(np.concatenate(procs)[order], np.concatenate(sigs)[order])
+
+
+class _Labels:
+    """The truth labels the writer needs from a batch."""
+
+    def __init__(self, process, is_signal):
+        self.process, self.is_signal = process, is_signal
+
+
+def _select(reco: dict, idx):
+    return {k: (v.select(idx) if isinstance(v, Packed) else v if v is None else np.asarray(v)[idx])
+            for k, v in reco.items()}
+
+
+def _concat(parts: list[dict]) -> dict:
+    out = {}
+    for k, v in parts[0].items():
+        if isinstance(v, Packed):
+            out[k] = Packed(np.concatenate([p[k].counts for p in parts]),
+                            {f: np.concatenate([p[k].fields[f] for p in parts]) for f in v.fields})
+        elif v is None:
+            out[k] = None
+        else:
+            out[k] = np.concatenate([p[k] for p in parts])
+    return out
 
 
 def run_job(cfg: dict, job: dict, progress=None) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from .detector import DETECTOR_DEFAULTS, FAULT_CODES
-from .processes import LABELS, PROCESSES, SIGNALS, branching_fraction
+from .processes import LABELS, PROCESSES, SIGNALS, branching_fraction, qcd_trigger_acceptance
 from .runs import RUNS_DEFAULTS
 
 
@@ -32,7 +32,11 @@ TOP_DEFAULTS = {
 }
 TOP_KEYS = set(TOP_DEFAULTS)
 SAMPLE_KEYS = {"process", "events", "params", "xsec", "k_factor", "filter_eff", "label", "data_like",
-               "mix", "runs", "signal", "faults", "is_signal"}
+               "mix", "runs", "signal", "faults", "is_signal", "trigger"}
+TRIGGER_DEFAULTS = {"single_muon": {"pt_min": 24.0, "eta_max": 2.1, "iso_max": 0.15}}
+# generator-level bias of QCD under a single-muon trigger: looser than the trigger by these margins so
+# that resolution cannot move rejected-at-generation events into the accepted region
+QCD_BIAS_PT_FACTOR, QCD_BIAS_ETA_MARGIN = 0.85, 0.2
 FAULT_KEYS = {"type", "runs", "lumis", "rate", "eta", "phi", "pt_scale", "shift"}
 
 
@@ -203,6 +207,16 @@ def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
         weight = c["xsec"] if w is None else _num(w, f"sample {sname}: mix weight of {ref}")
         comps.append({"name": ref, "process": c["process"], "params": c["params"], "weight": weight,
                       "is_signal": bool(c.get("is_signal", False))})
+    trigger = _resolve_trigger(s.get("trigger"), sname)
+    if trigger:
+        tm = trigger["single_muon"]
+        for c in comps:
+            if c["process"] == "qcd":
+                # QCD is generated already biased to a muon near the trigger acceptance; its weight is
+                # the cross section times the probability of that bias (see processes.qcd)
+                c["params"] = {**c["params"], "force_muon": {"pt_min": QCD_BIAS_PT_FACTOR * tm["pt_min"],
+                                                             "eta_max": tm["eta_max"] + QCD_BIAS_ETA_MARGIN}}
+                c["weight"] *= qcd_trigger_acceptance(c["params"])
     total_bkg = sum(c["weight"] for c in comps)
     sig = s.get("signal")
     if sig:
@@ -234,7 +248,24 @@ def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
         if f.get("lumis") is not None and (len(f["lumis"]) != 2 or f["lumis"][0] > f["lumis"][1]):
             raise GeneratorConfigError(f"sample {sname}: fault {i}: lumis must be [first, last]")
         faults.append(dict(f))
-    return {**s, "components": comps, "runs": runs_cfg, "faults": faults, "label": s.get("label", "data")}
+    return {**s, "components": comps, "runs": runs_cfg, "faults": faults, "label": s.get("label", "data"),
+            "trigger": trigger}
+
+
+def _resolve_trigger(spec, sname):
+    if not spec:
+        return None
+    if not isinstance(spec, dict) or set(spec) - set(TRIGGER_DEFAULTS):
+        raise GeneratorConfigError(f"sample {sname}: trigger must be a mapping with key(s) {sorted(TRIGGER_DEFAULTS)}")
+    out = {}
+    for name, vals in spec.items():
+        vals = vals or {}
+        bad = set(vals) - set(TRIGGER_DEFAULTS[name])
+        if bad:
+            raise GeneratorConfigError(f"sample {sname}: trigger {name}: unknown key(s) {sorted(bad)}")
+        out[name] = {k: _num(vals.get(k, d), f"sample {sname}: trigger {name}: {k}")
+                     for k, d in TRIGGER_DEFAULTS[name].items()}
+    return out
 
 
 def scale_events(cfg: dict, n_events: int | None) -> dict:

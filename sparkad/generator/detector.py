@@ -26,7 +26,8 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
 - MET: vector sum of neutrinos minus the mismeasurement of jets and leptons plus unclustered noise
   sigma = met_stoch * sqrt(sum E_T^uncl), with sum E_T^uncl ~ Gamma(mean 60 + 22 npv) GeV; covariance
   and significance from the same resolutions.
-- PF candidate multiplicities: Poisson(UE + per-vertex pile-up + per-jet log(pT) terms).
+- PF candidate multiplicities: Poisson(UE + per-vertex pile-up + per-jet log(pT) terms) (normal
+  approximation for means >= 100).
 - triggers: HLT_IsoMu24(_eta2p1) from reconstructed isolated muons (eff 0.94), mu+tau cross trigger.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from .kinematics import s_mass, s_ptetaphim, s_wrap
+from .kinematics import s_mass, s_poisson, s_ptetaphim, s_wrap
 from .record import Batch
 
 DETECTOR_DEFAULTS = {
@@ -104,7 +105,8 @@ class Packed:
         np.cumsum(self.counts, out=offsets[1:])
         counts = self.counts[idx]
         starts = offsets[:-1][idx]
-        flat = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        out_starts = np.cumsum(counts) - counts
+        flat = np.repeat(starts - out_starts, counts) + np.arange(int(counts.sum()))
         return Packed(counts, {k: v[flat] for k, v in self.fields.items()})
 
 
@@ -621,9 +623,9 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
 
         # ------------------------------------------------------------ PF multiplicities, event ints
         evi[0, i] = npv
-        evi[1, i] = rng.poisson(P[_UE_CH] + P[_PU_CH] * fnpv + jet_ch)
-        evi[2, i] = rng.poisson(P[_UE_NEU] + P[_PU_NEU] * fnpv + 0.25 * jet_all)
-        evi[3, i] = rng.poisson(P[_UE_PHO] + P[_PU_PHO] * fnpv + 0.8 * jet_all)
+        evi[1, i] = s_poisson(rng, P[_UE_CH] + P[_PU_CH] * fnpv + jet_ch)
+        evi[2, i] = s_poisson(rng, P[_UE_NEU] + P[_PU_NEU] * fnpv + 0.25 * jet_all)
+        evi[3, i] = s_poisson(rng, P[_UE_PHO] + P[_PU_PHO] * fnpv + 0.8 * jet_all)
         evi[4, i] = fault
 
         # ------------------------------------------------------------ GenPart (document order)

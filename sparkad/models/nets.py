@@ -31,6 +31,12 @@ def build(name: str, input_dim: int, layers: list[dict], seed: int):
             model.add(keras.layers.Activation(act, name=f"{name}_act{i}"))
         if spec.get("dropout"):
             model.add(keras.layers.Dropout(spec["dropout"], seed=seed + 100 + i, name=f"{name}_drop{i}"))
+    # Keras draws the spectral-norm power-iteration vector without a seed: make it reproducible
+    rng = np.random.default_rng(seed + 7919)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.SpectralNormalization):
+            u = layer.vector_u
+            u.assign(np.clip(rng.normal(0.0, 0.02, size=tuple(u.shape)), -0.04, 0.04).astype(np.float32))
     return model
 
 
