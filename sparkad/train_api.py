@@ -35,7 +35,7 @@ def resolve_config(kind: str, config_file=None, **overrides) -> tuple[CocktailCo
 
 
 def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, log=print, strategy=None,
-                      stop_after_steps=None, **overrides) -> dict:
+                      stop_after_steps=None, on_epoch=None, **overrides) -> dict:
     from .training import TrainConfig, train
 
     cocktail, training = resolve_config(kind, config_file, **overrides)
@@ -43,4 +43,4 @@ def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, lo
     data = build_training_data(df, report, cocktail)
     data.provenance["hlf_dir"] = str(Path(hlf_dir).resolve())
     return train(data, kind, TrainConfig.from_dict(training), out, progress=progress, log=log, strategy=strategy,
-                 stop_after_steps=stop_after_steps)
+                 stop_after_steps=stop_after_steps, on_epoch=on_epoch)

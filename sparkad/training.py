@@ -54,7 +54,9 @@ class TrainConfig:
 
 def _config_hash(kind: str, cfg: TrainConfig, data: TrainingData, pre: Preprocessor) -> str:
     """Identity of a run: a checkpoint is resumed only by the same model, configuration, data and inputs."""
-    h = hashlib.sha256(json.dumps([kind, cfg.__dict__, data.provenance, pre.to_dict()], sort_keys=True,
+    # epochs, checkpoint interval and threads only say where to stop or how fast: a run may be extended
+    trajectory = {k: v for k, v in cfg.__dict__.items() if k not in ("epochs", "checkpoint_every", "threads")}
+    h = hashlib.sha256(json.dumps([kind, trajectory, data.provenance, pre.to_dict()], sort_keys=True,
                                   default=str).encode())
     h.update(np.ascontiguousarray(data.x_train).tobytes()[:1 << 20])
     return h.hexdigest()[:16]
@@ -79,10 +81,12 @@ def _load_checkpoint(path: Path, variables) -> dict:
 
 
 def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, strategy=None,
-          progress: bool = True, stop_after_steps: int | None = None, log=print) -> dict:
+          progress: bool = True, stop_after_steps: int | None = None, log=print, on_epoch=None) -> dict:
     """Train ``kind`` on ``data`` into the model directory ``out``; returns model.json's content.
 
     ``stop_after_steps`` ends the run early after that many steps of this call (used to test resuming).
+    ``on_epoch(record, score)`` is called after each epoch with the history record and a function
+    mapping raw features (events × features) to the current model's named scores.
     """
     import tensorflow as tf
 
@@ -130,7 +134,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     ckpt_path = out / "checkpoint" / "state.npz"
     run_id = _config_hash(kind, cfg, data, pre)
     counters = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "run_id": run_id, "best": None, "wait": 0,
-                "lr_wait": 0, "lr_factor": 1.0, "stopped": False}
+                "lr_wait": 0, "stopped": False, "train_seconds": 0.0}
     history_path = out / "history.jsonl"
     if ckpt_path.exists():
         saved = _load_checkpoint(ckpt_path, state)
@@ -147,12 +151,12 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
             opt.learning_rate.assign(float(opt.learning_rate.numpy()) * factor)
 
     steps_this_call = 0
-    t0 = time.time()
     tqdm = None
     if progress:
         from tqdm import tqdm
     while counters["epoch"] < cfg.epochs and not counters["stopped"]:
         epoch = counters["epoch"]
+        t_epoch = time.time()
         perm = np.random.default_rng(cfg.seed * 100003 + epoch).permutation(len(x_train))
         sums: dict[str, float] = {}
         bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"], desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
@@ -178,15 +182,19 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         if bar:
             bar.close()
         # end of epoch: validation, history, plateau logic, checkpoint
+        counters["train_seconds"] += time.time() - t_epoch
         val = {k: float(np.mean(v)) for k, v in model.validation_losses(tf.constant(x_val)).items()}
         monitor = next(iter(val.values()))
         record = {"epoch": epoch + 1, "global_step": counters["global_step"],
                   **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
                   **{f"val_{k}": v for k, v in val.items()},
                   "learning_rate": float(next(iter(model.optimizers().values()))[0].learning_rate.numpy()),
-                  "elapsed_s": round(time.time() - t0, 3)}
+                  "epoch_s": round(time.time() - t_epoch, 3), "train_seconds": round(counters["train_seconds"], 3)}
         with history_path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
+        if on_epoch is not None:
+            from .models.scoring import SCORERS
+            on_epoch(record, lambda feats: SCORERS[kind](model.export(), pre.transform(np.asarray(feats))))
         es, rl = cfg.early_stopping, cfg.reduce_lr
         best = counters["best"]
         if best is None or monitor < best - (es or {}).get("min_delta", 0.0):

@@ -55,6 +55,12 @@ def test_scores_identical_in_a_fresh_process(generated_hlf, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"  # scoring needs no TensorFlow
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), here)
+    # a finished run can be extended: more epochs resume from its checkpoint
+    logs = []
+    doc = train_from_config("ae", generated_hlf, out, config_file=_cfg(tmp_path), epochs=2, batch_size=128,
+                            progress=False, log=logs.append)
+    assert any("resuming" in m for m in logs) and doc["history"]["epochs"] == 2
+    assert doc["history"]["last"]["train_seconds"] >= doc["history"]["last"]["epoch_s"]
 
 
 def test_alad_numpy_export_equals_keras_with_ema_weights():

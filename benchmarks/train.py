@@ -1,0 +1,85 @@
+"""Training benchmark: events/s per model on this machine (CPU, or GPU when TensorFlow sees one), and the
+time until the validation AUC of a held-out anomaly (tt̄ or a BSM benchmark) versus the SM validation
+sample is stable.
+
+    python benchmarks/train.py [--events 200000] [--epochs 10] [--models ae,alad] [--workdir DIR]
+
+Generates the `sm13` preset (SM cocktail + four BSM samples), extracts `vae21`, trains each model epoch by
+epoch (each call resumes the previous checkpoint) and prints one JSON line per epoch and a summary per model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--models", default="ae,alad")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-train-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    from sparkad.cocktail import build_training_data, load_hlf
+    from sparkad.evaluate import auc
+    from sparkad.extract import ExtractOptions, run_extraction
+    from sparkad.fileset import load_fileset
+    from sparkad.generator.api import generate
+    from sparkad.train_api import resolve_config, train_from_config
+
+    hlf = work / "hlf"
+    if not (hlf / "_report.json").exists():
+        fs = generate("sm13", n_events=args.events, out_dir=work / "gen", seed=11, progress=False, workers=2)
+        run_extraction(load_fileset(fs), ExtractOptions.from_conf(hlf, feature_set="vae21", executor="futures",
+                                                                   progress=False), log=lambda m: None)
+    sm = ["wjets", "qcd", "dyjets", "ttbar"]
+    cfg_file = work / "train.yaml"
+    cfg_file.write_text(yaml.safe_dump({"cocktail": {"background": sm}}))
+    df, report = load_hlf(hlf)
+    anomalies = [d for d in report["datasets"] if d not in sm] + ["ttbar"]
+
+    try:
+        import tensorflow as tf
+        device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    except ImportError:
+        device = "CPU"
+    for kind in args.models.split(","):
+        cocktail, training = resolve_config(kind, cfg_file)
+        data = build_training_data(df, report, cocktail)
+        out = work / f"model_{kind}"
+        aucs = []
+
+        def on_epoch(record, score):
+            bkg = score(data.x_val)
+            main_score = "l2" if kind == "alad" else "mse"
+            per = {a: round(auc(bkg[main_score], score(df[df.dataset == a][data.features].to_numpy())[main_score]), 4)
+                   for a in anomalies}
+            aucs.append(float(np.mean(list(per.values()))))
+            print(json.dumps({"model": kind, "epoch": record["epoch"], "train_seconds": record["train_seconds"],
+                              "score": main_score, "auc": per, "val": {k: v for k, v in record.items() if k.startswith("val_")}}),
+                  flush=True)
+
+        train_from_config(kind, hlf, out, config_file=cfg_file, epochs=args.epochs, progress=False, log=lambda m: None,
+                          on_epoch=on_epoch)
+        n_events = data.x_train.shape[0]
+        stable = next((i + 1 for i in range(len(aucs)) if all(abs(a - aucs[-1]) < 0.01 for a in aucs[i:])), len(aucs))
+        hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+        per_epoch_s = np.array([h["epoch_s"] for h in hist])
+        print(json.dumps({"what": "summary", "model": kind, "device": device, "batch_size": training.get("batch_size"),
+                          "train_events": n_events, "events_per_s": round(n_events / float(np.median(per_epoch_s))),
+                          "epochs": len(hist), "mean_auc_last": round(float(aucs[-1]), 4),
+                          "epochs_to_stable_auc": stable,
+                          "seconds_to_stable_auc": round(float(np.sum(per_epoch_s[:stable])), 2)}))
+
+
+if __name__ == "__main__":
+    main()
