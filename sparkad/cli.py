@@ -108,6 +108,23 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, qu
         click.echo(f"  threshold {name:<9} {vals}")
 
 
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
+@click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder with SM and anomaly datasets.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the table and plots.")
+@click.option("--signals", help="Comma-separated anomaly datasets (default: every MC dataset outside the model's cocktail).")
+@click.option("--bdt", is_flag=True, help="Also train the supervised gradient-boosted reference per signal (seeds/001 sec. 4.2).")
+@one_line_errors
+def evaluate(model_dir, hlf_dir, out, signals, bdt):
+    """ROC, AUC, TPR and LR+ at fixed FPR per anomaly sample and score: table and plots."""
+    from .evaluation_report import run_evaluation
+
+    res = run_evaluation(model_dir, hlf_dir, out, signals=signals.split(",") if signals else None, bdt=bdt,
+                         log=lambda m: click.echo(m, err=True))
+    click.echo(res["markdown"])
+    click.echo(f"SM reference: {res['sm_reference']} ({res['n_sm']} events); table and plots in {out}")
+
+
 def _register_optional_commands():
     try:
         from .generator.cli import generate

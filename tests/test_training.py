@@ -148,3 +148,23 @@ def test_cli_train(generated_hlf, tmp_path):
                         "--epochs", "2", "--batch-size", "128", "-q"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-1500:]
     assert "threshold mse" in r.stdout and (tmp_path / "m" / "model.json").is_file()
+
+
+def test_cli_evaluate_table_plots_and_supervised_reference(generated_hlf, tmp_path):
+    m = tmp_path / "m"
+    train_from_config("ae", generated_hlf, m, config_file=_cfg(tmp_path), epochs=3, batch_size=128, progress=False)
+    r = subprocess.run(["sparkad", "evaluate", "--model", str(m), "--hlf", str(generated_hlf), "--out", str(tmp_path / "ev"),
+                        "--bdt"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "| ttbar | mse |" in r.stdout and "| ttbar | supervised_bdt |" in r.stdout
+    doc = json.loads((tmp_path / "ev" / "performance.json").read_text())
+    assert doc["sm_reference"] == "the model's held-out SM validation sample"
+    row = doc["rows"][0]
+    assert row["signal"] == "ttbar" and row["auc"] > 0.75
+    assert doc["supervised_reference"]["ttbar"]["auc"] > row["auc"]  # the supervised reference bounds it from above
+    assert row["fpr_0.001"]["tpr"] is not None and row["fpr_1e-05"]["tpr"] is None
+    png = (tmp_path / "ev" / "roc_mse.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    r = subprocess.run(["sparkad", "evaluate", "--model", str(m), "--hlf", str(generated_hlf), "--out", str(tmp_path / "e2"),
+                        "--signals", "nope"], capture_output=True, text=True)
+    assert r.returncode == 1 and "no dataset nope" in r.stderr

@@ -1,0 +1,98 @@
+"""`sparkad evaluate`: a trained model against the SM validation sample and each anomaly sample of an
+HLF folder — table (CSV, JSON, Markdown) and ROC / LR+ plots (mplhep)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .cocktail import CocktailConfig, build_training_data, load_hlf
+from .errors import SparkadError
+from .evaluate import FPR_POINTS, evaluate_scores, roc_curve, supervised_reference
+from .modeldir import Scorer
+from .parquet_io import write_json_atomic
+
+
+def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, log=print) -> dict:
+    scorer = Scorer(model_dir)
+    df, report = load_hlf(hlf_dir)
+    scorer.check_columns(df.columns, str(hlf_dir))
+    prov = scorer.meta["provenance"]
+    background = prov.get("datasets") or []
+    if prov.get("hlf_report_hash") == report.get("content_hash") and not prov.get("cocktail", {}).get("train_on_data"):
+        data = build_training_data(df, report, CocktailConfig.from_dict(prov["cocktail"]))
+        x_sm, sm_note = data.x_val, "the model's held-out SM validation sample"
+    else:
+        sm = df[df.dataset.isin(background)] if background else df[~df.label.eq("data")]
+        if sm.empty:
+            raise SparkadError(f"{hlf_dir}: holds none of the model's background datasets ({', '.join(background)})")
+        x_sm, sm_note = sm[scorer.features].to_numpy(np.float64), "all events of the background datasets (not the training data's split)"
+        log(f"note: {hlf_dir} is not the HLF folder the model was trained on; SM reference = {sm_note}")
+    names = signals or [d for d, meta in report["datasets"].items() if d not in background and not meta["is_data"]]
+    if not names:
+        raise SparkadError(f"{hlf_dir}: no anomaly dataset to evaluate (all are in the model's cocktail); use --signals")
+    unknown = [n for n in names if n not in report["datasets"]]
+    if unknown:
+        raise SparkadError(f"{hlf_dir}: no dataset {', '.join(unknown)} (have {', '.join(report['datasets'])})")
+    sm_scores = scorer.score(x_sm)
+    sig_x = {n: df[df.dataset == n][scorer.features].to_numpy(np.float64) for n in names}
+    sig_scores = {n: scorer.score(x) for n, x in sig_x.items()}
+    rows = evaluate_scores(sm_scores, sig_scores)
+    bdt_rows = {n: supervised_reference(x_sm, x) for n, x in sig_x.items()} if bdt else {}
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    flat = []
+    for r in rows:
+        d = {"signal": r["signal"], "score": r["score"], "auc": round(r["auc"], 5), "n_sm": r["n_sm"], "n_signal": r["n_signal"]}
+        for f in FPR_POINTS:
+            p = r[f"fpr_{f:g}"]
+            d[f"tpr@{f:g}"] = None if p["tpr"] is None else round(p["tpr"], 6)
+            d[f"lr+@{f:g}"] = None if p["tpr"] is None else round(p["lr_plus"], 3)
+        flat.append(d)
+    for n, b in bdt_rows.items():
+        d = {"signal": n, "score": "supervised_bdt", "auc": round(b["auc"], 5), "n_sm": b["n_sm_test"], "n_signal": b["n_signal_test"]}
+        for f in FPR_POINTS:
+            p = b[f"fpr_{f:g}"]
+            d[f"tpr@{f:g}"] = None if p["tpr"] is None else round(p["tpr"], 6)
+            d[f"lr+@{f:g}"] = None if p["tpr"] is None else round(p["lr_plus"], 3)
+        flat.append(d)
+    with (out / "performance.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(flat[0]))
+        w.writeheader()
+        w.writerows(flat)
+    md = ["| " + " | ".join(flat[0]) + " |", "|" + "---|" * len(flat[0])]
+    md += ["| " + " | ".join("–" if v is None else str(v) for v in d.values()) + " |" for d in flat]
+    (out / "performance.md").write_text("\n".join(md) + "\n")
+    _plots(out, sm_scores, sig_scores, scorer)
+    doc = {"model": str(model_dir), "model_hash": scorer.content_hash, "hlf": str(hlf_dir), "sm_reference": sm_note,
+           "n_sm": int(len(x_sm)), "rows": rows, "supervised_reference": bdt_rows}
+    write_json_atomic(doc, out / "performance.json")
+    return {"table": flat, "markdown": "\n".join(md), **doc}
+
+
+def _plots(out: Path, sm_scores, sig_scores, scorer):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    plt.style.use(hep.style.CMS)
+    for score in scorer.score_names:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(20, 9))
+        for name, s in sig_scores.items():
+            fpr, tpr, _ = roc_curve(sm_scores[score], s[score])
+            ok = fpr > 0
+            ax1.plot(fpr[ok], tpr[ok], label=name)
+            ax2.plot(fpr[ok], tpr[ok] / fpr[ok], label=name)
+        for ax, ylab in ((ax1, "signal efficiency (TPR)"), (ax2, "LR+ = TPR / FPR")):
+            ax.set_xscale("log")
+            ax.set_xlabel("SM efficiency (FPR)")
+            ax.set_ylabel(ylab)
+            ax.legend(fontsize=16)
+        ax2.set_yscale("log")
+        hep.cms.label(data=False, ax=ax1, loc=0, rlabel=f"{scorer.kind} · {score}")
+        fig.tight_layout()
+        fig.savefig(out / f"roc_{score}.png", dpi=80)
+        plt.close(fig)
