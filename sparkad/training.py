@@ -110,6 +110,12 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
+    # multi-worker: every worker walks the same shuffled order and feeds its own disjoint slice of each batch
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and getattr(resolver, "task_type", None):
+        n_workers, worker = resolver.cluster_spec().num_tasks(resolver.task_type), int(resolver.task_id)
+    else:
+        n_workers, worker = 1, 0
     steps_per_epoch = len(x_train) // global_batch
     if steps_per_epoch < 1:
         raise ConfigError(f"training set of {len(x_train)} events is smaller than one batch of {global_batch}")
@@ -163,7 +169,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
                    unit="step", leave=False) if tqdm else None
         while counters["step_in_epoch"] < steps_per_epoch:
             b = counters["step_in_epoch"]
-            idx = perm[b * global_batch:(b + 1) * global_batch]
+            idx = perm[b * global_batch:(b + 1) * global_batch][worker::n_workers]
             losses = step(tf.constant(x_train[idx]), tf.constant(w_train[idx]))
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -221,7 +227,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
     return write_model_dir(out, kind=kind, pre=pre, nets=nets, val_scores=val_scores,
                            config={"model": kind, "training": cfg.__dict__, "model_config": model_cfg,
-                                   "replicas": replicas, "global_batch": global_batch},
+                                   "replicas": replicas, "workers": n_workers, "global_batch": global_batch},
                            provenance=data.provenance, composition=data.composition,
                            history_summary={"epochs": len(history), "last": history[-1] if history else None,
                                             "early_stopped": counters["stopped"]})
