@@ -125,6 +125,30 @@ def evaluate(model_dir, hlf_dir, out, signals, bdt):
     click.echo(f"SM reference: {res['sm_reference']} ({res['n_sm']} events); table and plots in {out}")
 
 
+@main.command()
+@click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder (sparkad extract).")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory (sparkad train).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--engine", type=click.Choice(["spark", "dask"]), default="spark", show_default=True)
+@click.option("--master", help="Spark master (default: local[*]).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Local Dask workers.")
+@click.option("--scheduler", help="Dask scheduler address instead of a local cluster.")
+@click.option("--batch-rows", type=int, default=200_000, show_default=True, help="Rows per Arrow batch.")
+@one_line_errors
+def score(hlf_dir, model_dir, out, engine, master, workers, scheduler, batch_rows):
+    """Score every event of an HLF folder with a model: OUT/scores/dataset=<name>/*.parquet."""
+    from .scoring_jobs import score_with_dask, score_with_spark
+
+    if engine == "spark":
+        rep = score_with_spark(hlf_dir, model_dir, out, master=master or "local[*]", batch_rows=batch_rows)
+    else:
+        rep = score_with_dask(hlf_dir, model_dir, out, workers=workers, scheduler=scheduler, batch_rows=batch_rows)
+    click.echo(f"scored {rep['total_events']} events with {rep['model_kind']} ({', '.join(rep['scores'])}) "
+               f"on {engine} in {rep['elapsed_s']:.1f} s → {out}/scores")
+    for name, n in sorted(rep["events"].items()):
+        click.echo(f"  {name:<20} {n:>10}")
+
+
 def _register_optional_commands():
     try:
         from .generator.cli import generate

@@ -89,17 +89,26 @@ def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_
     return doc
 
 
+def read_model_files(model_dir: str | Path) -> tuple[bytes, bytes]:
+    """(model.json, networks.npz) bytes: what executors need to score, shipped without a shared filesystem."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.json").is_file():
+        raise SparkadError(f"{model_dir}: not a complete sparkad model directory (no model.json)")
+    try:
+        return (model_dir / "model.json").read_bytes(), (model_dir / "networks.npz").read_bytes()
+    except OSError as e:
+        raise SparkadError(f"{model_dir}: unreadable model files ({e})") from None
+
+
 class Scorer:
     """A trained model loaded for scoring: features batch → named scores (numpy, deterministic)."""
 
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None):
         self.model_dir = Path(model_dir)
-        meta_path = self.model_dir / "model.json"
-        if not meta_path.is_file():
-            raise SparkadError(f"{self.model_dir}: not a complete sparkad model directory (no model.json)")
+        meta_bytes, npz_bytes = files if files is not None else read_model_files(self.model_dir)
         try:
-            self.meta = json.loads(meta_path.read_text())
-            with np.load(self.model_dir / "networks.npz") as z:
+            self.meta = json.loads(meta_bytes)
+            with np.load(io.BytesIO(npz_bytes)) as z:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError, KeyError) as e:
             raise SparkadError(f"{self.model_dir}: unreadable model files ({e})") from None
@@ -119,10 +128,22 @@ class Scorer:
             raise SparkadError(f"{source}: lacks feature(s) {', '.join(missing)} that model {self.model_dir} "
                                f"was trained on (feature set {self.meta['provenance'].get('feature_set')})")
 
+    #: BLAS picks its kernels by matrix size, which changes the last bit of a result with the batch
+    #: size; multiplying always in blocks of exactly ROW_BLOCK rows (the last one zero-padded) makes an
+    #: event's score the same whatever batch it arrives in (Spark, Dask, the UDF, in process)
+    ROW_BLOCK = 4096
+
     def score(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """events × features (model order) → {score name: array}."""
+        """events × features (model order) → {score name: array}; batch-size independent, deterministic."""
         x = self.pre.transform(np.asarray(features))
-        return SCORERS[self.kind](self.nets, x)
+        n, b = len(x), self.ROW_BLOCK
+        pad = (-n) % b
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+        parts = [SCORERS[self.kind](self.nets, x[i:i + b]) for i in range(0, len(x), b)]
+        if not parts:
+            parts = [SCORERS[self.kind](self.nets, np.zeros((b, x.shape[1]), np.float32))]
+        return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 
     def score_frame(self, df) -> dict[str, np.ndarray]:
         self.check_columns(df.columns)

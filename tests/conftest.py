@@ -76,3 +76,29 @@ def generated_hlf(tmp_path_factory):
     run_extraction(load_fileset(fileset), ExtractOptions.from_conf(d / "hlf", feature_set="alad24", progress=False),
                    log=lambda m: None)
     return d / "hlf"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole test session (skipped, with the reason, without Java)."""
+    from sparkad.errors import SparkadError
+    from sparkad.spark import check_java, get_session
+    try:
+        check_java()
+    except SparkadError as e:
+        pytest.skip(str(e))
+    session = get_session("sparkad-tests", "local[2]", {"spark.ui.enabled": "false",
+                                                        "spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_ae(generated_hlf, tmp_path_factory):
+    """A small AE trained on the generated W+Z cocktail (tt̄ stays an anomaly)."""
+    from sparkad.train_api import train_from_config
+    d = tmp_path_factory.mktemp("ae")
+    cfg = d / "train.yaml"
+    cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1}\n")
+    train_from_config("ae", generated_hlf, d / "model", config_file=cfg, epochs=3, batch_size=128, progress=False)
+    return d / "model"

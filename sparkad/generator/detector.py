@@ -268,8 +268,8 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
                 if (is_part[j] or apdg[j] == 15) and j != jet_link[i, s]:
                     dphi = s_wrap(phi[s] - phi[j])
                     dr = math.sqrt((eta[s] - eta[j]) ** 2 + dphi * dphi)
-                    if dr < 0.5:
-                        extra += 0.5 * math.exp(-(dr / 0.2) ** 2) * pt[j]
+                    if dr < 0.8:
+                        extra += 0.9 * math.exp(-(dr / 0.36) ** 2) * pt[j]
             g0 = rng.standard_gamma(6.0)
             g1 = rng.standard_gamma(1.2)
             g2 = rng.standard_gamma(2.8)

@@ -84,14 +84,16 @@ def ctanh(B, x):
 
 def log_ndtr(B, x):
     """log Φ(x) for the standard normal CDF, accurate and finite for every float64 x."""
-    low = x < _ASYMPTOTIC_BELOW
-    xh = B.where(low, 0.0, x)
-    xl = B.where(low, x, _ASYMPTOTIC_BELOW - 1.0)
-    direct = B.log(0.5 * B.erfc(-xh / SQRT2))
+    low, pos = x < _ASYMPTOTIC_BELOW, x > 0
+    xl = B.where(low, x, _ASYMPTOTIC_BELOW - 1.0)     # each branch gets safe inputs: no inf/NaN
+    xm = B.where(low | pos, -1.0, x)                  # gradients leak through tf.where otherwise
+    xp = B.where(pos, x, 1.0)
     r = 1.0 / (xl * xl)  # Φ(x) = φ(x)/(−x) · (1 − 1/x² + 3/x⁴ − 15/x⁶ + 105/x⁸ …)
     series = 1.0 - r * (1.0 - 3.0 * r * (1.0 - 5.0 * r * (1.0 - 7.0 * r)))
     asym = -0.5 * xl * xl - B.log(-xl) - 0.5 * LOG_2PI + B.log(series)
-    return B.where(low, asym, direct)
+    mid = B.log(0.5 * B.erfc(-xm / SQRT2))
+    upper = B.log1p(-0.5 * B.erfc(xp / SQRT2))
+    return B.where(low, asym, B.where(pos, upper, mid))
 
 
 def log1mexp(B, d):
@@ -169,15 +171,28 @@ def kl_gaussians(B, mu_z, sigma_z, mu_p, sigma_p):
 
 
 # -- the layout: which input columns make each feature, its family and its constants ---------
+def family_order(families) -> list:
+    """Feature indices grouped by family (in FAMILIES order, stable): the order of the decoder's
+    output units and of the layout's columns, so that every family is a contiguous slice of α1, α2
+    (the four families with a width come first) and α3."""
+    return sorted(range(len(families)), key=lambda i: FAMILIES.index(families[i]))
+
+
 @dataclass
 class Layout:
+    """``features``/``families`` in the model's feature order; every array column, and the decoder's
+    α1 / α2 / α3 units, in ``family_order`` (``order[k]`` is the feature of column k)."""
     features: list
     families: list
     value_matrix: np.ndarray   # n_inputs × F: physical value = inputs @ value_matrix + value_offset
     value_offset: np.ndarray   # F
     top_matrix: np.ndarray     # n_inputs × F: 1 on the last one-hot column of a discrete feature
     loc: np.ndarray            # F: decoder location offset (continuous: median; log-normal: ln std)
-    scale: np.ndarray          # F: decoder scale (continuous: std; Poisson: max(median, 1)); 1 for one-hot
+    scale: np.ndarray          # F: decoder scale (Gaussians: std; Poisson: max(median, 1); counts, one-hot: 1)
+
+    @property
+    def order(self) -> list:
+        return family_order(self.families)
 
     @property
     def n_alpha2(self) -> int:
@@ -187,20 +202,17 @@ class Layout:
     def n_alpha3(self) -> int:
         return sum(f in USES_ALPHA3 for f in self.families)
 
-    def groups(self) -> dict:
-        """family → (feature indices, α2 columns, α3 columns, any overflow bin), in feature order."""
-        out, i2, i3 = {}, 0, 0
-        for i, fam in enumerate(self.families):
-            g = out.setdefault(fam, ([], [], [], False))
-            g[0].append(i)
-            if fam in USES_ALPHA2:
-                g[1].append(i2)
-                i2 += 1
-            if fam in USES_ALPHA3:
-                g[2].append(i3)
-                i3 += 1
-            if self.top_matrix[:, i].any():
-                out[fam] = (g[0], g[1], g[2], True)
+    def groups(self) -> list:
+        """[(family, (start, stop) of columns and α1, (start, stop) of α2, (start, stop) of α3, any overflow bin)]."""
+        out, col, c2, c3 = [], 0, 0, 0
+        fams = [self.families[i] for i in self.order]
+        for fam in FAMILIES:
+            n = fams.count(fam)
+            if not n:
+                continue
+            n2, n3 = (n if fam in USES_ALPHA2 else 0), (n if fam in USES_ALPHA3 else 0)
+            out.append((fam, (col, col + n), (c2, c2 + n2), (c3, c3 + n3), bool(self.top_matrix[:, col:col + n].any())))
+            col, c2, c3 = col + n, c2 + n2, c3 + n3
         return out
 
     def params(self) -> dict:
@@ -276,9 +288,12 @@ def build_layout(preprocessing: dict, n_inputs: int, likelihoods=None) -> Layout
                 loc[i] = math.log(s)
             elif fam == "poisson":
                 sc[i] = max(m, 1.0)
+            elif fam == "discrete_truncated_gaussian":
+                loc[i] = m  # widths in counts, as the paper (σ ≥ 0.005)
             else:
                 loc[i], sc[i] = m, s
-    return Layout(features, families, vm, vo, tm, loc, sc)
+    order = family_order(families)
+    return Layout(features, families, vm[:, order], vo[order], tm[:, order], loc[order], sc[order])
 
 
 # -- the model's likelihood, given network outputs --------------------------------------------
@@ -289,29 +304,31 @@ def physical_values(B, layout: Layout, x):
 
 
 def feature_nll(B, layout: Layout, x, a1, a2=None, a3=None) -> list:
-    """[(feature indices, events × len(indices) NLL)] per family; a1/a2/a3: the raw decoder heads."""
+    """[(feature indices, events × len(indices) NLL)] per family; a1/a2/a3: the raw decoder heads
+    (units in ``layout.order``)."""
     v, top = physical_values(B, layout, x)
     a1 = B.f64(a1)
     a2 = None if a2 is None else B.f64(a2)
     a3 = None if a3 is None else B.f64(a3)
-    out = []
-    for fam, (idx, j2, j3, has_top) in layout.groups().items():
-        xv, tv, p1 = B.take(v, idx), B.take(top, idx), B.take(a1, idx)
-        loc, sc = layout.loc[idx], layout.scale[idx]
+    out, order = [], layout.order
+    for fam, (c0, c1), (s2, e2), (s3, e3), has_top in layout.groups():
+        xv, tv, p1 = v[:, c0:c1], top[:, c0:c1], a1[:, c0:c1]
+        loc, sc = layout.loc[c0:c1], layout.scale[c0:c1]
         if fam == "lognormal_delta":
-            nll = nll_lognormal_delta(B, xv, loc + p1, p_isrlu(B, B.take(a2, j2)), ctanh(B, B.take(a3, j3)))
+            nll = nll_lognormal_delta(B, xv, loc + p1, p_isrlu(B, a2[:, s2:e2]), ctanh(B, a3[:, s3:e3]))
         elif fam == "binomial":
             nll = nll_binomial(B, tv, ctanh(B, p1))
         elif fam == "poisson":
             nll = nll_poisson(B, xv, sc * p_isrlu(B, p1), tv if has_top else None)
         else:
-            mu, sigma = loc + sc * p1, sc * p_isrlu(B, B.take(a2, j2))
+            mu, sigma = loc + sc * p1, sc * p_isrlu(B, a2[:, s2:e2])
             if fam == "gaussian":
                 nll = nll_gaussian(B, xv, mu, sigma)
             elif fam == "truncated_gaussian":
                 nll = nll_truncated_gaussian(B, xv, mu, sigma)
             else:
                 nll = nll_discrete_truncated_gaussian(B, xv, mu, sigma, tv)
+        idx = order[c0:c1]
         out.append((idx, nll))
     return out
 
@@ -333,8 +350,8 @@ class NumpyBackend:
         from scipy import special
         self.erfc, self.lgamma, self.igamma = special.erfc, special.gammaln, special.gammainc
 
-    log, log1p, exp, expm1, sqrt, tanh = np.log, np.log1p, np.exp, np.expm1, np.sqrt, np.tanh
-    maximum, minimum, round, matmul = np.maximum, np.minimum, np.round, np.matmul
+    log, log1p, exp, expm1, sqrt, tanh = (staticmethod(f) for f in (np.log, np.log1p, np.exp, np.expm1, np.sqrt, np.tanh))
+    maximum, minimum, round, matmul = (staticmethod(f) for f in (np.maximum, np.minimum, np.round, np.matmul))
 
     @staticmethod
     def where(c, a, b):
@@ -343,10 +360,6 @@ class NumpyBackend:
     @staticmethod
     def f64(t):
         return np.asarray(t, np.float64)
-
-    @staticmethod
-    def take(t, idx):
-        return t[:, idx]
 
     @staticmethod
     def sum1(t):
@@ -371,13 +384,19 @@ def _numpy_heads(nets, x, z=None):
     return B, mu_z, sigma_z, heads
 
 
+CHUNK = 1 << 16  # events per pass: bounds the float64 intermediates (~20 per feature and event)
+
+
 def score_vae(nets, x: np.ndarray) -> dict[str, np.ndarray]:
     """The two VAE scores of a pre-processed batch, deterministic (the decoder runs on z = μ_z):
     nll: −ln P(x | α(μ_z)), the reconstruction loss of eq. 4.5 per event;
     kl: D_KL(N(μ_z, σ_z) ‖ N(μ_P, σ_P)) of eq. 4.4 per event."""
+    x = np.asarray(x, np.float32)
+    if len(x) > CHUNK:
+        parts = [score_vae(nets, x[i:i + CHUNK]) for i in range(0, len(x), CHUNK)]
+        return {k: np.concatenate([q[k] for q in parts]) for k in ("nll", "kl")}
     p = _params(nets)
     layout = Layout.from_params(p)
-    x = np.asarray(x, np.float32)
     B, mu_z, sigma_z, heads = _numpy_heads(nets, x)
     nll = reconstruction_nll(B, layout, x, *heads)
     kl = kl_gaussians(B, B.f64(mu_z), sigma_z, np.asarray(p["prior_mu"], np.float64),

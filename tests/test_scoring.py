@@ -1,0 +1,93 @@
+"""Scoring: Spark, Dask, the Spark UDF and in-process scoring give identical scores; outputs are
+partitioned by dataset and complete; bad input gets one clear line."""
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparkad.errors import SparkadError
+from sparkad.modeldir import Scorer
+from sparkad.scoring_jobs import score_with_dask, score_with_spark, sparkad_score_udf
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ["dataset", "run", "luminosityBlock", "event"]
+
+
+def _read(out):
+    df = pd.read_parquet(Path(out) / "scores")
+    df["dataset"] = df["dataset"].astype(str)
+    return df.sort_values(KEYS).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(generated_hlf, trained_ae):
+    hlf = pd.read_parquet(generated_hlf)
+    hlf["dataset"] = hlf["dataset"].astype(str)
+    hlf = hlf.sort_values(KEYS).reset_index(drop=True)
+    return hlf, Scorer(trained_ae).score_frame(hlf)["mse"]
+
+
+def test_spark_and_dask_equal_in_memory_reference(spark, generated_hlf, trained_ae, reference, tmp_path):
+    hlf, ref = reference
+    rs = score_with_spark(generated_hlf, trained_ae, tmp_path / "spark", spark=spark, batch_rows=1000)
+    rd = score_with_dask(generated_hlf, trained_ae, tmp_path / "dask", workers=2, batch_rows=777)
+    a, b = _read(tmp_path / "spark"), _read(tmp_path / "dask")
+    assert len(a) == len(b) == len(hlf) == rs["total_events"] == rd["total_events"]
+    pd.testing.assert_frame_equal(a, b)
+    np.testing.assert_array_equal(a.mse.to_numpy(), ref)  # bit-identical, whatever the batch sizes
+    pd.testing.assert_frame_equal(a[KEYS[1:] + ["weight", "label"]], hlf[KEYS[1:] + ["weight", "label"]].astype(a[KEYS[1:] + ["weight", "label"]].dtypes))
+    assert sorted(p.name for p in (tmp_path / "spark" / "scores").iterdir() if p.is_dir()) == \
+        sorted(f"dataset={d}" for d in hlf.dataset.unique())
+    rep = json.loads((tmp_path / "spark" / "_score_report.json").read_text())
+    assert rep["complete"] and rep["model_hash"] == Scorer(trained_ae).content_hash
+    assert not list((tmp_path / "spark").glob(".scores-*"))  # no staging left behind
+
+
+def test_udf_equals_batch_job(spark, generated_hlf, trained_ae, reference):
+    hlf, ref = reference
+    udf = sparkad_score_udf(str(trained_ae), "mse", batch_size=500)
+    df = spark.read.parquet(str(generated_hlf / "ttbar"))
+    got = df.withColumn("mse", udf(*udf.features)).select("event", "mse").toPandas().set_index("event").mse
+    want = pd.Series(ref[(hlf.dataset == "ttbar").to_numpy()], index=hlf.event[hlf.dataset == "ttbar"].to_numpy())
+    np.testing.assert_array_equal(got.loc[want.index].to_numpy(), want.to_numpy())
+    struct = sparkad_score_udf(str(trained_ae))
+    row = df.limit(3).withColumn("s", struct(*struct.features)).select("s.mse").toPandas()
+    assert row.mse.notna().all()
+    with pytest.raises(SparkadError, match="has no score 'l9'"):
+        sparkad_score_udf(str(trained_ae), "l9")
+
+
+def test_model_that_does_not_match_the_data(spark, generated_hlf, trained_ae, tmp_path):
+    # HLF with a different feature set than the model's
+    from sparkad.extract import ExtractOptions, run_extraction
+    from sparkad.fileset import load_fileset
+    other = tmp_path / "hlf_cms2012"
+    run_extraction(load_fileset(next(generated_hlf.parent.glob("gen/fileset.yaml"))),
+                   ExtractOptions.from_conf(other, feature_set="cms2012", progress=False), log=lambda m: None)
+    with pytest.raises(SparkadError, match="lacks feature"):
+        score_with_spark(other, trained_ae, tmp_path / "o", spark=spark)
+    with pytest.raises(SparkadError, match="lacks feature"):
+        score_with_dask(other, trained_ae, tmp_path / "o2")
+    r = subprocess.run(["sparkad", "score", "--hlf", str(tmp_path), "--model", str(trained_ae), "--out", str(tmp_path / "x"),
+                        "--engine", "dask"], capture_output=True, text=True)
+    assert r.returncode == 1 and "no _report.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spark_submit_on_local_cluster(generated_hlf, trained_ae, reference, tmp_path):
+    from sparkad.errors import SparkadError as E
+    from sparkad.spark import check_java
+    try:
+        check_java()
+    except E as e:
+        pytest.skip(str(e))
+    hlf, ref = reference
+    r = subprocess.run(["spark-submit", "--master", "local-cluster[2,1,1024]", "--conf", "spark.ui.enabled=false",
+                        str(ROOT / "jobs" / "score.py"), "--hlf", str(generated_hlf), "--model", str(trained_ae),
+                        "--out", str(tmp_path / "o"), "--batch-rows", "5000"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["total_events"] == len(hlf)
+    np.testing.assert_array_equal(_read(tmp_path / "o").mse.to_numpy(), ref)
