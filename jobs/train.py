@@ -21,7 +21,7 @@ from pathlib import Path
 
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, choices=["ae", "alad"])
+    ap.add_argument("--model", required=True, choices=["ae", "alad", "vae"])
     ap.add_argument("--hlf", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--config")

@@ -85,7 +85,7 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
 
 
 @main.command()
-@click.option("--model", "kind", type=click.Choice(["ae", "alad"]), required=True, help="Model to train.")
+@click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae"]), required=True, help="Model to train.")
 @click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder written by `sparkad extract`.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML overriding conf/train.yaml.")

@@ -122,6 +122,8 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     model_cfg = dict(cfg.model)
     if kind == "alad" and cfg.batch_size != 50 and "lr_scale" not in model_cfg:
         model_cfg["lr_scale"] = cfg.batch_size / 50.0  # linear learning-rate scaling from the paper's batch of 50
+    if kind == "vae":
+        model_cfg["preprocessing"] = pre.to_dict()  # the VAE's likelihoods live on physical feature values
     with strategy.scope():
         model = make_model(kind, pre.n_inputs, model_cfg, cfg.seed)
         for opt, variables in model.optimizers().values():
@@ -136,6 +138,17 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
             return losses
         per_replica = strategy.run(replica_step, args=(x, w))
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    local_replicas = max(1, replicas // n_workers)
+
+    def feed(x, w):
+        """This worker's slice of the global batch, split across its local replicas (e.g. GPUs)."""
+        if local_replicas == 1:
+            return tf.constant(x), tf.constant(w)
+        xs, ws = np.array_split(x, local_replicas), np.array_split(w, local_replicas)
+        pick = lambda parts: lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group % local_replicas])  # noqa: E731
+        return (strategy.experimental_distribute_values_from_function(pick(xs)),
+                strategy.experimental_distribute_values_from_function(pick(ws)))
 
     ckpt_path = out / "checkpoint" / "state.npz"
     run_id = _config_hash(kind, cfg, data, pre)
@@ -170,7 +183,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         while counters["step_in_epoch"] < steps_per_epoch:
             b = counters["step_in_epoch"]
             idx = perm[b * global_batch:(b + 1) * global_batch][worker::n_workers]
-            losses = step(tf.constant(x_train[idx]), tf.constant(w_train[idx]))
+            losses = step(*feed(x_train[idx], w_train[idx]))
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             counters["step_in_epoch"] += 1

@@ -1,9 +1,9 @@
-"""Anomaly-detection models: Keras 3 definitions for training (ae, alad) and numpy scorers."""
+"""Anomaly-detection models: Keras 3 definitions for training (ae, alad, vae) and numpy scorers."""
 from __future__ import annotations
 
 from ..errors import ConfigError
 
-MODELS = ("ae", "alad")
+MODELS = ("ae", "alad", "vae")
 
 
 def make_model(kind: str, n_inputs: int, config: dict, seed: int):
@@ -14,4 +14,7 @@ def make_model(kind: str, n_inputs: int, config: dict, seed: int):
     if kind == "alad":
         from .alad import ALAD
         return ALAD(n_inputs, config, seed)
+    if kind == "vae":
+        from .vae import VAE
+        return VAE(n_inputs, config, seed)
     raise ConfigError(f"unknown model {kind!r} (models: {', '.join(MODELS)})")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .nets import forward
+from .vae_likelihoods import score_vae
 
 SCORE_NAMES = {
     "ae": ("mse",),
     "alad": ("logits", "features", "l1", "l2"),
+    "vae": ("nll", "kl"),
 }
 
 
@@ -39,4 +41,4 @@ def score_alad(nets, x: np.ndarray) -> dict[str, np.ndarray]:
             "l1": np.sum(np.abs(d), axis=1), "l2": np.sqrt(np.sum(d * d, axis=1))}
 
 
-SCORERS = {"ae": score_ae, "alad": score_alad}
+SCORERS = {"ae": score_ae, "alad": score_alad, "vae": score_vae}
