@@ -43,21 +43,8 @@ def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, log
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    flat = []
-    for r in rows:
-        d = {"signal": r["signal"], "score": r["score"], "auc": round(r["auc"], 5), "n_sm": r["n_sm"], "n_signal": r["n_signal"]}
-        for f in FPR_POINTS:
-            p = r[f"fpr_{f:g}"]
-            d[f"tpr@{f:g}"] = None if p["tpr"] is None else round(p["tpr"], 6)
-            d[f"lr+@{f:g}"] = None if p["tpr"] is None else round(p["lr_plus"], 3)
-        flat.append(d)
-    for n, b in bdt_rows.items():
-        d = {"signal": n, "score": "supervised_bdt", "auc": round(b["auc"], 5), "n_sm": b["n_sm_test"], "n_signal": b["n_signal_test"]}
-        for f in FPR_POINTS:
-            p = b[f"fpr_{f:g}"]
-            d[f"tpr@{f:g}"] = None if p["tpr"] is None else round(p["tpr"], 6)
-            d[f"lr+@{f:g}"] = None if p["tpr"] is None else round(p["lr_plus"], 3)
-        flat.append(d)
+    flat = [_table_row(r["signal"], r["score"], r, r["n_sm"], r["n_signal"]) for r in rows]
+    flat += [_table_row(n, "supervised_bdt", b, b["n_sm_test"], b["n_signal_test"]) for n, b in bdt_rows.items()]
     with (out / "performance.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(flat[0]))
         w.writeheader()
@@ -70,6 +57,15 @@ def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, log
            "n_sm": int(len(x_sm)), "rows": rows, "supervised_reference": bdt_rows}
     write_json_atomic(doc, out / "performance.json")
     return {"table": flat, "markdown": "\n".join(md), **doc}
+
+
+def _table_row(signal, score, r, n_sm, n_signal) -> dict:
+    d = {"signal": signal, "score": score, "auc": round(r["auc"], 5), "n_sm": n_sm, "n_signal": n_signal}
+    for f in FPR_POINTS:
+        p = r[f"fpr_{f:g}"]
+        d[f"tpr@{f:g}"] = None if p["tpr"] is None else round(p["tpr"], 6)
+        d[f"lr+@{f:g}"] = None if p["tpr"] is None else round(p["lr_plus"], 3)
+    return d
 
 
 def _plots(out: Path, sm_scores, sig_scores, scorer):

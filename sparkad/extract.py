@@ -7,6 +7,8 @@ written last, so its presence marks a complete extraction.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shutil
 import time
@@ -202,7 +204,9 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
             # align_clusters: chunks start on ROOT cluster boundaries, so no basket is decompressed twice
             runner = processor.Runner(executor=executor, chunksize=opts.chunksize, align_clusters=True,
                                       schema=DelphesSchema if schema == "delphes" else NanoAODSchema)
-            with warnings.catch_warnings():
+            # coffea draws its rich bars even with status=False: silence them when asked to be quiet
+            quiet = contextlib.nullcontext() if opts.progress else contextlib.redirect_stdout(io.StringIO())
+            with warnings.catch_warnings(), quiet:
                 warnings.simplefilter("ignore")
                 try:
                     result = runner(cfileset, processor_instance=proc)
