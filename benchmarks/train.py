@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--models", default="ae,alad")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--batch-size", type=int, default=None, help="override the model's batch size (ALAD scales its LR)")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ def main():
 
         def on_epoch(record, score):
             bkg = score(data.x_val)
-            main_score = "l2" if kind == "alad" else "mse"
+            main_score = {"alad": "l2", "ae": "mse", "vae": "nll"}[kind]
             per = {a: round(auc(bkg[main_score], score(df[df.dataset == a][data.features].to_numpy())[main_score]), 4)
                    for a in anomalies}
             aucs.append(float(np.mean(list(per.values()))))
@@ -69,12 +70,13 @@ def main():
                   flush=True)
 
         train_from_config(kind, hlf, out, config_file=cfg_file, epochs=args.epochs, progress=False, log=lambda m: None,
-                          on_epoch=on_epoch)
+                          on_epoch=on_epoch, batch_size=args.batch_size)
         n_events = data.x_train.shape[0]
         stable = next((i + 1 for i in range(len(aucs)) if all(abs(a - aucs[-1]) < 0.01 for a in aucs[i:])), len(aucs))
         hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
         per_epoch_s = np.array([h["epoch_s"] for h in hist])
-        print(json.dumps({"what": "summary", "model": kind, "device": device, "batch_size": training.get("batch_size"),
+        print(json.dumps({"what": "summary", "model": kind, "device": device,
+                          "batch_size": args.batch_size or training.get("batch_size"),
                           "train_events": n_events, "events_per_s": round(n_events / float(np.median(per_epoch_s))),
                           "epochs": len(hist), "mean_auc_last": round(float(aucs[-1]), 4),
                           "epochs_to_stable_auc": stable,
