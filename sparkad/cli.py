@@ -114,13 +114,14 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, qu
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the table and plots.")
 @click.option("--signals", help="Comma-separated anomaly datasets (default: every MC dataset outside the model's cocktail).")
 @click.option("--bdt", is_flag=True, help="Also train the supervised gradient-boosted reference per signal (seeds/001 sec. 4.2).")
+@click.option("--background", help="Comma-separated SM reference datasets (default: the model's cocktail; needed for models trained on data).")
 @one_line_errors
-def evaluate(model_dir, hlf_dir, out, signals, bdt):
+def evaluate(model_dir, hlf_dir, out, signals, bdt, background):
     """ROC, AUC, TPR and LR+ at fixed FPR per anomaly sample and score: table and plots."""
     from .evaluation_report import run_evaluation
 
     res = run_evaluation(model_dir, hlf_dir, out, signals=signals.split(",") if signals else None, bdt=bdt,
-                         log=lambda m: click.echo(m, err=True))
+                         background=background.split(",") if background else None, log=lambda m: click.echo(m, err=True))
     click.echo(res["markdown"])
     click.echo(f"SM reference: {res['sm_reference']} ({res['n_sm']} events); table and plots in {out}")
 

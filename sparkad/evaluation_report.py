@@ -14,22 +14,35 @@ from .modeldir import Scorer
 from .parquet_io import write_json_atomic
 
 
-def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, log=print) -> dict:
+def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, background=None, log=print) -> dict:
+    """``background``: SM reference datasets (default: the model's cocktail; required for a model trained
+    on data, e.g. W and Z MC to measure how it isolates tt̄ as in seeds/000 Fig. 5)."""
     scorer = Scorer(model_dir)
     df, report = load_hlf(hlf_dir)
     scorer.check_columns(df.columns, str(hlf_dir))
     prov = scorer.meta["provenance"]
-    background = prov.get("datasets") or []
-    if prov.get("hlf_report_hash") == report.get("content_hash") and not prov.get("cocktail", {}).get("train_on_data"):
+    on_data = bool(prov.get("cocktail", {}).get("train_on_data"))
+    if on_data and not background:
+        raise SparkadError(f"{model_dir} was trained on data: name the SM reference datasets with --background")
+    unknown = [b for b in (background or []) if b not in report["datasets"]]
+    if unknown:
+        raise SparkadError(f"{hlf_dir}: no dataset {', '.join(unknown)} (have {', '.join(report['datasets'])})")
+    explicit = bool(background)
+    background = list(background or prov.get("datasets") or [])
+    if not explicit and prov.get("hlf_report_hash") == report.get("content_hash"):
         data = build_training_data(df, report, CocktailConfig.from_dict(prov["cocktail"]))
         x_sm, sm_note = data.x_val, "the model's held-out SM validation sample"
     else:
         sm = df[df.dataset.isin(background)] if background else df[~df.label.eq("data")]
         if sm.empty:
             raise SparkadError(f"{hlf_dir}: holds none of the model's background datasets ({', '.join(background)})")
-        x_sm, sm_note = sm[scorer.features].to_numpy(np.float64), "all events of the background datasets (not the training data's split)"
-        log(f"note: {hlf_dir} is not the HLF folder the model was trained on; SM reference = {sm_note}")
+        x_sm = sm[scorer.features].to_numpy(np.float64)
+        sm_note = f"all events of {', '.join(background)}" + ("" if explicit else " (not the training split)")
+        if not explicit:
+            log(f"note: {hlf_dir} is not the HLF folder the model was trained on; SM reference = {sm_note}")
     names = signals or [d for d, meta in report["datasets"].items() if d not in background and not meta["is_data"]]
+    if on_data:
+        log("note: the model was trained on data; signals are scored against the named SM datasets")
     if not names:
         raise SparkadError(f"{hlf_dir}: no anomaly dataset to evaluate (all are in the model's cocktail); use --signals")
     unknown = [n for n in names if n not in report["datasets"]]
