@@ -52,11 +52,12 @@ def score_batch(batch: pa.RecordBatch, scorer: Scorer) -> pa.RecordBatch:
     x = np.column_stack([batch.column(names.index(f)).to_numpy(zero_copy_only=False) for f in scorer.features]) \
         if batch.num_rows else np.zeros((0, len(scorer.features)))
     scores = scorer.score(x.astype(np.float64, copy=False))
+    schema = output_schema(scorer)  # built once per batch, not once per column
     cols = []
     for c in ID_COLUMNS:
         col = batch.column(names.index(c))
         if pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())
-        cols.append(col.cast(output_schema(scorer).field(c).type))
+        cols.append(col.cast(schema.field(c).type))
     cols += [pa.array(np.asarray(scores[s], np.float32)) for s in scorer.score_names]
-    return pa.RecordBatch.from_arrays(cols, schema=output_schema(scorer))
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
