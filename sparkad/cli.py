@@ -134,20 +134,35 @@ def evaluate(model_dir, hlf_dir, out, signals, bdt, background):
 @click.option("--master", help="Spark master (default: local[*]).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Local Dask workers.")
 @click.option("--scheduler", help="Dask scheduler address instead of a local cluster.")
+@click.option("--score", "score_name", help="Score that defines the anomalous events (default: the model's first).")
+@click.option("--threshold", type=float, help="Anomalous: score > this value.")
+@click.option("--ppm", type=float, help="Use the model's stored threshold at this many ppm of its SM validation sample (default 1000).")
+@click.option("--select-fraction", type=float, help="Set the threshold exactly so that this fraction of --select-on is anomalous.")
+@click.option("--select-on", type=click.Choice(["data", "mc"]), default="data", show_default=True,
+              help="Reference sample of --select-fraction: the data, or the weighted MC background.")
+@click.option("--background", help="Comma-separated MC background datasets for the ASTF (default: the model's cocktail).")
+@click.option("--analysis-config", type=click.Path(dir_okay=False), help="YAML overriding conf/analysis.yaml.")
+@click.option("--no-products", is_flag=True, help="Scores only: no histograms, ASTF, yields or run check.")
 @click.option("--batch-rows", type=int, default=200_000, show_default=True, help="Rows per Arrow batch.")
 @one_line_errors
-def score(hlf_dir, model_dir, out, engine, master, workers, scheduler, batch_rows):
-    """Score every event of an HLF folder with a model: OUT/scores/dataset=<name>/*.parquet."""
-    from .scoring_jobs import score_with_dask, score_with_spark
+def score(hlf_dir, model_dir, out, engine, master, workers, scheduler, score_name, threshold, ppm, select_fraction,
+          select_on, background, analysis_config, no_products, batch_rows):
+    """Score every event of an HLF folder and build the analysis products (OUT/scores, OUT/products)."""
+    from .analysis import run_analysis
 
-    if engine == "spark":
-        rep = score_with_spark(hlf_dir, model_dir, out, master=master or "local[*]", batch_rows=batch_rows)
-    else:
-        rep = score_with_dask(hlf_dir, model_dir, out, workers=workers, scheduler=scheduler, batch_rows=batch_rows)
+    rep = run_analysis(hlf_dir, model_dir, out, engine=engine, master=master or "local[*]", workers=workers,
+                       scheduler=scheduler, score=score_name, threshold=threshold, ppm=ppm, fraction=select_fraction,
+                       select_on=select_on, background=background.split(",") if background else None,
+                       analysis_config=analysis_config, products=not no_products, batch_rows=batch_rows,
+                       log=lambda m: click.echo(m, err=True))
+    sel = rep["selection"]
     click.echo(f"scored {rep['total_events']} events with {rep['model_kind']} ({', '.join(rep['scores'])}) "
-               f"on {engine} in {rep['elapsed_s']:.1f} s → {out}/scores")
+               f"on {engine} in {rep['elapsed_s']:.1f} s → {out}")
+    click.echo(f"anomalous: {sel['score']} > {sel['threshold']:.6g} ({sel['source']})")
+    per = (rep.get("summary") or {}).get("datasets") or {}
     for name, n in sorted(rep["events"].items()):
-        click.echo(f"  {name:<20} {n:>10}")
+        extra = f"  {per[name]['anomalous']:>8} anomalous ({rep['roles'][name]})" if name in per else ""
+        click.echo(f"  {name:<20} {n:>10}{extra}")
 
 
 def _register_optional_commands():

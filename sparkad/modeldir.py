@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SparkadError
-from .models.nets import pack, unpack
+from .models.nets import fold, pack, unpack
 from .models.scoring import SCORERS
 from .parquet_io import write_json_atomic
 from .preprocessing import Preprocessor
@@ -118,7 +118,7 @@ class Scorer:
         self.features = list(self.meta["features"])
         self.score_names = list(self.meta["score_names"])
         self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
-        self.nets = unpack(self.meta["networks"], arrays)
+        self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
         self.thresholds = self.meta["thresholds"]
         self.content_hash = self.meta.get("content_hash")
 
