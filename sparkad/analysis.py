@@ -155,15 +155,10 @@ def _luminosity_text(hlf_report: dict) -> str:
 
 def _run_check(per_ls, out_dir: Path) -> dict:
     """The run-period clustering check of the data (settings: conf/monitor.yaml, as the monitor's)."""
-    from .run_checks import DEFAULTS, plot_rate_vs_run, run_period_check
+    from .monitor import load_monitor_conf
+    from .run_checks import plot_rate_vs_run, run_period_check
 
-    try:
-        conf = require_mapping(load_conf("monitor") or {}, "conf/monitor.yaml")
-    except ConfigError:
-        if (Path(__file__).resolve().parent.parent / "conf" / "monitor.yaml").exists():
-            raise
-        conf = {}
-    res = run_period_check(per_ls, {k: v for k, v in conf.items() if k in DEFAULTS})
+    res = run_period_check(per_ls, load_monitor_conf()["check"])
     write_json_atomic(res, out_dir / "run_check.json")
     plot_rate_vs_run(res, out_dir / "plots" / "run_astf.png")
     return {"flagged": res["flagged"], "n_runs": len(res["runs"]), "change_points": res["change_points"],

@@ -165,12 +165,33 @@ def score(hlf_dir, model_dir, out, engine, master, workers, scheduler, score_nam
         click.echo(f"  {name:<20} {n:>10}{extra}")
 
 
+@main.command()
+@click.option("--scores", "score_out", required=True, type=click.Path(file_okay=False), help="Output folder of `sparkad score`.")
+@click.option("--monitor", "monitor_dir", type=click.Path(file_okay=False), help="Monitor folder (`sparkad monitor`) to include.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Model directory (default: the one the scores name).")
+@click.option("--out", "-o", "out_html", type=click.Path(dir_okay=False), help="HTML file (default: SCORES/report.html).")
+@click.option("--title", default="sparkad report", show_default=True)
+@one_line_errors
+def report(score_out, monitor_dir, model_dir, out_html, title):
+    """One self-contained HTML page: plots, ASTF, yields, flagged runs, provenance."""
+    from .report import write_report
+
+    path = write_report(score_out, out_html or Path(score_out) / "report.html", monitor_dir=monitor_dir,
+                        model_dir=model_dir, title=title)
+    click.echo(f"report → {path}")
+
+
 def _register_optional_commands():
-    try:
-        from .generator.cli import generate
-    except ImportError:
-        return
+    from .generator.cli import generate
+    from .monitor_cli import monitor
+
     main.add_command(generate)
+    main.add_command(monitor)
+    try:
+        from .demo import demo
+    except ImportError:  # being written
+        return
+    main.add_command(demo)
 
 
 _register_optional_commands()

@@ -40,6 +40,8 @@ def get_session(app: str, master: str | None = None, conf: dict | None = None):
     b = SparkSession.builder.appName(app)
     if master:
         b = b.master(master)
+        if master.startswith("local"):  # our own log lines tell the progress; Spark's bar would garble them
+            b = b.config("spark.ui.showConsoleProgress", "false")
     for k, v in (conf or {}).items():
         b = b.config(k, v)
     return b.getOrCreate()
