@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     hashes = {r["weights_sha256"] for r in results}
     shutil.rmtree(Path(args.out) / "_workers", ignore_errors=True)
     summary = {"ok": len(hashes) == 1, "workers": len(results), "identical_weights": len(hashes) == 1,
-               "weights_sha256": sorted(hashes), "out": args.out, "replicas": results[0].get("replicas")}
+               "weights_sha256": sorted(hashes), "out": args.out, "replicas": results[0].get("replicas"),
+               "shards": [r.get("shard") for r in results], "n_train_per_worker": [r.get("n_train_local") for r in results]}
     print(json.dumps(summary))
     if len(hashes) != 1:
         print("error: workers ended with different weights", file=sys.stderr)

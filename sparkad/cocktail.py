@@ -15,8 +15,26 @@ import pyarrow.dataset as pads
 from .errors import ConfigError, SparkadError
 
 
-def load_hlf(hlf_dir: str | Path) -> tuple[pd.DataFrame, dict]:
-    """All rows of a complete extraction output (refuses a folder without ``_report.json``)."""
+def _read_dataset(d: Path, shard: tuple[int, int] | None):
+    """A dataset's rows, or only this worker's disjoint share of them: every n-th Parquet row group
+    (round robin over the files' row groups), or every n-th row when there are fewer row groups
+    than workers. The shares of the n workers partition the dataset."""
+    if shard is None:
+        return pads.dataset(str(d), format="parquet").to_table()
+    i, n = shard
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    groups = [(f, rg) for f in sorted(d.glob("*.parquet")) for rg in range(pq.ParquetFile(f).num_row_groups)]
+    if len(groups) >= n:
+        tables = [pq.ParquetFile(f).read_row_group(rg) for f, rg in groups[i::n]]
+        return pa.concat_tables(tables, promote_options="permissive")
+    table = pads.dataset(str(d), format="parquet").to_table()
+    return table.take(np.arange(i, table.num_rows, n))
+
+
+def load_hlf(hlf_dir: str | Path, shard: tuple[int, int] | None = None) -> tuple[pd.DataFrame, dict]:
+    """All rows of a complete extraction output (refuses a folder without ``_report.json``), or with
+    ``shard=(i, n)`` worker i's disjoint share of every dataset (distributed training)."""
     hlf_dir = Path(hlf_dir)
     report_path = hlf_dir / "_report.json"
     if not report_path.is_file():
@@ -27,11 +45,13 @@ def load_hlf(hlf_dir: str | Path) -> tuple[pd.DataFrame, dict]:
         d = hlf_dir / name
         if not d.is_dir():
             raise SparkadError(f"{d}: dataset folder listed in _report.json is missing")
-        frames.append(pads.dataset(str(d), format="parquet").to_table().to_pandas())
+        frames.append(_read_dataset(d, shard).to_pandas())
     df = pd.concat(frames, ignore_index=True)
     for c in ("dataset", "label"):
         df[c] = df[c].astype(str)
     report["content_hash"] = hashlib.sha256(report_path.read_bytes()).hexdigest()[:16]
+    if shard is not None:
+        report["shard"] = list(shard)
     return df, report
 
 
@@ -148,5 +168,5 @@ def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> 
         provenance={"hlf_report_hash": report.get("content_hash"), "feature_set": report.get("feature_set"),
                     "selection": report.get("selection", {}).get("name"), "datasets": names,
                     "n_train": int(len(x_train)), "n_validation": int(len(val)), "cocktail": cfg.__dict__,
-                    "duplicated_training_events": duplicated},
+                    "duplicated_training_events": duplicated, "shard": report.get("shard")},
     )

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     args = worker_args(argv)
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     index = int(tf_config.get("task", {}).get("index", 0))
+    n_workers = len(tf_config.get("cluster", {}).get("worker", [])) or 1
     import tensorflow as tf
 
     from .errors import SparkadError
@@ -53,12 +54,14 @@ def main(argv=None) -> int:
     try:
         doc = train_from_config(args.model, args.hlf, out, config_file=args.config, epochs=args.epochs,
                                 batch_size=args.batch_size, strategy=strategy, progress=False,
+                                shard=(index, n_workers) if n_workers > 1 else None,
                                 log=lambda m: print(m, file=sys.stderr))
     except SparkadError as e:
         print(json.dumps({"worker": index, "ok": False, "error": str(e)}))
         return 1
     print(json.dumps({"worker": index, "ok": True, "out": str(out), "weights_sha256": weights_hash(out),
-                      "replicas": doc["config"]["replicas"], "epochs": doc["history"]["epochs"]}))
+                      "replicas": doc["config"]["replicas"], "epochs": doc["history"]["epochs"],
+                      "shard": doc["provenance"].get("shard"), "n_train_local": doc["provenance"]["n_train"]}))
     return 0
 
 

@@ -35,11 +35,12 @@ def resolve_config(kind: str, config_file=None, **overrides) -> tuple[CocktailCo
 
 
 def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, log=print, strategy=None,
-                      stop_after_steps=None, on_epoch=None, **overrides) -> dict:
+                      stop_after_steps=None, on_epoch=None, shard=None, **overrides) -> dict:
+    """``shard=(i, n)``: this is worker i of n and reads only its disjoint share of the HLF."""
     from .training import TrainConfig, train
 
     cocktail, training = resolve_config(kind, config_file, **overrides)
-    df, report = load_hlf(hlf_dir)
+    df, report = load_hlf(hlf_dir, shard=shard)
     data = build_training_data(df, report, cocktail)
     data.provenance["hlf_dir"] = str(Path(hlf_dir).resolve())
     return train(data, kind, TrainConfig.from_dict(training), out, progress=progress, log=log, strategy=strategy,

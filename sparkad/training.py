@@ -80,6 +80,19 @@ def _load_checkpoint(path: Path, variables) -> dict:
     return counters
 
 
+def _allgather(strategy, a: np.ndarray) -> np.ndarray:
+    """Concatenate one array per worker along axis 0, in worker order (a collective: every worker
+    must call it at the same point)."""
+    import tensorflow as tf
+    t = tf.constant(a)
+    resolver = strategy.cluster_resolver
+    local = max(1, strategy.num_replicas_in_sync // resolver.cluster_spec().num_tasks(resolver.task_type))
+    # with several replicas per worker (GPUs), only the worker's first replica contributes its array
+    v = strategy.experimental_distribute_values_from_function(
+        lambda ctx: t if ctx.replica_id_in_sync_group % local == 0 else t[:0])
+    return strategy.gather(v, axis=0).numpy()
+
+
 def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, strategy=None,
           progress: bool = True, stop_after_steps: int | None = None, log=print, on_epoch=None) -> dict:
     """Train ``kind`` on ``data`` into the model directory ``out``; returns model.json's content.
@@ -102,21 +115,32 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         tf.config.experimental.enable_op_determinism()
     out = Path(out)
     (out / "checkpoint").mkdir(parents=True, exist_ok=True)
-    pre = Preprocessor.fit(data.x_train, data.features)
-    x_train = pre.transform(data.x_train)
-    x_val = pre.transform(data.x_val)
-    w_train = np.asarray(data.w_train, np.float32)
-
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
-    # multi-worker: every worker walks the same shuffled order and feeds its own disjoint slice of each batch
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is not None and getattr(resolver, "task_type", None):
         n_workers, worker = resolver.cluster_spec().num_tasks(resolver.task_type), int(resolver.task_id)
     else:
         n_workers, worker = 1, 0
-    steps_per_epoch = len(x_train) // global_batch
+    local_replicas = max(1, replicas // n_workers)
+    # sharded: each worker holds only its disjoint share of the data (train_from_config(shard=...)) and
+    # feeds its own batches; else every worker walks the same shuffled order of all the data and feeds
+    # its own disjoint slice of each global batch
+    sharded = n_workers > 1 and data.provenance.get("shard") is not None
+    gather = (lambda a: _allgather(strategy, a)) if sharded else None
+    if sharded:  # the same pre-processing on every worker: fitted on an equal sample of each share
+        k = int(min(gather(np.array([len(data.x_train)]))))
+        pre = Preprocessor.fit(gather(np.asarray(data.x_train[:min(k, 200_000)], np.float64)), data.features)
+    else:
+        pre = Preprocessor.fit(data.x_train, data.features)
+    x_train = pre.transform(data.x_train)
+    x_val = pre.transform(data.x_val)
+    w_train = np.asarray(data.w_train, np.float32)
+
+    local_batch = cfg.batch_size * local_replicas
+    steps_per_epoch = int(min(gather(np.array([len(x_train) // local_batch])))) if sharded \
+        else len(x_train) // global_batch
     if steps_per_epoch < 1:
         raise ConfigError(f"training set of {len(x_train)} events is smaller than one batch of {global_batch}")
     model_cfg = dict(cfg.model)
@@ -138,8 +162,6 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
             return losses
         per_replica = strategy.run(replica_step, args=(x, w))
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
-
-    local_replicas = max(1, replicas // n_workers)
 
     def feed(x, w):
         """This worker's slice of the global batch, split across its local replicas (e.g. GPUs)."""
@@ -176,13 +198,14 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     while counters["epoch"] < cfg.epochs and not counters["stopped"]:
         epoch = counters["epoch"]
         t_epoch = time.time()
-        perm = np.random.default_rng(cfg.seed * 100003 + epoch).permutation(len(x_train))
+        perm = np.random.default_rng(cfg.seed * 100003 + epoch + (7919 * worker if sharded else 0)).permutation(len(x_train))
         sums: dict[str, float] = {}
         bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"], desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
                    unit="step", leave=False) if tqdm else None
         while counters["step_in_epoch"] < steps_per_epoch:
             b = counters["step_in_epoch"]
-            idx = perm[b * global_batch:(b + 1) * global_batch][worker::n_workers]
+            idx = perm[b * local_batch:(b + 1) * local_batch] if sharded else \
+                perm[b * global_batch:(b + 1) * global_batch][worker::n_workers]
             losses = step(*feed(x_train[idx], w_train[idx]))
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -202,7 +225,12 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
             bar.close()
         # end of epoch: validation, history, plateau logic, checkpoint
         counters["train_seconds"] += time.time() - t_epoch
-        val = {k: float(np.mean(v)) for k, v in model.validation_losses(tf.constant(x_val)).items()}
+        val = {k: np.asarray(v, np.float64) for k, v in model.validation_losses(tf.constant(x_val)).items()}
+        if sharded:  # the mean over every worker's validation share: the same number on all workers
+            val = {k: gather(np.array([[v.sum(), len(v)]])).sum(axis=0) for k, v in val.items()}
+            val = {k: float(v[0] / v[1]) for k, v in val.items()}
+        else:
+            val = {k: float(np.mean(v)) for k, v in val.items()}
         monitor = next(iter(val.values()))
         record = {"epoch": epoch + 1, "global_step": counters["global_step"],
                   **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
@@ -237,6 +265,8 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     nets = model.export()
     from .models.scoring import SCORERS
     val_scores = SCORERS[kind](nets, x_val)
+    if sharded:  # thresholds from the whole SM validation sample, every worker's share
+        val_scores = {k: gather(np.asarray(v)) for k, v in val_scores.items()}
     history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
     return write_model_dir(out, kind=kind, pre=pre, nets=nets, val_scores=val_scores,
                            config={"model": kind, "training": cfg.__dict__, "model_config": model_cfg,

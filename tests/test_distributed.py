@@ -36,10 +36,14 @@ def test_spark_submit_two_workers_identical_weights(generated_hlf, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
     assert summary["workers"] == 2 and summary["identical_weights"] and summary["replicas"] == 2
+    assert sorted(summary["shards"]) == [[0, 2], [1, 2]]  # each worker read its own disjoint half
     model = json.loads((out / "model.json").read_text())
     assert model["config"]["workers"] == 2 and model["config"]["global_batch"] == 128
     assert model["history"]["epochs"] == 2
     assert not (out / "_workers").exists()
+    # thresholds from the validation shares of both workers: about as many events as a local run's
+    n_val = model["thresholds"]["mse"]["1000ppm"]["n"]
+    assert n_val > 0.4 * sum(summary["n_train_per_worker"])
     from sparkad.distributed import weights_hash
     assert weights_hash(out) == summary["weights_sha256"][0]
 
