@@ -155,3 +155,14 @@ def test_bad_selection_inputs_give_one_line(generated_hlf, trained_ae, tmp_path)
                        capture_output=True, text=True)
     assert r.returncode == 1 and "bad cut" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "_score_report.json").exists()
+
+
+def test_fraction_threshold_on_weighted_mc(generated_hlf, trained_ae, hlf_scored, tmp_path):
+    rep = run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", fraction=0.01, select_on="mc",
+                       background=["wjets", "dyjets"], products=False)
+    bkg = hlf_scored[hlf_scored.dataset.isin(["wjets", "dyjets"])].sort_values("mse", ascending=False)
+    t, total = rep["selection"]["threshold"], bkg.weight.sum()
+    above = bkg.weight[bkg.mse > t].sum()
+    assert above <= 0.01 * total < above + bkg.weight[bkg.mse == t].sum()  # the largest selection within 1 %
+    assert rep["selection"]["selected_weight"] == pytest.approx(above)
+    assert not (tmp_path / "o" / "products").exists()
