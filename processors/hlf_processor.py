@@ -20,17 +20,20 @@ from sparkad.hlf import compute_hlf, select
 from sparkad.parquet_io import hlf_table, write_atomic
 
 
-_FROZEN = False
+_CHUNKS_SEEN = 0
 
 
 def _freeze_heap_once():
-    """Move everything alive before the first chunk (modules, caches) out of the collector's view,
-    so the per-chunk collection below only scans objects made since: ~5 ms instead of ~130 ms."""
-    global _FROZEN
-    if not _FROZEN:
+    """Move what is alive at the start of the first two chunks (modules, then the caches and forms
+    that coffea, awkward and numba build during the first chunk) out of the collector's view, so the
+    per-chunk collection below only scans objects made since: < 1 ms instead of ~70 ms per chunk. At
+    the start of a chunk nothing of it has been read yet (NanoEvents load lazily), so what is frozen
+    of the current chunk is its small lazy shell."""
+    global _CHUNKS_SEEN
+    if _CHUNKS_SEEN < 2:
         gc.collect()
         gc.freeze()
-        _FROZEN = True
+    _CHUNKS_SEEN += 1
 
 
 def chunk_filename(filename: str, start: int, stop: int) -> str:

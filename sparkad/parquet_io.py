@@ -36,9 +36,10 @@ def write_atomic(table: pa.Table, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        # dictionary encoding only where it pays (dataset, label): on float features it is slower and larger
+        # dictionary encoding only where it pays (dataset, label): on float features it is slower and larger;
+        # LZ4: half the write time of zstd-1 for 26 % larger files (float features compress poorly anyway)
         dict_cols = [c for c in ("dataset", "label") if c in table.column_names]
-        pq.write_table(table, tmp, compression="zstd", compression_level=1, use_dictionary=dict_cols)
+        pq.write_table(table, tmp, compression="lz4", use_dictionary=dict_cols)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
