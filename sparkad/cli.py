@@ -185,12 +185,10 @@ def _register_optional_commands():
     from .generator.cli import generate
     from .monitor_cli import monitor
 
+    from .demo import demo
+
     main.add_command(generate)
     main.add_command(monitor)
-    try:
-        from .demo import demo
-    except ImportError:  # being written
-        return
     main.add_command(demo)
 
 
