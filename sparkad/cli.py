@@ -2,30 +2,11 @@
 errors a user can fix are printed as one line (``error: FILE: problem``) with exit code 1."""
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 
 import click
 
-from .errors import SparkadError
-
-
-def one_line_errors(fn):
-    """Turn SparkadError (and Ctrl-C) into a one-line message and a non-zero exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SparkadError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted: no output was marked complete", err=True)
-            sys.exit(130)
-
-    return wrapper
+from .errors import one_line_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import math
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import click
 
-from .errors import SparkadError
+from .errors import SparkadError, one_line_errors
 from .parquet_io import write_json_atomic
 
 PRESET = "demo"
@@ -590,17 +589,6 @@ def format_summary(s: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ CLI
 
-def _one_line_errors(fn):
-    """sparkad.cli.one_line_errors, looked up at call time (cli.py imports this module)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .cli import one_line_errors
-        return one_line_errors(fn)(*args, **kwargs)
-
-    return wrapper
-
-
 @click.command("demo")
 @click.option("--out", "-o", default=DEFAULT_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Folder for every product (re-running into it resumes or refreshes).")
@@ -609,7 +597,7 @@ def _one_line_errors(fn):
 @click.option("--seed", type=int, default=None, help="Generator seed (default: the preset's).")
 @click.option("--fresh", is_flag=True, help="Remove the demo's earlier products in OUT and start over.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display (the summary is still printed).")
-@_one_line_errors
+@one_line_errors
 def demo(out, events, seed, fresh, quiet):
     """Generate → extract (Dask) → train ALAD → score (Spark) → monitor → HTML report, in one command."""
     run_demo(out, events, progress=not quiet, log=click.echo, fresh=fresh, seed=seed)

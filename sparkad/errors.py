@@ -4,6 +4,9 @@ The CLI prints ``str(error)`` and exits non-zero instead of showing a traceback.
 """
 from __future__ import annotations
 
+import functools
+import sys
+
 
 class SparkadError(Exception):
     """Base class of every error sparkad reports to a user as one line."""
@@ -25,3 +28,20 @@ class InputFileError(SparkadError):
 
 class FeatureUnavailableError(SparkadError):
     """The requested features cannot be computed from this input format."""
+
+
+def one_line_errors(fn):
+    """Turn SparkadError (and Ctrl-C) into a one-line message and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SparkadError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            print("interrupted: no output was marked complete", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper

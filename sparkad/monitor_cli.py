@@ -1,22 +1,10 @@
 """`sparkad monitor`: add a scored folder's runs to the operations monitor (registered in sparkad/cli.py)."""
 from __future__ import annotations
 
-import functools
-
 import click
 
+from .errors import one_line_errors
 from .run_checks import METHODS
-
-
-def _one_line_errors(fn):
-    """sparkad.cli.one_line_errors, looked up at call time (cli.py imports this module)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .cli import one_line_errors
-        return one_line_errors(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 @click.command("monitor")
@@ -34,7 +22,7 @@ def _one_line_errors(fn):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with check:/monitor: overrides.")
 @click.option("--replace", is_flag=True, help="The input reprocesses its runs: their stored counts are replaced.")
 @click.option("--source", default=None, help="Label of this input in the table (default: folder, model, score, threshold).")
-@_one_line_errors
+@one_line_errors
 def monitor(scores_dir, mon_dir, score, threshold, ppm, alpha, method, datasets, config_file, replace, source):
     """Count anomalous events per run and LS in SCORES, add new runs to the monitor folder OUT (a run
     already there is not counted twice) and re-test every run's anomaly rate."""

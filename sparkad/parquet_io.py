@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -59,3 +60,11 @@ def read_metadata(path: str | Path) -> dict:
     """The sparkad metadata stored in an HLF Parquet file."""
     md = pq.read_schema(path).metadata or {}
     return json.loads(md[METADATA_KEY]) if METADATA_KEY in md else {}
+
+
+def publish_dir(staging: Path, final: Path) -> Path:
+    """Replace ``final`` by the complete ``staging`` folder (a rename: readers see the old or the new)."""
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    return final

@@ -11,7 +11,6 @@ Everything is written into a staging folder that replaces OUT/products only when
 """
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 import uuid
@@ -22,8 +21,8 @@ import pandas as pd
 
 from .aggregates import (H_N_ALL, H_N_SEL, H_W2_ALL, H_W2_SEL, H_W_ALL, H_W_SEL, T_N, T_W, T_W2, Partial,
                          _compact_ls)
-from .astf import BinCounts, astf_tables, plot_astf, plot_astf_grid, pps_closure, pps_yields_table, write_astf
-from .parquet_io import write_json_atomic
+from .astf import BinCounts, astf_tables, plot_astf_grid, pps_closure, pps_yields_table, write_astf
+from .parquet_io import publish_dir, write_json_atomic
 
 
 def role_rows(partial: Partial, roles: dict, role: str, feature: str, nb: int) -> np.ndarray:
@@ -104,14 +103,8 @@ def plot_before_after(hists: dict, group: str, features: list[str], out_png: Pat
             if h is None or h.sum().value <= 0:
                 continue
             hep.histplot(h, ax=ax, density=True, **style)
-        ax.set_xlabel(f)
-        ax.set_ylabel("normalised")
-        ax.set_yscale("log")
-        ax.legend(fontsize=16)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=22)
-    _save(fig, plt, out_png)
+        _label_axis(ax, f, "normalised")
+    _finish_grid(fig, plt, axes, n, title, out_png)
 
 
 def plot_background_stack(hists: dict, roles: dict, labels: dict, features: list[str], out_png: Path,
@@ -130,14 +123,8 @@ def plot_background_stack(hists: dict, roles: dict, labels: dict, features: list
         hd = hists.get(("data", f, which))
         if hd is not None and hd.sum().value > 0:
             hep.histplot(hd, ax=ax, histtype="errorbar", color="black", label="data")
-        ax.set_xlabel(f)
-        ax.set_ylabel("events")
-        ax.set_yscale("log")
-        ax.legend(fontsize=14)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.suptitle(f"{which} events by process", fontsize=22)
-    _save(fig, plt, out_png)
+        _label_axis(ax, f, "events")
+    _finish_grid(fig, plt, axes, n, f"{which} events by process", out_png)
 
 
 def plot_scores(partial: Partial, spec, roles: dict, labels: dict, out_png: Path) -> None:
@@ -161,6 +148,20 @@ def plot_scores(partial: Partial, spec, roles: dict, labels: dict, out_png: Path
     ax.set_xlabel(spec.score)
     ax.set_ylabel("fraction of events")
     ax.legend(fontsize=14)
+    _save(fig, plt, out_png)
+
+
+def _label_axis(ax, feature: str, ylabel: str) -> None:
+    ax.set_xlabel(feature)
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.legend(fontsize=14)
+
+
+def _finish_grid(fig, plt, axes, n: int, title: str, out_png: Path) -> None:
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=22)
     _save(fig, plt, out_png)
 
 
@@ -194,10 +195,7 @@ def write_products(out: Path, result: dict, roles: dict, labels: dict, conf: dic
     (staging / "plots").mkdir(parents=True)
     try:
         summary = _write_all(staging, partial, spec, roles, labels, conf, luminosity_text, run_check, log)
-        final = out / "products"
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
+        publish_dir(staging, out / "products")
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

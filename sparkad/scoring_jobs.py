@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from .aggregates import AnalysisSpec, Partial, aggregate_batch, merge
 from .errors import SparkadError
 from .modeldir import Scorer, read_model_files
-from .parquet_io import write_json_atomic
+from .parquet_io import publish_dir, write_json_atomic
 from .score_batches import get_scorer, output_schema, score_batch, single_threaded_numpy
 
 ENGINES = ("spark", "dask")
@@ -298,10 +298,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             if counts[name] != datasets[name]["written"]:
                 raise SparkadError(f"{hlf_dir / name}: scored {counts[name]} events but the HLF report lists "
                                    f"{datasets[name]['written']} — files changed since extraction?")
-        final = out / "scores"
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
+        publish_dir(staging, out / "scores")
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
