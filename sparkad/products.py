@@ -180,6 +180,12 @@ def per_ls_table(partial: Partial) -> pd.DataFrame:
     return pd.DataFrame({"run": a[0], "luminosityBlock": a[1], "events": a[2], "selected": a[3]})
 
 
+def _records(df: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: numpy scalars as Python numbers, NaN / NA as None."""
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    return [{k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in rows]
+
+
 def yields_records(partial: Partial, roles: dict, labels: dict, key: str) -> dict:
     return {ds: {"label": labels.get(ds, ds), "is_data": roles[ds] == "data", "n": int(t[key][T_N]),
                  "sumw": float(t[key][T_W]), "sumw2": float(t[key][T_W2])}
@@ -247,11 +253,8 @@ def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, 
         summary["plots"]["astf_grid"] = "plots/astf_grid.png"
         ok = table[~table.masked & table.significance.notna()]
         top = ok.reindex(ok.significance.abs().sort_values(ascending=False).index).head(10)
-        summary["astf_top_bins"] = [{k: (None if pd.isna(v) else (float(v) if isinstance(v, (float, np.floating)) else
-                                                                    (int(v) if isinstance(v, (int, np.integer)) else v)))
-                                     for k, v in r.items() if k in ("feature", "bin_lo", "bin_hi", "data_astf", "mc_astf",
-                                                                    "ratio", "significance")}
-                                    for r in top.to_dict("records")]
+        summary["astf_top_bins"] = _records(top[["feature", "bin_lo", "bin_hi", "data_astf", "mc_astf", "ratio",
+                                                 "significance"]])
 
     if spec.cuts:
         log("products: post-processing selection")
@@ -260,14 +263,13 @@ def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, 
         table.to_csv(d / "pps_yields.csv", index=False)
         pps_yields_table(yields_records(partial, roles, labels, "pps")).to_csv(d / "pps_yields_before_anomaly.csv",
                                                                                index=False)
-        summary["pps"] = {"cuts": [str(c) for c in spec.cuts], "table": table.astype(object).where(table.notna(), None)
-                          .to_dict("records")}
+        summary["pps"] = {"cuts": [str(c) for c in spec.cuts], "table": _records(table)}
         others = sorted({labels.get(x, x) for x, r in roles.items() if r == "other"})
         if has_data and has_bkg and others:
             closure = pps_closure({k: v for k, v in pps.items() if roles[k] != "other" or labels.get(k, k) in others},
                                   others)
             closure.to_csv(d / "pps_closure.csv", index=False)
-            summary["pps"]["closure"] = closure.astype(object).where(closure.notna(), None).to_dict("records")
+            summary["pps"]["closure"] = _records(closure)
 
     if has_data:
         per_ls = per_ls_table(partial)

@@ -68,13 +68,6 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _csv(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    df = pd.read_csv(path)
-    return df.astype(object).where(df.notna(), None).to_dict("records")
-
-
 def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title: str = "sparkad report") -> Path:
     """Write the HTML page (atomically) and return its path."""
     score_out = Path(score_out)

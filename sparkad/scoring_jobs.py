@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import pickle
 import shutil
 import time
 import uuid
@@ -43,10 +42,6 @@ def hlf_report(hlf_dir: Path) -> dict:
     if not doc.get("complete"):
         raise SparkadError(f"{report}: extraction not marked complete")
     return doc
-
-
-def hlf_datasets(hlf_dir: Path) -> dict:
-    return hlf_report(hlf_dir)["datasets"]
 
 
 @dataclass(frozen=True)
@@ -324,13 +319,6 @@ def finish(out: Path, result: dict, extra: dict | None = None) -> dict:
     doc["elapsed_s"] = round(time.time() - result["t0"], 3)
     write_json_atomic(doc, Path(out) / "_score_report.json")
     return doc
-
-
-def save_partial(result: dict, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as fh:
-        pickle.dump({"partial": result["partial"], "spec": result["spec"]}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
 
 
 def score_with_spark(hlf_dir, model_dir, out, master=None, batch_rows: int = 200_000, spark=None, **kw) -> dict:

@@ -104,6 +104,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     import tensorflow as tf
 
     from .models import make_model
+    from .models.scoring import SCORERS
 
     if cfg.threads:
         try:
@@ -240,7 +241,6 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         with history_path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         if on_epoch is not None:
-            from .models.scoring import SCORERS
             on_epoch(record, lambda feats: SCORERS[kind](model.export(), pre.transform(np.asarray(feats))))
         es, rl = cfg.early_stopping, cfg.reduce_lr
         best = counters["best"]
@@ -263,7 +263,6 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         _save_checkpoint(ckpt_path, state, counters)
 
     nets = model.export()
-    from .models.scoring import SCORERS
     val_scores = SCORERS[kind](nets, x_val)
     if sharded:  # thresholds from the whole SM validation sample, every worker's share
         val_scores = {k: gather(np.asarray(v)) for k, v in val_scores.items()}
