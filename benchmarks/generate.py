@@ -2,7 +2,7 @@
 same events (issue 3 goal: generation >= 2x extraction, so the generator is never the bottleneck).
 
 usage: python benchmarks/generate.py [--events 1e6] [--preset P | --process wjets] [--compression lz4:1]
-                                     [--chunksize 200000] [--workdir DIR] [--no-extract]
+                                     [--chunksize 500000] [--workdir DIR] [--no-extract]
 
 One sample (a single MC process, default wjets, or the data-like sample of a preset) is generated into
 ONE ROOT file by one worker (timed: generation + detector simulation + ROOT writing and compression),
@@ -50,7 +50,7 @@ def main(argv=None):
     ap.add_argument("--preset", default=None, help="benchmark the data-like sample of this preset instead")
     ap.add_argument("--compression", default="lz4:1", help="e.g. lz4:1 (default), zstd:1, zlib:4 (CMS-like)")
     ap.add_argument("--gen-chunk", type=int, default=250_000, help="generator chunk size (events per extend)")
-    ap.add_argument("--chunksize", type=int, default=200_000, help="extraction chunk size")
+    ap.add_argument("--chunksize", type=int, default=500_000, help="extraction chunk size (conf/extract.yaml default)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the files here")
     ap.add_argument("--no-extract", action="store_true")
     args = ap.parse_args(argv)

@@ -36,6 +36,30 @@ def _freeze_heap_once():
     _CHUNKS_SEEN += 1
 
 
+_ALLOCATOR_TUNED = False
+
+
+def _keep_freed_memory_once():
+    """Ask glibc to serve chunk-sized arrays (up to 256 MB) from the heap and to keep up to 1 GB of
+    freed heap instead of returning it to the kernel after every chunk. By default each chunk's large
+    numpy buffers are fresh mmaps, so every chunk page-faults ~400 MB of zeroed pages again (sys time
+    1.9 s of a 17 s, 10 M-event extraction); with this the pages of chunk k are reused by chunk k+1.
+    Peak RSS is unchanged (it is set by one chunk); a no-op where glibc's mallopt is unavailable."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 256 << 20)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass
+
+
 def chunk_filename(filename: str, start: int, stop: int) -> str:
     """Deterministic name of a chunk's Parquet file, identical on every executor."""
     digest = hashlib.sha1(filename.encode()).hexdigest()[:8]
@@ -70,6 +94,7 @@ class HLFProcessor(processor.ProcessorABC):
 
     def process(self, events):
         _freeze_heap_once()
+        _keep_freed_memory_once()
         md = events.metadata
         dataset, filename = md["dataset"], md["filename"]
         start, stop = int(md["entrystart"]), int(md["entrystop"])

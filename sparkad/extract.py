@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import uproot
 
 from .config import load_conf
 from .errors import ConfigError, FeatureUnavailableError, InputFileError, SparkadError
@@ -51,7 +52,7 @@ class ExtractOptions:
     feature_set: str | list = "cms2012"
     selection: str = "single_lepton"
     on_missing: str = "refuse"
-    chunksize: int = 200_000
+    chunksize: int = 500_000
     executor: str = "iterative"
     workers: int = 2
     scheduler: str | None = None
@@ -120,6 +121,16 @@ def _root_cause(exc: BaseException) -> str:
     last = list(_chain(exc))[-1]
     text = str(last).strip().splitlines()[0] if str(last).strip() else ""
     return f"{type(last).__name__}: {text[:200]}"
+
+
+def _uproot_options(fileset: dict) -> dict:
+    """Local files are read through memory maps: NanoEvents fetch one branch at a time, and uproot's
+    default fsspec source hands every fetch to its I/O thread and waits (~7 % of the extraction time
+    at 1 M events); remote URLs keep uproot's defaults."""
+    paths = [p for d in fileset.values() for p in d["files"]]
+    if paths and all("://" not in str(p) or str(p).startswith("file://") for p in paths):
+        return {"handler": uproot.MemmapSource}
+    return {}
 
 
 def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
@@ -209,7 +220,7 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
             with warnings.catch_warnings(), quiet:
                 warnings.simplefilter("ignore")
                 try:
-                    result = runner(cfileset, processor_instance=proc)
+                    result = runner(cfileset, processor_instance=proc, uproot_options=_uproot_options(cfileset))
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:

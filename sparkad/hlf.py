@@ -13,7 +13,6 @@ import awkward as ak
 import numpy as np
 
 from . import kernels
-from .kinematics import delta_phi, met_projections, transverse_mass
 from .selection import Selection
 
 #: What each capability means, for error messages.
@@ -122,14 +121,9 @@ def select(obj: EventObjects, sel: Selection, pre_steps=()):
         cutflow.append((f"lepton |eta| < {cut.eta_max:g}", int(passing.sum())))
 
     lepton = {"is_ele": np.where(which >= 0, is_ele, np.nan)}
-    mu_sel, el_sel = (which >= 0) & (is_ele == 0), (which >= 0) & (is_ele == 1)
+    none = np.empty(0, np.float32)  # isolation components exist only where the format provides them
     for f in LEPTON_FIELDS:
-        v = np.full(n, np.nan)
-        if f in mu:  # isolation components exist only where the format provides them
-            v[mu_sel] = mu[f][which[mu_sel]]
-        if f in el:
-            v[el_sel] = el[f][which[el_sel]]
-        lepton[f] = v
+        lepton[f] = kernels.pick_lepton(which, is_ele, mu.get(f, none), el.get(f, none))
 
     if sel.min_jets > 0:
         idx = np.flatnonzero(passing)
@@ -166,8 +160,7 @@ def compute_hlf(obj: EventObjects, lepton: dict, sel: Selection, features, event
         met = np.asarray(obj.met_pt, dtype=np.float64)[events]
         met_phi = np.asarray(obj.met_phi, dtype=np.float64)[events]
         cols["MET"] = met
-        cols["MT"] = transverse_mass(lep["pt"], met, delta_phi(met_phi, lep["phi"]))
-        cols["met_par"], cols["met_perp"] = met_projections(met, met_phi, lep["phi"])
+        cols["MT"], cols["met_par"], cols["met_perp"] = kernels.lepton_met(lep["pt"], lep["phi"], met, met_phi)
     for prefix, name in (("mu", "muons"), ("ele", "electrons")):
         if want & {f"{prefix}_pt_tot", f"{prefix}_mass", f"n_{prefix}"}:
             off, c = obj.flat(name)

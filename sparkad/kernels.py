@@ -16,10 +16,28 @@ TWO_PI = 2.0 * math.pi
 
 @nb.njit(cache=True, inline="always")
 def _dphi(a, b):
-    d = (a - b + math.pi) % TWO_PI
-    if d < 0:
+    """a - b wrapped into [-π, π): one compare-and-shift for angles already in [-π, π], the
+    general modulo otherwise."""
+    d = a - b
+    if d >= math.pi:
+        d -= TWO_PI
+    elif d < -math.pi:
         d += TWO_PI
-    return d - math.pi
+    if d >= math.pi or d < -math.pi:
+        d = (a - b + math.pi) % TWO_PI
+        if d < 0:
+            d += TWO_PI
+        d -= math.pi
+    return d
+
+
+@nb.njit(cache=True, inline="always")
+def _unit(c, s):
+    """(cos, sin) renormalised to unit length in double precision."""
+    c = np.float64(c)
+    s = np.float64(s)
+    r = math.sqrt(c * c + s * s)
+    return c / r, s / r
 
 
 @nb.njit(cache=True)
@@ -56,13 +74,35 @@ def choose_lepton(mu_off, mu_pt, mu_eta, mu_iso, el_off, el_pt, el_eta, el_iso, 
     return pass_pt, pass_iso, pass_eta, which, is_ele
 
 
-@nb.njit(cache=True)
+def directions(eta, phi):
+    """cos φ, sin φ and sinh η of every object, at the precision of the input.
+
+    Float32 inputs (every file format) go through numpy's SIMD float32 cos/sin/sinh (~0.5 ns per
+    object, against ~13 ns for a scalar float64 cos in a loop). The kernels use them in double
+    precision and renormalise (cos, sin) to unit length per object, and build E from the same pz, so
+    px² + py² = pT² and E² − p² = m² hold to double precision (a lone muon still comes out at its
+    own mass); only the direction carries the float32 error (~1e-7, the precision of the stored η, φ).
+    Float64 inputs (tests, user arrays) keep float64 angles."""
+    phi = np.asarray(phi)
+    eta = np.asarray(eta)
+    if phi.dtype != np.float32 or eta.dtype != np.float32:
+        phi, eta = phi.astype(np.float64, copy=False), eta.astype(np.float64, copy=False)
+    return np.cos(phi), np.sin(phi), np.sinh(eta)
+
+
 def jet_sums(off, pt, eta, phi, mass, btag, events, lep_eta, lep_phi, pt_min, eta_max, dr_min):
     """NJ, NB, HT and MJ of jets with pT > pt_min, |η| < eta_max and ΔR(jet, lepton) ≥ dr_min.
 
     ``events`` are the event indices to process; lep_eta / lep_phi are per event (NaN: no lepton).
     """
+    c, s, sh = directions(eta, phi)
+    return _jet_sums(off, pt, eta, phi, c, s, sh, mass, btag, events, lep_eta, lep_phi, pt_min, eta_max, dr_min)
+
+
+@nb.njit(cache=True)
+def _jet_sums(off, pt, eta, phi, cphi, sphi, sheta, mass, btag, events, lep_eta, lep_phi, pt_min, eta_max, dr_min):
     m = len(events)
+    dr2 = dr_min * dr_min
     nj = np.zeros(m, np.int32)
     nb_ = np.zeros(m, np.int32)
     ht = np.zeros(m, np.float64)
@@ -77,20 +117,20 @@ def jet_sums(off, pt, eta, phi, mass, btag, events, lep_eta, lep_phi, pt_min, et
             h = np.float64(eta[j])
             if not (p > pt_min and abs(h) < eta_max):
                 continue
-            f = np.float64(phi[j])
             if check_dr:
                 de = h - le
-                dp = _dphi(f, lp)
-                if math.sqrt(de * de + dp * dp) < dr_min:
+                dp = _dphi(np.float64(phi[j]), lp)
+                if de * de + dp * dp < dr2:
                     continue
             nj[k] += 1
             if btag[j]:
                 nb_[k] += 1
             ht[k] += p
-            pzj = p * math.sinh(h)
+            pzj = p * np.float64(sheta[j])
             ms = np.float64(mass[j])
-            px += p * math.cos(f)
-            py += p * math.sin(f)
+            c, sn = _unit(cphi[j], sphi[j])
+            px += p * c
+            py += p * sn
             pz += pzj
             e += math.sqrt(p * p + pzj * pzj + ms * ms)
         m2 = e * e - px * px - py * py - pz * pz
@@ -98,9 +138,14 @@ def jet_sums(off, pt, eta, phi, mass, btag, events, lep_eta, lep_phi, pt_min, et
     return nj, nb_, ht, mj
 
 
-@nb.njit(cache=True)
 def vector_sum(off, pt, eta, phi, mass, events):
     """Number, |vector Σ pT| and invariant mass of all objects of each listed event."""
+    c, s, sh = directions(eta, phi)
+    return _vector_sum(off, pt, c, s, sh, mass, events)
+
+
+@nb.njit(cache=True)
+def _vector_sum(off, pt, cphi, sphi, sheta, mass, events):
     m = len(events)
     n = np.zeros(m, np.int32)
     ptot = np.zeros(m, np.float64)
@@ -110,11 +155,11 @@ def vector_sum(off, pt, eta, phi, mass, events):
         px = py = pz = e = 0.0
         for j in range(off[i], off[i + 1]):
             p = np.float64(pt[j])
-            f = np.float64(phi[j])
-            pzj = p * math.sinh(np.float64(eta[j]))
+            pzj = p * np.float64(sheta[j])
             ms = np.float64(mass[j])
-            px += p * math.cos(f)
-            py += p * math.sin(f)
+            c, sn = _unit(cphi[j], sphi[j])
+            px += p * c
+            py += p * sn
             pz += pzj
             e += math.sqrt(p * p + pzj * pzj + ms * ms)
         n[k] = off[i + 1] - off[i]
@@ -122,6 +167,42 @@ def vector_sum(off, pt, eta, phi, mass, events):
         m2 = e * e - px * px - py * py - pz * pz
         mtot[k] = math.sqrt(m2) if m2 > 0 else 0.0
     return n, ptot, mtot
+
+
+@nb.njit(cache=True)
+def pick_lepton(which, is_ele, mu_vals, el_vals):
+    """Per event, the chosen lepton's value of one field (``which``/``is_ele`` from choose_lepton);
+    NaN where there is no lepton or the flavour lacks the field (an empty array)."""
+    n = len(which)
+    out = np.empty(n, np.float64)
+    for i in range(n):
+        j = which[i]
+        out[i] = np.nan
+        if j < 0:
+            continue
+        if is_ele[i]:  # two branches, not one array variable: the flavours' dtypes may differ
+            if len(el_vals) > 0:
+                out[i] = el_vals[j]
+        elif len(mu_vals) > 0:
+            out[i] = mu_vals[j]
+    return out
+
+
+@nb.njit(cache=True)
+def lepton_met(lep_pt, lep_phi, met, met_phi):
+    """MT (with the square root), and the signed MET components parallel / perpendicular to the
+    lepton, per event (NaN without a lepton). One cos and one sin per event."""
+    n = len(met)
+    mt = np.empty(n, np.float64)
+    par = np.empty(n, np.float64)
+    perp = np.empty(n, np.float64)
+    for i in range(n):
+        d = _dphi(met_phi[i], lep_phi[i])
+        c = math.cos(d)
+        mt[i] = math.sqrt(max(2.0 * lep_pt[i] * met[i] * (1.0 - c), 0.0))
+        par[i] = met[i] * c
+        perp[i] = met[i] * math.sin(d)
+    return mt, par, perp
 
 
 @nb.njit(cache=True)

@@ -57,3 +57,35 @@ def test_jet_sums_cuts_and_lepton_cleaning():
     nj, _, ht, _ = jet_sums(off, pt, eta, phi, np.zeros(4), btag, np.array([0]), np.array([np.nan]), np.array([np.nan]),
                             30.0, 2.4, 0.4)
     assert (nj[0], ht[0]) == (2, 115.0)
+
+
+def test_float32_angles_keep_single_object_masses_and_match_float64():
+    """Float32 φ takes the SIMD path (kernels.directions): cos² + sin² is renormalised, so a lone
+    muon keeps its own mass, and sums agree with the float64 path to float32 precision."""
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 5, 2000)
+    off = np.concatenate([[0], np.cumsum(counts)])
+    k = int(off[-1])
+    pt = rng.uniform(5, 300, k).astype(np.float32)
+    eta = rng.uniform(-2.5, 2.5, k).astype(np.float32)
+    phi = rng.uniform(-np.pi, np.pi, k).astype(np.float32)
+    mass = np.full(k, 0.1056584, np.float32)
+    ev = np.arange(len(counts))
+    n32, p32, m32 = vector_sum(off, pt, eta, phi, mass, ev)
+    n64, p64, m64 = vector_sum(off, pt, eta, phi.astype(np.float64), mass, ev)
+    assert list(n32) == list(n64)
+    assert p32 == pytest.approx(p64, rel=1e-6, abs=1e-4)
+    assert m32 == pytest.approx(m64, rel=1e-6, abs=1e-4)
+    single = counts == 1
+    assert m32[single] == pytest.approx(np.full(single.sum(), 0.1056584), rel=1e-4)
+
+
+def test_kernel_delta_phi_matches_the_numpy_definition():
+    from sparkad.kernels import _dphi
+
+    rng = np.random.default_rng(3)
+    a = np.concatenate([rng.uniform(-np.pi, np.pi, 1000), rng.uniform(-20, 20, 1000), [np.pi, -np.pi, 0.0]])
+    b = np.concatenate([rng.uniform(-np.pi, np.pi, 1000), rng.uniform(-20, 20, 1000), [0.0, np.pi, np.pi]])
+    got = np.array([_dphi(x, y) for x, y in zip(a, b)])
+    assert np.all((got >= -np.pi) & (got < np.pi))
+    assert got == pytest.approx(delta_phi(a, b), abs=1e-12)
