@@ -43,6 +43,75 @@ def _gen_config(args) -> dict:
             "samples": {args.process: {"process": args.process, "events": 1}}}, args.process
 
 
+class _StageTimer:
+    """Wraps the generator's stage functions for one run and adds up their wall time."""
+
+    def __init__(self):
+        self.seconds = {"truth_s": 0.0, "detector_s": 0.0, "assemble_s": 0.0, "root_write_s": 0.0}
+        self.raw_bytes = 0
+        self._sample = []
+
+    def _wrap(self, mod, name, key, hook=None):
+        f = getattr(mod, name)
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            r = f(*a, **k)
+            self.seconds[key] += time.perf_counter() - t
+            if hook:
+                hook(a, r)
+            return r
+
+        self._saved.append((mod, name, f))
+        setattr(mod, name, timed)
+
+    def _raw(self, args, _):
+        import numpy as np
+
+        for v in args[1].values():
+            if isinstance(v, np.ndarray):
+                self.raw_bytes += v.nbytes
+                if len(self._sample) < 400:
+                    self._sample.append(v.astype(v.dtype.newbyteorder(">")).tobytes())
+            else:  # awkward record: contents + ROOT's 4-byte entry offset per event and branch
+                for f in v.fields:
+                    c = np.asarray(v[f].layout.content.data)
+                    self.raw_bytes += c.nbytes + 4 * (len(v) + 1)
+                    if len(self._sample) < 400:
+                        self._sample.append(c.astype(c.dtype.newbyteorder(">")).tobytes())
+
+    def compression_floor(self, spec) -> float:
+        """Seconds to compress raw_bytes at `spec`, timed on the first chunk's branch buffers."""
+        import uproot.compression
+
+        from sparkad.generator.layout import parse_compression
+
+        comp = parse_compression(spec)
+        sample = sum(len(b) for b in self._sample)
+        if comp is None or not sample:
+            return 0.0
+        t = time.perf_counter()
+        for b in self._sample:
+            uproot.compression.compress(b, comp)
+        return (time.perf_counter() - t) * self.raw_bytes / sample
+
+    def __enter__(self):
+        from sparkad.generator import api, layout
+
+        self._saved = []
+        self._wrap(api, "generate_truth", "truth_s")
+        self._wrap(api, "_mix_truth", "truth_s")
+        self._wrap(api, "simulate", "detector_s")
+        self._wrap(layout, "to_branches", "assemble_s")
+        self._wrap(layout.RootWriter, "extend", "root_write_s", hook=self._raw)
+        return self
+
+    def __exit__(self, *exc):
+        for mod, name, f in self._saved:
+            setattr(mod, name, f)
+        return False
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=float, default=1e6)
@@ -74,10 +143,12 @@ def main(argv=None):
         cfg = load_preset(cfg)
         cfg["samples"] = {sample: cfg["samples"][sample]}  # generate only the benchmarked sample
         out = work / "gen"
-        c0, t0 = os.times(), time.perf_counter()
-        generate(cfg, out_dir=out, progress=False)
-        wall = time.perf_counter() - t0
-        c1 = os.times()
+        stages = _StageTimer()
+        with stages:
+            c0, t0 = os.times(), time.perf_counter()
+            generate(cfg, out_dir=out, progress=False)
+            wall = time.perf_counter() - t0
+            c1 = os.times()
         cpu = (c1.user + c1.system) - (c0.user + c0.system)
         files = sorted(out.glob("*.root"))
         assert len(files) == 1, files
@@ -88,6 +159,13 @@ def main(argv=None):
                "events_per_cpu_s": round(n / cpu) if cpu else None, "file_bytes": size,
                "bytes_per_event": round(size / n, 1)}
         print(json.dumps(gen), flush=True)
+        # where the time goes: truth-level physics, detector simulation, assembling the branches, and
+        # uproot's writer (serialisation + compression); the compression alone of the same bytes is
+        # the floor of any ROOT writer at this setting
+        split = {k: round(v, 3) for k, v in stages.seconds.items()}
+        split["compression_only_s"] = round(stages.compression_floor(args.compression), 3)
+        split["uncompressed_bytes_per_event"] = round(stages.raw_bytes / n, 1)
+        print(json.dumps({"what": "generate_stages", **split}), flush=True)
         summary = {"what": "summary", "cores": 1, "events": n, "compression": args.compression,
                    "generate_events_per_s_per_core": gen["events_per_s"], "bytes_per_event": gen["bytes_per_event"]}
         if not args.no_extract:
@@ -99,6 +177,11 @@ def main(argv=None):
             print(json.dumps(ext), flush=True)
             summary.update(extract_events_per_s_per_core=ext["events_per_s"],
                            ratio_generate_to_extract=round(gen["events_per_s"] / ext["events_per_s"], 3))
+            # the ratio each stage alone would allow: generation can reach 2x extraction only if the
+            # stages together take <= half the extraction time
+            ext_s = n / ext["events_per_s"]
+            summary["stage_seconds_per_extraction_second"] = {
+                k: round(v / ext_s, 3) for k, v in split.items() if k.endswith("_s")}
         summary["goal_ratio"] = 2.0
         print(json.dumps(summary))
     finally:
