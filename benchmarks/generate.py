@@ -2,12 +2,13 @@
 same events (issue 3 goal: generation >= 2x extraction, so the generator is never the bottleneck).
 
 usage: python benchmarks/generate.py [--events 1e6] [--preset P | --process wjets] [--compression lz4:1]
-                                     [--chunksize 500000] [--workdir DIR] [--no-extract]
+                                     [--chunksize 500000] [--repeat 3] [--workers K] [--workdir DIR]
+                                     [--no-extract]
 
 One sample (a single MC process, default wjets, or the data-like sample of a preset) is generated into
 ONE ROOT file by one worker (timed: generation + detector simulation + ROOT writing and compression),
 then `sparkad extract` (coffea iterative executor, feature set cms2012, one core) runs on that file
-(timed by benchmarks/extract.py's `extraction`). Numba kernels are compiled / loaded from the cache by a
+(timed by benchmarks/extract.py's `extraction`). Both rates are medians of `--repeat` runs. Numba kernels are compiled / loaded from the cache by a
 small warm-up run first (start-up cost, reported separately). Prints one JSON line per measurement and
 a final summary line.
 """
@@ -80,6 +81,10 @@ class _StageTimer:
                     if len(self._sample) < 400:
                         self._sample.append(c.astype(c.dtype.newbyteorder(">")).tobytes())
 
+    def scale(self, f):
+        self.seconds = {k: v * f for k, v in self.seconds.items()}
+        self.raw_bytes *= f
+
     def compression_floor(self, spec) -> float:
         """Seconds to compress raw_bytes at `spec`, timed on the first chunk's branch buffers."""
         import uproot.compression
@@ -122,8 +127,13 @@ def main(argv=None):
     ap.add_argument("--chunksize", type=int, default=500_000, help="extraction chunk size (conf/extract.yaml default)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the files here")
     ap.add_argument("--no-extract", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="single-worker runs (median)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="also time K files written by K worker processes (scaling with cores)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    import numpy as np
 
     from sparkad.generator.api import generate
     from sparkad.generator.config import load_preset
@@ -142,19 +152,30 @@ def main(argv=None):
         cfg = dict(raw, samples={k: dict(v, events=(n if k == sample else 1)) for k, v in raw["samples"].items()})
         cfg = load_preset(cfg)
         cfg["samples"] = {sample: cfg["samples"][sample]}  # generate only the benchmarked sample
-        out = work / "gen"
+        # repeats: the first run in a process also pays first-touch page faults while the heap grows
+        # to one chunk's size (~20 % here); the median of the repeats is the steady per-core rate
+        walls, cpus, first = [], [], None
         stages = _StageTimer()
-        with stages:
-            c0, t0 = os.times(), time.perf_counter()
-            generate(cfg, out_dir=out, progress=False)
-            wall = time.perf_counter() - t0
-            c1 = os.times()
-        cpu = (c1.user + c1.system) - (c0.user + c0.system)
+        for r in range(args.repeat):
+            out = work / f"gen{r}"
+            with stages:
+                c0, t0 = os.times(), time.perf_counter()
+                generate(cfg, out_dir=out, progress=False)
+                walls.append(time.perf_counter() - t0)
+                c1 = os.times()
+            cpus.append((c1.user + c1.system) - (c0.user + c0.system))
+            first = first or round(n / walls[0])
+            if r:
+                shutil.rmtree(out, ignore_errors=True)
+        stages.scale(1.0 / args.repeat)
+        wall, cpu = float(np.median(walls)), float(np.median(cpus))
+        out = work / "gen0"
         files = sorted(out.glob("*.root"))
         assert len(files) == 1, files
         size = files[0].stat().st_size
         gen = {"what": "generate", "sample": sample, "preset": args.preset, "events": n,
-               "compression": args.compression, "workers": 1, "startup_s": round(startup, 2),
+               "compression": args.compression, "workers": 1, "repeats": args.repeat,
+               "first_run_events_per_s": first, "startup_s": round(startup, 2),
                "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "events_per_s": round(n / wall),
                "events_per_cpu_s": round(n / cpu) if cpu else None, "file_bytes": size,
                "bytes_per_event": round(size / n, 1)}
@@ -168,12 +189,29 @@ def main(argv=None):
         print(json.dumps({"what": "generate_stages", **split}), flush=True)
         summary = {"what": "summary", "cores": 1, "events": n, "compression": args.compression,
                    "generate_events_per_s_per_core": gen["events_per_s"], "bytes_per_event": gen["bytes_per_event"]}
+        if args.workers > 1:
+            # K files of n events by K worker processes (per-file seeds): does generation scale with cores?
+            k = args.workers
+            cfg_k = dict(raw, samples={s: dict(v, events=(k * n if s == sample else 1)) for s, v in raw["samples"].items()})
+            cfg_k = load_preset(cfg_k)
+            cfg_k["samples"] = {sample: cfg_k["samples"][sample]}
+            t0 = time.perf_counter()
+            generate(cfg_k, out_dir=work / "gen_workers", workers=k, progress=False)
+            wall_k = time.perf_counter() - t0
+            par = {"what": "generate_parallel", "workers": k, "events": k * n, "wall_s": round(wall_k, 3),
+                   "events_per_s": round(k * n / wall_k),
+                   "scaling_efficiency": round(k * n / wall_k / (k * gen["events_per_s"]), 3)}
+            print(json.dumps(par), flush=True)
+            summary.update(parallel_workers=k, parallel_events_per_s=par["events_per_s"],
+                           parallel_scaling_efficiency=par["scaling_efficiency"])
         if not args.no_extract:
             sys.path.insert(0, str(Path(__file__).parent))
             from extract import extraction
 
-            ext = extraction(files[0], work / "extract", args.chunksize)
-            ext["events_per_s"] = round(ext["events_per_s"])
+            runs = [extraction(files[0], work / f"extract{r}", args.chunksize) for r in range(args.repeat)]
+            ext = dict(runs[0], repeats=args.repeat,
+                       events_per_s=round(float(np.median([x["events_per_s"] for x in runs]))),
+                       seconds=round(float(np.median([x["seconds"] for x in runs])), 3))
             print(json.dumps(ext), flush=True)
             summary.update(extract_events_per_s_per_core=ext["events_per_s"],
                            ratio_generate_to_extract=round(gen["events_per_s"] / ext["events_per_s"], 3))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..allocator import keep_freed_memory
 from . import layout, runs
 from .config import GeneratorConfigError, load_preset, scale_events
 from .detector import Packed, simulate
@@ -170,6 +171,7 @@ def _concat(parts: list[dict]) -> dict:
 
 def run_job(cfg: dict, job: dict, progress=None) -> dict:
     """Write one file. progress(n) is called after each chunk with the number of events written."""
+    keep_freed_memory()  # chunk k+1 reuses chunk k's buffers instead of page-faulting new ones
     s = cfg["samples"][job["sample"]]
     ctx = Context(float(cfg["sqrt_s"]))
     is_data = bool(s.get("data_like"))
