@@ -1,5 +1,6 @@
 """Extraction benchmark: events/s per core of the whole extraction vs a bare uproot read of the
-same branches from the same file (the I/O limit), and peak memory for a 1× and a 10× file.
+same branches from the same file (the I/O limit), and peak memory for a 1× and a 10× file
+(with the resident set after every chunk of the 10× run: it must level off, not grow).
 
     python benchmarks/extract.py [--events 1000000] [--chunksize N] [--repeat 3] [--workdir DIR] [--no-memory]
 
@@ -100,12 +101,39 @@ def extraction(path: Path, out: Path, chunksize: int) -> dict:
             "events_per_s": n / dt}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM of /proc/self/status), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def track_rss_per_chunk() -> list:
+    """Record this process's resident set (VmRSS, MB) after every processed chunk."""
+    import processors.hlf_processor as hp
+
+    trace, process = [], hp.HLFProcessor.process
+
+    def traced(self, events):
+        out = process(self, events)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                trace.append(round(int(line.split()[1]) / 1024))
+        return out
+
+    hp.HLFProcessor.process = traced
+    return trace
+
+
 def child_memory(path: Path, out: Path, chunksize: int, tiny: Path) -> dict:
     """Run one extraction in a fresh process (after a warm-up on the tiny file, so the rate excludes
     start-up) and report its rate and the process's peak RSS."""
-    code = ("import json,resource,sys; sys.path.insert(0, %r); import extract as b; from pathlib import Path;"
-            "b.extraction(Path(%r), Path(%r), %d);"
-            "r=b.extraction(Path(%r), Path(%r), %d); r['peak_rss_mb']=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024;"
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork + exec, so a child would
+    # report the benchmark parent's (larger) RSS instead of its own
+    code = ("import json,sys; sys.path.insert(0, %r); import extract as b; from pathlib import Path;"
+            "b.extraction(Path(%r), Path(%r), %d); t=b.track_rss_per_chunk();"
+            "r=b.extraction(Path(%r), Path(%r), %d); r['peak_rss_mb']=b.peak_rss_mb(); r['rss_mb_after_chunk']=t;"
             "print(json.dumps(r))") % (str(Path(__file__).parent), str(tiny), str(out) + "_warm", chunksize,
                                        str(path), str(out), chunksize)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -169,6 +197,9 @@ def main():
         print(json.dumps(dict(read10, file="10x")))
         summary.update(peak_rss_mb_1x=round(m1["peak_rss_mb"]), peak_rss_mb_10x=round(m10["peak_rss_mb"]),
                        ratio_peak_rss_10x_to_1x=round(m10["peak_rss_mb"] / m1["peak_rss_mb"], 3),
+                       # bounded memory: the resident set after the last chunk vs after the middle one
+                       rss_growth_second_half_10x_mb=m10["rss_mb_after_chunk"][-1]
+                       - m10["rss_mb_after_chunk"][len(m10["rss_mb_after_chunk"]) // 2],
                        extraction_events_per_s_per_core_10x=round(m10["events_per_s"]),
                        bare_read_events_per_s_10x=round(read10["events_per_s"]),
                        ratio_extraction_10x_to_bare_read_10x=round(m10["events_per_s"] / read10["events_per_s"], 3))

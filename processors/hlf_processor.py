@@ -15,7 +15,7 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from sparkad.allocator import keep_freed_memory
+from sparkad.heap import freeze_long_lived, keep_freed_memory
 from sparkad.formats import build_objects
 from sparkad.hlf import compute_hlf, select
 from sparkad.parquet_io import hlf_table, write_atomic
@@ -32,8 +32,7 @@ def _freeze_heap_once():
     of the current chunk is its small lazy shell."""
     global _CHUNKS_SEEN
     if _CHUNKS_SEEN < 2:
-        gc.collect()
-        gc.freeze()
+        freeze_long_lived()
     _CHUNKS_SEEN += 1
 
 
@@ -71,7 +70,7 @@ class HLFProcessor(processor.ProcessorABC):
 
     def process(self, events):
         _freeze_heap_once()
-        keep_freed_memory()  # chunk k+1 reuses chunk k's pages (sparkad.allocator)
+        keep_freed_memory()  # chunk k+1 reuses chunk k's pages (sparkad.heap)
         md = events.metadata
         dataset, filename = md["dataset"], md["filename"]
         start, stop = int(md["entrystart"]), int(md["entrystop"])

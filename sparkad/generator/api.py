@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..allocator import keep_freed_memory
+from ..heap import freeze_long_lived, keep_freed_memory
 from . import layout, runs
 from .config import GeneratorConfigError, load_preset, scale_events
 from .detector import Packed, simulate
@@ -169,9 +169,20 @@ def _concat(parts: list[dict]) -> dict:
     return out
 
 
+_FROZEN = False
+
+
+def _freeze_once():
+    global _FROZEN
+    if not _FROZEN:
+        freeze_long_lived()
+        _FROZEN = True
+
+
 def run_job(cfg: dict, job: dict, progress=None) -> dict:
     """Write one file. progress(n) is called after each chunk with the number of events written."""
     keep_freed_memory()  # chunk k+1 reuses chunk k's buffers instead of page-faulting new ones
+    _freeze_once()  # full collections stop re-walking the modules' ~250 k objects (sparkad.heap)
     s = cfg["samples"][job["sample"]]
     ctx = Context(float(cfg["sqrt_s"]))
     is_data = bool(s.get("data_like"))

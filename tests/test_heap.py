@@ -1,11 +1,12 @@
-"""The allocator setting keeps a freed chunk-sized buffer in the process for the next chunk."""
+"""sparkad.heap: freed chunk buffers stay in the process for the next chunk; long-lived objects leave the
+collector's view."""
 import ctypes
 import sys
 
 import numpy as np
 import pytest
 
-from sparkad.allocator import keep_freed_memory
+from sparkad.heap import freeze_long_lived, keep_freed_memory
 
 
 class _MallInfo2(ctypes.Structure):
@@ -28,3 +29,13 @@ def test_freed_chunk_buffer_stays_in_the_heap_for_reuse():
     before = _free_heap_bytes()  # chunk page-faults and zeroes a new one
     del a
     assert _free_heap_bytes() - before >= 0.9 * size  # (less a few chunk headers; without: ~0)
+
+
+def test_frozen_objects_leave_the_collectors_view():
+    import gc
+
+    keep = [[i] for i in range(1000)]
+    freeze_long_lived()
+    assert gc.get_freeze_count() >= len(keep)
+    assert not any(gc.is_tracked(x) and x in gc.get_objects(generation=2) for x in keep[:3])
+    gc.unfreeze()  # leave the test process as it was
