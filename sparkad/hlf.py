@@ -91,11 +91,39 @@ def missing_capabilities(features, capabilities) -> dict[str, list[str]]:
 LEPTON_FIELDS = ("pt", "eta", "phi", "charge", "iso", "iso_ch", "iso_neu", "iso_pho")
 
 
+@dataclass
+class ChosenLepton:
+    """The lepton the selection chose in each event: ``which`` indexes the muon or electron content
+    (-1: none), ``is_ele`` says which. Fields are picked on demand, for all events (cached; jet
+    cleaning needs η, φ everywhere) or only for listed events (the features of the selected ones)."""
+
+    which: np.ndarray
+    is_ele: np.ndarray
+    mu: dict
+    el: dict
+    _all: dict = field(default_factory=dict, repr=False)
+
+    def pick(self, name: str, events: np.ndarray | None = None) -> np.ndarray:
+        """float32 values of one field (LEPTON_FIELDS or is_ele) for `events` (default: all); NaN
+        where there is no lepton or its flavour lacks the field."""
+        ev = np.arange(len(self.which)) if events is None else events
+        if name == "is_ele":
+            return np.where(self.which[ev] >= 0, self.is_ele[ev], np.nan).astype(np.float32)
+        none = np.empty(0, np.float32)  # isolation components exist only where the format provides them
+        return kernels.pick_lepton(self.which, self.is_ele, self.mu.get(name, none), self.el.get(name, none), ev)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """All events' values of one field."""
+        if name not in self._all:
+            self._all[name] = self.pick(name)
+        return self._all[name]
+
+
 def select(obj: EventObjects, sel: Selection, pre_steps=()):
     """Apply a selection preset.
 
-    Returns (mask, lepton, cutflow): the event mask; the chosen lepton of every event as a dict of
-    per-event numpy arrays (fields of LEPTON_FIELDS plus is_ele; NaN where there is none); and an
+    Returns (mask, lepton, cutflow): the event mask; the chosen lepton of every event (a
+    ``ChosenLepton``: ``lepton["pt"]`` etc. for all events, NaN where there is none); and an
     ordered list of (step name, events passing so far). ``pre_steps`` are earlier (name, mask) cuts
     such as the certified-luminosity mask.
     """
@@ -120,10 +148,7 @@ def select(obj: EventObjects, sel: Selection, pre_steps=()):
         passing &= pass_eta
         cutflow.append((f"lepton |eta| < {cut.eta_max:g}", int(passing.sum())))
 
-    lepton = {"is_ele": np.where(which >= 0, is_ele, np.nan)}
-    none = np.empty(0, np.float32)  # isolation components exist only where the format provides them
-    for f in LEPTON_FIELDS:
-        lepton[f] = kernels.pick_lepton(which, is_ele, mu.get(f, none), el.get(f, none))
+    lepton = ChosenLepton(which, is_ele, mu, el)
 
     if sel.min_jets > 0:
         idx = np.flatnonzero(passing)
@@ -133,7 +158,7 @@ def select(obj: EventObjects, sel: Selection, pre_steps=()):
     return passing, lepton, cutflow
 
 
-def _jets(obj: EventObjects, lepton: dict, sel: Selection, events: np.ndarray):
+def _jets(obj: EventObjects, lepton: ChosenLepton, sel: Selection, events: np.ndarray):
     """NJ, NB, HT, MJ of the clean jets (HLF.md: pT, |η|, ΔR to the lepton) of the listed events."""
     off, j = obj.flat("jets", ("pt", "eta", "phi", "mass", "btag"))
     jc = sel.jets
@@ -141,7 +166,7 @@ def _jets(obj: EventObjects, lepton: dict, sel: Selection, events: np.ndarray):
                             lepton["eta"], lepton["phi"], jc.pt_min, jc.eta_max, jc.lepton_dr or 0.0)
 
 
-def compute_hlf(obj: EventObjects, lepton: dict, sel: Selection, features, events: np.ndarray) -> dict[str, np.ndarray]:
+def compute_hlf(obj: EventObjects, lepton: ChosenLepton, sel: Selection, features, events: np.ndarray) -> dict[str, np.ndarray]:
     """The requested features (float32 columns) of the listed events (indices that passed ``select``).
 
     A feature whose inputs the format lacks (see ``missing_capabilities``) comes out as NaN: the
@@ -150,7 +175,7 @@ def compute_hlf(obj: EventObjects, lepton: dict, sel: Selection, features, event
     n = len(events)
     want = set(features)
     cols: dict[str, np.ndarray] = {}
-    lep = {k: v[events] for k, v in lepton.items()}
+    lep = _LeptonColumns(lepton, events)
 
     if want & {"HT", "ST", "MJ", "NJ", "NB"}:
         cols["NJ"], cols["NB"], cols["HT"], cols["MJ"] = _jets(obj, lepton, sel, events)
@@ -169,15 +194,24 @@ def compute_hlf(obj: EventObjects, lepton: dict, sel: Selection, features, event
     if want & {"n_ch", "n_neu", "n_photon"}:
         for k in ("n_ch", "n_neu", "n_photon"):
             cols[k] = np.asarray(obj.pf_counts[k])[events] if obj.pf_counts is not None else np.full(n, np.nan)
-    cols["lep_pt"] = lep["pt"]
-    cols["lep_eta"] = lep["eta"]
-    cols["lep_charge"] = lep["charge"]
-    cols["lep_is_ele"] = lep["is_ele"]
-    cols["lep_iso"] = lep["iso"]
-    cols["lep_iso_ch"] = lep["iso_ch"]
-    cols["lep_iso_neu"] = lep["iso_neu"]
-    cols["lep_iso_gamma"] = lep["iso_pho"]
+    for feature, name in (("lep_pt", "pt"), ("lep_eta", "eta"), ("lep_charge", "charge"), ("lep_is_ele", "is_ele"),
+                          ("lep_iso", "iso"), ("lep_iso_ch", "iso_ch"), ("lep_iso_neu", "iso_neu"),
+                          ("lep_iso_gamma", "iso_pho")):
+        if feature in want:
+            cols[feature] = lep[name]
     return {f: np.asarray(cols[f], dtype=np.float32) for f in features}
+
+
+class _LeptonColumns(dict):
+    """The chosen lepton's fields for the listed events, picked when first asked for."""
+
+    def __init__(self, lepton: ChosenLepton, events: np.ndarray):
+        super().__init__()
+        self._lepton, self._events = lepton, events
+
+    def __missing__(self, name):
+        self[name] = v = self._lepton.pick(name, self._events)
+        return v
 
 
 def _scalar_sum_st(obj: EventObjects, ht: np.ndarray, sel: Selection, events: np.ndarray) -> np.ndarray:

@@ -170,21 +170,23 @@ def _vector_sum(off, pt, cphi, sphi, sheta, mass, events):
 
 
 @nb.njit(cache=True)
-def pick_lepton(which, is_ele, mu_vals, el_vals):
-    """Per event, the chosen lepton's value of one field (``which``/``is_ele`` from choose_lepton);
-    NaN where there is no lepton or the flavour lacks the field (an empty array)."""
-    n = len(which)
-    out = np.empty(n, np.float64)
-    for i in range(n):
+def pick_lepton(which, is_ele, mu_vals, el_vals, events):
+    """For each listed event, the chosen lepton's value of one field (``which``/``is_ele`` from
+    choose_lepton), float32; NaN where there is no lepton or the flavour lacks the field (an empty
+    array)."""
+    m = len(events)
+    out = np.empty(m, np.float32)
+    for k in range(m):
+        i = events[k]
         j = which[i]
-        out[i] = np.nan
+        out[k] = np.nan
         if j < 0:
             continue
         if is_ele[i]:  # two branches, not one array variable: the flavours' dtypes may differ
             if len(el_vals) > 0:
-                out[i] = el_vals[j]
+                out[k] = el_vals[j]
         elif len(mu_vals) > 0:
-            out[i] = mu_vals[j]
+            out[k] = mu_vals[j]
     return out
 
 
