@@ -101,12 +101,17 @@ def extraction(path: Path, out: Path, chunksize: int) -> dict:
             "events_per_s": n / dt}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM of /proc/self/status), MB."""
+def _status_mb(key: str) -> float:
+    """A memory line of /proc/self/status (VmHWM, VmRSS), MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+    raise RuntimeError(f"no {key} in /proc/self/status (Linux only)")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM), MB."""
+    return _status_mb("VmHWM")
 
 
 def track_rss_per_chunk() -> list:
@@ -117,9 +122,7 @@ def track_rss_per_chunk() -> list:
 
     def traced(self, events):
         out = process(self, events)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                trace.append(round(int(line.split()[1]) / 1024))
+        trace.append(round(_status_mb("VmRSS")))
         return out
 
     hp.HLFProcessor.process = traced

@@ -8,9 +8,9 @@ usage: python benchmarks/generate.py [--events 1e6] [--preset P | --process wjet
 One sample (a single MC process, default wjets, or the data-like sample of a preset) is generated into
 ONE ROOT file by one worker (timed: generation + detector simulation + ROOT writing and compression),
 then `sparkad extract` (coffea iterative executor, feature set cms2012, one core) runs on that file
-(timed by benchmarks/extract.py's `extraction`). Both rates are medians of `--repeat` runs. Numba kernels are compiled / loaded from the cache by a
-small warm-up run first (start-up cost, reported separately). Prints one JSON line per measurement and
-a final summary line.
+(timed by benchmarks/extract.py's `extraction`). Both rates are medians of `--repeat` runs. Numba
+kernels are compiled / loaded from the cache by a small warm-up run first (start-up cost, reported
+separately). Prints one JSON line per measurement and a final summary line.
 """
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def main(argv=None):
         cfg["samples"] = {sample: cfg["samples"][sample]}  # generate only the benchmarked sample
         # repeats: the first run in a process also pays first-touch page faults while the heap grows
         # to one chunk's size (~20 % here); the median of the repeats is the steady per-core rate
-        walls, cpus, first = [], [], None
+        walls, cpus = [], []
         stages = _StageTimer()
         for r in range(args.repeat):
             out = work / f"gen{r}"
@@ -164,7 +164,6 @@ def main(argv=None):
                 walls.append(time.perf_counter() - t0)
                 c1 = os.times()
             cpus.append((c1.user + c1.system) - (c0.user + c0.system))
-            first = first or round(n / walls[0])
             if r:
                 shutil.rmtree(out, ignore_errors=True)
         stages.scale(1.0 / args.repeat)
@@ -175,7 +174,7 @@ def main(argv=None):
         size = files[0].stat().st_size
         gen = {"what": "generate", "sample": sample, "preset": args.preset, "events": n,
                "compression": args.compression, "workers": 1, "repeats": args.repeat,
-               "first_run_events_per_s": first, "startup_s": round(startup, 2),
+               "first_run_events_per_s": round(n / walls[0]), "startup_s": round(startup, 2),
                "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "events_per_s": round(n / wall),
                "events_per_cpu_s": round(n / cpu) if cpu else None, "file_bytes": size,
                "bytes_per_event": round(size / n, 1)}

@@ -126,9 +126,10 @@ def _root_cause(exc: BaseException) -> str:
 def _uproot_options(fileset: dict) -> dict:
     """Local files are read through memory maps: NanoEvents fetch one branch at a time, and uproot's
     default fsspec source hands every fetch to its I/O thread and waits (~7 % of the extraction time
-    at 1 M events); remote URLs keep uproot's defaults."""
+    at 1 M events); URLs (root://, https://, file://: MemmapSource takes plain paths only) keep
+    uproot's defaults."""
     paths = [p for d in fileset.values() for p in d["files"]]
-    if paths and all("://" not in str(p) or str(p).startswith("file://") for p in paths):
+    if paths and all("://" not in str(p) for p in paths):
         return {"handler": uproot.MemmapSource}
     return {}
 

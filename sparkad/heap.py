@@ -20,25 +20,24 @@ from __future__ import annotations
 
 import gc
 
-_DONE = False
+_APPLIED: bool | None = None  # the outcome of the first call
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
 def keep_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) -> bool:
     """Apply the setting once per process; False where glibc's mallopt is unavailable (a no-op)."""
-    global _DONE
-    if _DONE:
-        return True
-    _DONE = True
-    try:
-        import ctypes
+    global _APPLIED
+    if _APPLIED is None:
+        try:
+            import ctypes
 
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))
-                    and libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
-    except (OSError, AttributeError):
-        return False
+            libc = ctypes.CDLL("libc.so.6")
+            _APPLIED = bool(libc.mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))
+                            and libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
+        except (OSError, AttributeError):
+            _APPLIED = False
+    return _APPLIED
 
 
 def freeze_long_lived() -> None:

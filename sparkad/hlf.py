@@ -58,6 +58,7 @@ class EventObjects:
     capabilities: frozenset = field(default_factory=frozenset)
 
     _flat: dict = field(default_factory=dict, repr=False)
+    _dirs: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.met_pt)
@@ -76,6 +77,14 @@ class EventObjects:
             if f not in content and f in coll.fields:
                 content[f] = ak.to_numpy(ak.flatten(coll[f], axis=1))
         return off, content
+
+    def directions(self, name: str):
+        """kernels.directions (cos φ, sin φ, sinh η) of a collection, once per chunk: the
+        top_rediscovery jet sums run twice (the NJ cut, then the features)."""
+        if name not in self._dirs:
+            _, c = self.flat(name, ("eta", "phi"))
+            self._dirs[name] = kernels.directions(c["eta"], c["phi"])
+        return self._dirs[name]
 
 
 def missing_capabilities(features, capabilities) -> dict[str, list[str]]:
@@ -163,7 +172,8 @@ def _jets(obj: EventObjects, lepton: ChosenLepton, sel: Selection, events: np.nd
     off, j = obj.flat("jets", ("pt", "eta", "phi", "mass", "btag"))
     jc = sel.jets
     return kernels.jet_sums(off, j["pt"], j["eta"], j["phi"], j["mass"], j["btag"], events,
-                            lepton["eta"], lepton["phi"], jc.pt_min, jc.eta_max, jc.lepton_dr or 0.0)
+                            lepton["eta"], lepton["phi"], jc.pt_min, jc.eta_max, jc.lepton_dr or 0.0,
+                            dirs=obj.directions("jets"))
 
 
 def compute_hlf(obj: EventObjects, lepton: ChosenLepton, sel: Selection, features, events: np.ndarray) -> dict[str, np.ndarray]:
@@ -190,7 +200,7 @@ def compute_hlf(obj: EventObjects, lepton: ChosenLepton, sel: Selection, feature
         if want & {f"{prefix}_pt_tot", f"{prefix}_mass", f"n_{prefix}"}:
             off, c = obj.flat(name)
             cols[f"n_{prefix}"], cols[f"{prefix}_pt_tot"], cols[f"{prefix}_mass"] = kernels.vector_sum(
-                off, c["pt"], c["eta"], c["phi"], c["mass"], events)
+                off, c["pt"], c["eta"], c["phi"], c["mass"], events, dirs=obj.directions(name))
     if want & {"n_ch", "n_neu", "n_photon"}:
         for k in ("n_ch", "n_neu", "n_photon"):
             cols[k] = np.asarray(obj.pf_counts[k])[events] if obj.pf_counts is not None else np.full(n, np.nan)

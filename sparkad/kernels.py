@@ -90,12 +90,13 @@ def directions(eta, phi):
     return np.cos(phi), np.sin(phi), np.sinh(eta)
 
 
-def jet_sums(off, pt, eta, phi, mass, btag, events, lep_eta, lep_phi, pt_min, eta_max, dr_min):
+def jet_sums(off, pt, eta, phi, mass, btag, events, lep_eta, lep_phi, pt_min, eta_max, dr_min, dirs=None):
     """NJ, NB, HT and MJ of jets with pT > pt_min, |η| < eta_max and ΔR(jet, lepton) ≥ dr_min.
 
-    ``events`` are the event indices to process; lep_eta / lep_phi are per event (NaN: no lepton).
+    ``events`` are the event indices to process; lep_eta / lep_phi are per event (NaN: no lepton);
+    ``dirs``: ``directions(eta, phi)`` when the caller already has it.
     """
-    c, s, sh = directions(eta, phi)
+    c, s, sh = directions(eta, phi) if dirs is None else dirs
     return _jet_sums(off, pt, eta, phi, c, s, sh, mass, btag, events, lep_eta, lep_phi, pt_min, eta_max, dr_min)
 
 
@@ -138,9 +139,10 @@ def _jet_sums(off, pt, eta, phi, cphi, sphi, sheta, mass, btag, events, lep_eta,
     return nj, nb_, ht, mj
 
 
-def vector_sum(off, pt, eta, phi, mass, events):
-    """Number, |vector Σ pT| and invariant mass of all objects of each listed event."""
-    c, s, sh = directions(eta, phi)
+def vector_sum(off, pt, eta, phi, mass, events, dirs=None):
+    """Number, |vector Σ pT| and invariant mass of all objects of each listed event (``dirs`` as in
+    jet_sums)."""
+    c, s, sh = directions(eta, phi) if dirs is None else dirs
     return _vector_sum(off, pt, c, s, sh, mass, events)
 
 
