@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from .kinematics import s_mass, s_poisson, s_ptetaphim, s_wrap
+from .kinematics import s_mass, s_poisson, s_poisson_exact, s_ptetaphim, s_wrap
 from .record import Batch
 
 DETECTOR_DEFAULTS = {
@@ -195,6 +195,7 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
     t_true = np.empty(S, np.bool_)
     t_pt = np.empty(S)
     gpos = np.empty(G, np.int64)
+    gsrc = np.empty(G, np.int64)  # the slot holding the same particle as GenPart g (-1: none)
     pmu = 0
     pel = 0
     pta = 0
@@ -203,11 +204,18 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
     pge = 0
     for i in range(n):
         fault = 0
-        npv = 1 + rng.poisson(P[_VERTEX_EFF] * mu[i])
+        npv = 1 + s_poisson_exact(rng, P[_VERTEX_EFF] * mu[i])
         fnpv = float(npv)
+        for g in range(G):
+            gsrc[g] = -1
         for s in range(S):
             if valid[i, s]:
-                pt[s], eta[s], phi[s], m[s] = s_ptetaphim(p4[i, s, 0], p4[i, s, 1], p4[i, s, 2], p4[i, s, 3])
+                e0, e1, e2, e3 = p4[i, s, 0], p4[i, s, 1], p4[i, s, 2], p4[i, s, 3]
+                pt[s], eta[s], phi[s], m[s] = s_ptetaphim(e0, e1, e2, e3)
+                gl = gen_link[i, s]
+                if (gl >= 0 and gp4[i, gl, 0] == e0 and gp4[i, gl, 1] == e1 and gp4[i, gl, 2] == e2
+                        and gp4[i, gl, 3] == e3):
+                    gsrc[gl] = s  # its GenPart entry reuses these kinematics
                 a = abs(pdg[i, s])
             else:
                 pt[s] = 0.0
@@ -633,8 +641,12 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
             k = 0
             for g in range(G):
                 if gvalid[i, g]:
-                    ge_F[0, pge], ge_F[1, pge], ge_F[2, pge], ge_F[3, pge] = s_ptetaphim(
-                        gp4[i, g, 0], gp4[i, g, 1], gp4[i, g, 2], gp4[i, g, 3])
+                    s = gsrc[g]
+                    if s >= 0:
+                        ge_F[0, pge], ge_F[1, pge], ge_F[2, pge], ge_F[3, pge] = pt[s], eta[s], phi[s], m[s]
+                    else:
+                        ge_F[0, pge], ge_F[1, pge], ge_F[2, pge], ge_F[3, pge] = s_ptetaphim(
+                            gp4[i, g, 0], gp4[i, g, 1], gp4[i, g, 2], gp4[i, g, 3])
                     ge_I[0, pge] = gpdg[i, g]
                     ge_I[1, pge] = gstatus[i, g]
                     pge += 1
