@@ -230,7 +230,7 @@ def s_boost(e, px, py, pz, bx, by, bz):
     return gamma * (e + bp), px + f * bx, py + f * by, pz + f * bz
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def s_two_body(rng, e, px, py, pz, m1, m2):
     """Isotropic two-body decay of (e, px, py, pz) into masses m1, m2: two lab-frame four-vectors."""
     m2p = e * e - px * px - py * py - pz * pz

@@ -108,7 +108,7 @@ def _status(pdg):
     return ST_HARD
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _decay_pair(rng, rec, i, parent, pdg_a, pdg_b, sa, sb, ga, gb):
     """Two-body decay of `parent` into pdg_a (slot sa, GenPart ga) and pdg_b (slot sb, GenPart gb)."""
     a, b = s_two_body(rng, parent[0], parent[1], parent[2], parent[3], s_mass(pdg_a), s_mass(pdg_b))
@@ -118,7 +118,7 @@ def _decay_pair(rng, rec, i, parent, pdg_a, pdg_b, sa, sb, ga, gb):
     _add(rec, i, sb, b, pdg_b, gb)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _w_decay_polarised(rng, w, b, pdg_down, pdg_up, f_long, f_left):
     """W from t -> W b decayed with its helicity fractions (F0 = f_long, F- = f_left, F+ the rest):
     the down-type fermion (charged lepton, or d / s quark) makes the angle theta* with the W direction
@@ -160,7 +160,7 @@ def _w_decay_polarised(rng, w, b, pdg_down, pdg_up, f_long, f_left):
     return down, up
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _tau_decay(rng, rec, i, s, nu_slot):
     """Decay the tau in slot s (if it is one): visible part stays in s, neutrinos go to nu_slot."""
     P4, PDG = rec[0], rec[1]
@@ -180,7 +180,7 @@ def _tau_decay(rng, rec, i, s, nu_slot):
     _add(rec, i, nu_slot, inv, -16 * sign, -1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _isr(rng, rec, i, mean, kmax, pt_min):
     """ISR partons in slots 0..k-1; returns their summed (px, py)."""
     k = s_geometric(rng, mean, kmax)
@@ -208,7 +208,7 @@ def _isr(rng, rec, i, mean, kmax, pt_min):
     return sx, sy
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _system(rng, sqrt_s, mass, rx, ry):
     """Four-vector of a produced system of given mass balancing the ISR recoil."""
     px = -rx + rng.normal(0.0, 4.0)
