@@ -8,7 +8,8 @@ usage: python benchmarks/generate.py [--events 1e6] [--preset P | --process wjet
 One sample (a single MC process, default wjets, or the data-like sample of a preset) is generated into
 ONE ROOT file by one worker (timed: generation + detector simulation + ROOT writing and compression),
 then `sparkad extract` (coffea iterative executor, feature set cms2012, one core) runs on that file
-(timed by benchmarks/extract.py's `extraction`). Both rates are medians of `--repeat` runs. Numba
+(timed by benchmarks/extract.py's `extraction`). Generation and extraction alternate; both rates are
+medians of `--repeat` runs, and `ratio_per_pair` gives each run's generation / extraction ratio. Numba
 kernels are compiled / loaded from the cache by a small warm-up run first (start-up cost, reported
 separately). Prints one JSON line per measurement and a final summary line.
 """
@@ -154,7 +155,15 @@ def main(argv=None):
         cfg["samples"] = {sample: cfg["samples"][sample]}  # generate only the benchmarked sample
         # repeats: the first run in a process also pays first-touch page faults while the heap grows
         # to one chunk's size (~20 % here); the median of the repeats is the steady per-core rate
-        walls, cpus = [], []
+        # Generation and extraction alternate, so that both rates sample the same state of a shared,
+        # noisy machine; each extraction reads the file just written (same seed: the same events)
+        extraction = None
+        if not args.no_extract:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from extract import extraction
+
+            extraction(next((work / "warmup").glob(f"{sample}_*.root")), work / "extract_warmup", args.chunksize)
+        walls, cpus, ext_runs = [], [], []
         stages = _StageTimer()
         for r in range(args.repeat):
             out = work / f"gen{r}"
@@ -164,6 +173,8 @@ def main(argv=None):
                 walls.append(time.perf_counter() - t0)
                 c1 = os.times()
             cpus.append((c1.user + c1.system) - (c0.user + c0.system))
+            if extraction:
+                ext_runs.append(extraction(next(out.glob("*.root")), work / f"extract{r}", args.chunksize))
             if r:
                 shutil.rmtree(out, ignore_errors=True)
         stages.scale(1.0 / args.repeat)
@@ -203,17 +214,16 @@ def main(argv=None):
             print(json.dumps(par), flush=True)
             summary.update(parallel_workers=k, parallel_events_per_s=par["events_per_s"],
                            parallel_scaling_efficiency=par["scaling_efficiency"])
-        if not args.no_extract:
-            sys.path.insert(0, str(Path(__file__).parent))
-            from extract import extraction
-
-            runs = [extraction(files[0], work / f"extract{r}", args.chunksize) for r in range(args.repeat)]
-            ext = dict(runs[0], repeats=args.repeat,
-                       events_per_s=round(float(np.median([x["events_per_s"] for x in runs]))),
-                       seconds=round(float(np.median([x["seconds"] for x in runs])), 3))
+        if ext_runs:
+            ext = dict(ext_runs[0], repeats=args.repeat,
+                       events_per_s=round(float(np.median([x["events_per_s"] for x in ext_runs]))),
+                       seconds=round(float(np.median([x["seconds"] for x in ext_runs])), 3))
             print(json.dumps(ext), flush=True)
+            pairs = [(n / w) / x["events_per_s"] for w, x in zip(walls, ext_runs)]
             summary.update(extract_events_per_s_per_core=ext["events_per_s"],
-                           ratio_generate_to_extract=round(gen["events_per_s"] / ext["events_per_s"], 3))
+                           ratio_generate_to_extract=round(gen["events_per_s"] / ext["events_per_s"], 3),
+                           ratio_per_pair=[round(p, 3) for p in pairs],
+                           ratio_median_of_pairs=round(float(np.median(pairs)), 3))
             # the ratio each stage alone would allow: generation can reach 2x extraction only if the
             # stages together take <= half the extraction time
             ext_s = n / ext["events_per_s"]
