@@ -3,6 +3,7 @@ aggregates (histograms, ASTF inputs, yields, per-run counts) → write scores �
 in-process rate of the same pre-processing + scoring on the same events in one Python process.
 
     python benchmarks/score.py --model MODEL_DIR [--events 4000000] [--cores 2] [--workdir DIR] [--dask]
+                               [--select-fraction F]
 
 Builds an HLF folder of --events rows (feature rows drawn around the model's medians; throughput does
 not depend on the values; 20 runs × 100 lumi sections of data). Prints JSON lines, then a summary with
@@ -72,6 +73,9 @@ def main():
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--target-rows", type=int, default=500_000, help="events per task")
     ap.add_argument("--dask", action="store_true", help="also time the Dask engine")
+    ap.add_argument("--select-fraction", type=float, default=None,
+                    help="select this fraction of the events (default: the model's stored 1000 ppm threshold, "
+                         "which a model trained on < 1000 validation events does not have)")
     args = ap.parse_args()
     from sparkad.analysis import run_analysis
     from sparkad.modeldir import Scorer
@@ -85,7 +89,11 @@ def main():
                       "with_parquet_read_events_per_s_per_core": round(bare_read)}))
 
     spark = get_session("sparkad-score-bench", f"local[{args.cores}]", {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
-    kw = dict(ppm=1000, target_rows=args.target_rows)
+    kw = dict(target_rows=args.target_rows)
+    if args.select_fraction:
+        kw["fraction"] = args.select_fraction
+    else:
+        kw["ppm"] = 1000
     run_analysis(hlf, args.model, work / "warm", engine="spark", spark=spark, **kw)  # JVM and Python workers up
     t = time.perf_counter()
     rep = run_analysis(hlf, args.model, work / "spark", engine="spark", spark=spark, **kw)

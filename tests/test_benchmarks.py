@@ -13,8 +13,8 @@ def _run(script, *args, timeout=600):
                        capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, p.stderr[-2000:]
     lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-    assert lines and lines[-1]["what"] == "summary", p.stdout[-2000:]
-    return {d["what"]: d for d in lines}
+    assert lines and lines[-1].get("what") == "summary", p.stdout[-2000:]
+    return {d.get("what"): d for d in lines}
 
 
 def test_generate_benchmark_pairs_generation_with_extraction(tmp_path):
@@ -35,3 +35,14 @@ def test_extract_benchmark_reports_ratio_to_bare_read(tmp_path):
     s = out["summary"]
     assert any(k.startswith("ratio") for k in s), s
     assert all(v > 0 for k, v in s.items() if k.startswith("ratio") and isinstance(v, (int, float))), s
+
+
+def test_train_and_score_benchmarks(tmp_path):
+    out = _run("train.py", "--events", "20000", "--epochs", "1", "--models", "ae", "--batch-size", "64",
+               "--workdir", str(tmp_path / "train"))
+    assert out["summary"]["model"] == "ae" and out["summary"]["events_per_s"] > 0
+    model = tmp_path / "train" / "model_ae"
+    out = _run("score.py", "--model", str(model), "--events", "20000", "--cores", "1", "--target-rows", "5000",
+               "--select-fraction", "0.01", "--workdir", str(tmp_path / "score"))
+    s = out["summary"]
+    assert s["events"] == 20000 and s["ratio_spark_to_bare"] > 0 and s["python_worker_peak_rss_mb"] > 0
