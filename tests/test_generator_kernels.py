@@ -72,3 +72,11 @@ def test_genpart_kinematics_are_those_of_the_truth_record(process):
     np.testing.assert_allclose(gen.fields["phi"], np.arctan2(gp4[:, 2], gp4[:, 1]), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(gen.fields["mass"], np.sqrt(np.maximum(m2, 0)), rtol=1e-4, atol=0.05)
     np.testing.assert_array_equal(gen.fields["pdgId"], batch.gpdg[batch.gvalid])
+
+
+def test_poisson_of_nan_returns_instead_of_looping():
+    @njit
+    def draw(rng):
+        return s_poisson_exact(rng, np.nan)
+
+    assert draw(np.random.default_rng(1)) == 0

@@ -306,8 +306,8 @@ def s_loggam(x):
 @njit(cache=True, inline="always")
 def s_poisson_exact(rng, lam):
     """Exact Poisson deviate: numpy's algorithms and draws (multiplication below 10, Hoermann's PTRS
-    transformed rejection above), so a seed gives what `rng.poisson` gives, at a third of the cost."""
-    if lam < 10.0:
+    transformed rejection above), so a seed gives what `rng.poisson` gives, at about half the cost."""
+    if not lam >= 10.0:  # NaN too: numba's sampler returns 0 where the rejection loop would never end
         return rng.poisson(lam)
     slam = math.sqrt(lam)
     loglam = math.log(lam)
