@@ -162,10 +162,10 @@ def main(argv=None):
         cfg = dict(raw, samples={k: dict(v, events=(n if k == sample else 1)) for k, v in raw["samples"].items()})
         cfg = load_preset(cfg)
         cfg["samples"] = {sample: cfg["samples"][sample]}  # generate only the benchmarked sample
-        # repeats: the first run in a process also pays first-touch page faults while the heap grows
-        # to one chunk's size (~20 % here); the median of the repeats is the steady per-core rate
-        # Generation and extraction alternate, so that both rates sample the same state of a shared,
-        # noisy machine; each extraction reads the file just written (same seed: the same events)
+        # Repeats: the first run in a process also pays first-touch page faults while the heap grows
+        # to one chunk's size; the median of the repeats is the steady per-core rate. Generation and
+        # extraction alternate, so both rates sample the same state of a shared, noisy machine; each
+        # extraction reads the file just written (same seed: the same events).
         extraction = None
         if not args.no_extract:
             sys.path.insert(0, str(Path(__file__).parent))

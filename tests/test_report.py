@@ -3,7 +3,6 @@ image, the sections a user looks for are there), plus the monitor folder it can 
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -206,7 +206,10 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
         fault = 0
         npv = 1 + s_poisson_exact(rng, P[_VERTEX_EFF] * mu[i])
         fnpv = float(npv)
+        k = 0
         for g in range(G):
+            gpos[g] = k if gvalid[i, g] else -1
+            k += gvalid[i, g]
             gsrc[g] = -1
         for s in range(S):
             if valid[i, s]:
@@ -226,10 +229,6 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
             apdg[s] = a
             is_part[s] = (1 <= a <= 5) or a == 21
             is_lep[s] = a == 11 or a == 13
-        k = 0
-        for g in range(G):
-            gpos[g] = k if gvalid[i, g] else -1
-            k += gvalid[i, g]
 
         # ------------------------------------------------------------ leptons
         for s in range(S):
