@@ -19,6 +19,9 @@ from sparkad.heap import freeze_long_lived, keep_freed_memory
 from sparkad.formats import build_objects
 from sparkad.hlf import compute_hlf, select
 from sparkad.parquet_io import hlf_table, write_atomic
+from sparkad.root_zlib import use_isal
+
+use_isal()  # in coffea's worker processes too: they unpickle this processor before reading
 
 
 _CHUNKS_SEEN = 0

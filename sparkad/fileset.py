@@ -120,6 +120,10 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
     """Open a file and check tree, entries and branches; raise InputFileError with the reason."""
     import uproot
 
+    from .root_zlib import use_isal
+
+    use_isal()
+
     if "://" not in path:
         p = Path(path)
         if not p.exists():

@@ -18,6 +18,10 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from ..root_zlib import use_isal
+
+use_isal()  # the CMS-like zlib presets deflate ~6x faster
+
 F4, I4, U4, U8, B = np.float32, np.int32, np.uint32, np.uint64, np.bool_
 
 CMS2012_EVENT = [
