@@ -25,8 +25,9 @@ def test_generate_benchmark_pairs_generation_with_extraction(tmp_path):
     assert len(s["ratio_per_pair"]) == 2 and s["ratio_median_of_pairs"] > 0
     assert s["parallel_workers"] == 2 and s["parallel_events_per_s"] > 0
     st = out["generate_stages"]
-    assert set(st["steady_min"]) == {"truth_s", "detector_s", "assemble_s", "root_write_s"}
-    assert 0 < st["compression_only_s"] and st["uncompressed_bytes_per_event"] > 100
+    assert set(st["steady_min"]) == {"truth_s", "detector_s", "assemble_s", "root_write_s", "compression_only_s"}
+    # compression is timed inside the writer's calls: a part of the writer's time, never more
+    assert 0 < st["compression_only_s"] < st["root_write_s"] and st["uncompressed_bytes_per_event"] > 100
     assert out["extraction"]["events"] == 3000
 
 
