@@ -1,7 +1,9 @@
 """Configuration is data: YAML files in conf/, validated on load with one-line errors."""
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,22 @@ def as_number(value, where: str, *, positive: bool = False, allow_none: bool = F
             pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(value):  # .inf / .nan would make every weight inf, 0 or NaN downstream
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
     if positive and not value > 0:
         raise ConfigError(f"{where}: must be > 0, got {value!r}")
     return float(value)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def name_problem(name) -> str | None:
+    """Why `name` cannot name a dataset or sample (it becomes a folder or file name under the output
+    folder: `..`, `a/b` or `_staging` would write outside it or over sparkad's own entries), or None."""
+    if not isinstance(name, str):
+        return f"must be a string, got {name!r}"
+    if not _PLAIN_NAME.fullmatch(name):
+        return (f"{name!r} is not a plain name (letters, digits and _ . + -, starting with a letter or "
+                f"digit)")
+    return None

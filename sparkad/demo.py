@@ -112,9 +112,12 @@ def _remove(path: Path) -> None:
 def preset_config(events: int | None, seed: int | None) -> dict:
     """The demo preset, scaled to ``events`` (total over all samples, proportions kept), with the data's
     equivalent luminosity (data events / Σ mix cross sections) so that MC yields compare with data counts."""
-    from .generator.config import load_preset, scale_events
+    from .generator.config import GeneratorConfigError, load_preset, scale_events
 
-    cfg = scale_events(load_preset(PRESET), events)
+    try:
+        cfg = scale_events(load_preset(PRESET), events)
+    except GeneratorConfigError as e:
+        raise SparkadError(str(e)) from None
     data = [s for s in cfg["samples"].values() if s.get("data_like")]
     xsec = sum(c["weight"] for s in data for c in s["components"])
     cfg["luminosity"] = sum(s["events"] for s in data) / xsec

@@ -20,9 +20,9 @@ from typing import Callable
 import numpy as np
 import uproot
 
-from .config import load_conf
+from .config import load_conf, name_problem
 from .errors import ConfigError, FeatureUnavailableError, InputFileError, SparkadError
-from .fileset import Fileset, FileCheck, dataset_weighting, inspect_file
+from .fileset import Fileset, FileCheck, check_unique_files, dataset_weighting, inspect_file
 from .formats import NEEDED_INPUTS
 from .hlf import KNOWN_FEATURES, missing_capabilities
 from .parquet_io import hlf_table, write_atomic, write_json_atomic
@@ -137,6 +137,25 @@ def _uproot_options(fileset: dict) -> dict:
     return {}
 
 
+def _check_golden_json(dataset: str, path: str) -> None:
+    """The certified-lumi JSON is read by every worker: a missing or malformed one is reported here,
+    naming it, rather than by the first ROOT file that happens to be processed."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"dataset {dataset}: golden JSON {path} not found")
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable golden JSON ({type(e).__name__}: {e})") from None
+    ok = isinstance(doc, dict) and all(
+        isinstance(ranges, list) and all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r)
+                                         for r in ranges) for ranges in doc.values())
+    if not ok or not all(str(k).isdigit() for k in (doc if isinstance(doc, dict) else ())):
+        raise ConfigError(f"{path}: not a golden JSON (expected {{\"RUN\": [[first_ls, last_ls], ...], ...}})")
+
+
 def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     """Run the whole extraction and return the report (also written to OUT/_report.json)."""
     from coffea import processor
@@ -148,6 +167,11 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
     set_name, features = resolve_features(opts.feature_set)
     selection: Selection = load_selection(opts.selection)
     btag_conf = load_conf("extract")["btag"]
+    for name in fileset.datasets:  # each becomes OUT/<name>/: `..` or `a/b` would write outside OUT
+        problem = name_problem(name)
+        if problem:
+            raise ConfigError(f"dataset name {problem}; choose another (--dataset NAME)")
+    check_unique_files(fileset.datasets, fileset.source)
 
     # 1. pre-flight: every file opened and checked; bad ones stop the run or are skipped and listed
     good: dict[str, list[FileCheck]] = {name: [] for name in fileset.datasets}
@@ -186,12 +210,15 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
     for ds in fileset.datasets.values():
         datasets[ds.name] = {"label": ds.label, "is_data": ds.is_data, "golden_json": ds.golden_json,
                              "weighting": dataset_weighting(ds, good[ds.name], fileset.luminosity)}
-        if ds.golden_json and not Path(ds.golden_json).is_file():
-            raise ConfigError(f"dataset {ds.name}: golden JSON {ds.golden_json} not found")
+        if ds.golden_json:
+            _check_golden_json(ds.name, ds.golden_json)
 
     # nothing is written before the checks passed
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
     for stale in ("_report.json", "_cutflow.json"):  # an interrupted re-run must not look complete
         (out / stale).unlink(missing_ok=True)
     staging = out / "_staging"
@@ -213,7 +240,11 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
     closers: list = []
     acc: dict = {}
     try:
-        executor = _make_executor(opts, closers) if groups else None
+        try:
+            executor = _make_executor(opts, closers) if groups else None
+        except (OSError, TimeoutError) as e:
+            where = f"Dask scheduler {opts.scheduler}" if opts.scheduler else "local Dask cluster"
+            raise SparkadError(f"{where}: cannot connect ({_root_cause(e)})") from None
         NanoAODSchema.warn_missing_crossrefs = False
         for schema, cfileset in groups.items():
             # align_clusters: chunks start on ROOT cluster boundaries, so no basket is decompressed twice
@@ -250,11 +281,18 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
             "files_read": len(checks),
             "events_in": got["events_in"], "selected": got["selected"], "written": got["written"],
             "cut": got["events_in"] - got["written"], "sumw_written": got["sumw_written"],
+            # selected, then dropped because a feature or the weight is NaN/inf: corrupt input, not physics
+            "dropped_non_finite": got["selected"] - got["written"],
             "files_skipped": sum(1 for s in skipped if s["dataset"] == name),
             "events_in_skipped_files": sum((s["entries"] or 0) for s in skipped if s["dataset"] == name),
             "weighting": datasets[name]["weighting"], "label": datasets[name]["label"],
             "is_data": datasets[name]["is_data"],
         }
+
+    for name, d in summary.items():
+        if d["dropped_non_finite"]:
+            log(f"warning: dataset {name}: {d['dropped_non_finite']} selected event(s) dropped because a feature "
+                f"or the weight is NaN or inf (corrupt input?); per file: step 'finite features' in _cutflow.json")
 
     # 6. publish: staged dataset folders replace old ones; an empty dataset keeps its schema
     for name in fileset.datasets:

@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import as_number, check_keys, load_yaml, require_mapping
+from .config import as_number, check_keys, load_yaml, name_problem, require_mapping
 from .errors import ConfigError, InputFileError
-from .formats import FORMATS, FormatInfo, default_treename, describe, detect_format
+from .formats import FORMATS, FormatInfo, branch_type_problem, default_treename, describe, detect_format
 
 _DATASET_KEYS = {"files", "xsec", "n_gen", "sum_w", "is_data", "label", "golden_json", "treename", "format"}
 
@@ -69,8 +69,16 @@ def load_fileset(path: str | Path) -> Fileset:
     if not datasets:
         raise ConfigError(f"{path}: datasets is empty")
     out = {}
+    golden_top = doc.get("golden_json")
+    if golden_top is not None and not isinstance(golden_top, str):
+        raise ConfigError(f"{path}: golden_json: expected a path, got {golden_top!r}")
     for name, d in datasets.items():
         where = f"{path}: datasets.{name}"
+        problem = name_problem(str(name))
+        if problem:
+            raise ConfigError(f"{where}: dataset name {problem}")
+        if str(name) in out:
+            raise ConfigError(f"{where}: dataset {str(name)!r} is given twice (as {name!r} and as a string)")
         d = require_mapping(d, where)
         check_keys(d, _DATASET_KEYS, where)
         is_data = d.get("is_data", False)
@@ -79,7 +87,9 @@ def load_fileset(path: str | Path) -> Fileset:
         fmt = d.get("format")
         if fmt is not None and fmt not in FORMATS:
             raise ConfigError(f"{where}.format: {fmt!r} is not one of {', '.join(FORMATS)}")
-        golden = d.get("golden_json", doc.get("golden_json"))
+        golden = d.get("golden_json", golden_top)
+        if golden is not None and not isinstance(golden, str):
+            raise ConfigError(f"{where}.golden_json: expected a path, got {golden!r}")
         if golden is not None and is_data:
             golden = str(Path(golden) if Path(golden).is_absolute() else path.parent / golden)
         spec = DatasetSpec(
@@ -97,7 +107,21 @@ def load_fileset(path: str | Path) -> Fileset:
         if not is_data and spec.xsec is not None and lumi is None:
             raise ConfigError(f"{where}: MC with xsec needs a top-level luminosity (pb^-1) for its weights")
         out[spec.name] = spec
+    check_unique_files(out, str(path))
     return Fileset(out, lumi, str(path))
+
+
+def check_unique_files(datasets: dict, where: str) -> None:
+    """A file listed twice in one dataset (also through overlapping globs) would be read once by coffea
+    but counted twice by the pre-flight: refuse it before any work. The same file in two datasets is
+    allowed (e.g. two normalisations of one sample)."""
+    for ds in datasets.values():
+        seen: set[str] = set()
+        for f in ds.files:
+            key = f if "://" in f else os.path.realpath(f)
+            if key in seen:
+                raise ConfigError(f"{where}: {f} is listed twice in dataset {ds.name}")
+            seen.add(key)
 
 
 @dataclass
@@ -135,6 +159,10 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
     except Exception as e:  # uproot raises many types for corrupt files
         raise InputFileError(path, f"not a readable ROOT file ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     with f:
+        if "://" not in path:
+            size, end = Path(path).stat().st_size, int(getattr(f.file, "fEND", 0) or 0)
+            if size < end:  # the header says where the file ends: an interrupted copy or write
+                raise InputFileError(path, f"truncated ROOT file ({size} of {end} bytes: incomplete copy or write)")
         try:
             keys = f.keys(cycle=False)
         except Exception as e:
@@ -147,8 +175,13 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
             raise InputFileError(path, f"no tree '{want}' in file (keys: {', '.join(sorted(set(keys)))})")
         try:
             tree = f[treename]
+            if not hasattr(tree, "num_entries"):
+                cls = getattr(tree, "classname", type(tree).__name__)
+                raise InputFileError(path, f"'{treename}' is a {cls}, not a TTree")
             entries = int(tree.num_entries)
             branches = tree.keys(recursive=True)
+        except InputFileError:
+            raise
         except Exception as e:
             raise InputFileError(path, f"tree '{treename}' cannot be read ({type(e).__name__}: {str(e)[:160]})") from None
         if not hasattr(tree, "num_entries"):
@@ -164,15 +197,22 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
             raise InputFileError(
                 path, f"missing branch{'es' if len(info.missing_branches) > 1 else ''} "
                       f"{', '.join(info.missing_branches)} (needed for format {fmt})", entries=entries)
+        problem = branch_type_problem(tree, info)
+        if problem:
+            raise InputFileError(path, f"{problem} (format {fmt})", entries=entries)
         check = FileCheck(dataset.name, path, treename, entries, info, genweight="genWeight" in branches)
         if not dataset.is_data and "Runs" in keys:
-            runs = f["Runs"]
-            for sumw_name, count_name in (("genEventSumw", "genEventCount"), ("genEventSumw_", "genEventCount_")):
-                if sumw_name in runs.keys():
-                    check.runs_sumw = float(runs[sumw_name].array(library="np").sum())
-                    if count_name in runs.keys():
-                        check.runs_count = float(runs[count_name].array(library="np").sum())
-                    break
+            try:
+                runs = f["Runs"]
+                for sumw_name, count_name in (("genEventSumw", "genEventCount"), ("genEventSumw_", "genEventCount_")):
+                    if sumw_name in runs.keys():
+                        check.runs_sumw = float(runs[sumw_name].array(library="np").sum())
+                        if count_name in runs.keys():
+                            check.runs_count = float(runs[count_name].array(library="np").sum())
+                        break
+            except Exception as e:  # corrupt baskets raise many types
+                raise InputFileError(path, f"tree 'Runs' cannot be read ({type(e).__name__}: "
+                                           f"{str(e).splitlines()[0][:160]})", entries=entries) from None
         return check
 
 

@@ -65,6 +65,40 @@ class FormatInfo:
     pf_source: str  # summary | pfcands | eflow | none
 
 
+def branch_type_problem(tree, info: FormatInfo) -> str | None:
+    """Why the required branches of a NanoAOD-like tree have the wrong shape or type (a collection
+    field stored flat, MET stored per object, pT as integers), or None. Checked before processing so
+    that the message names the branch, not a numba typing error deep inside a chunk."""
+    if info.name == "delphes":
+        return None
+    import numpy as np
+    import uproot
+
+    colls = {f"{c}_{f}": (f != "charge") for c in ("Muon", "Electron") for f in _LEPTON_FIELDS}
+    colls.update({f"Jet_{f}": True for f in _JET_FIELDS})
+    if info.btag_branch:
+        colls[info.btag_branch] = True
+    flat = {f"{info.met_prefix}_pt": True, f"{info.met_prefix}_phi": True,
+            "run": False, "luminosityBlock": False, "event": False, "nMuon": False, "nElectron": False, "nJet": False}
+    for names, jagged in ((colls, True), (flat, False)):
+        for name, floating in names.items():
+            if name not in tree:
+                continue  # reported as missing elsewhere
+            interp = tree[name].interpretation
+            is_jagged = isinstance(interp, uproot.AsJagged)
+            if is_jagged != jagged:
+                shape = "one value per object (jagged)" if jagged else "one value per event"
+                return f"branch {name} has the wrong shape (expected {shape}, found {interp})"
+            dtype = getattr(interp.content if is_jagged else interp, "to_dtype", None)
+            if dtype is None or dtype.kind not in "biuf":
+                return f"branch {name} is not numeric ({interp})"
+            if floating and not np.issubdtype(dtype, np.floating):
+                return f"branch {name} has type {dtype.name}, expected floating point"
+            if not floating and not np.issubdtype(dtype, np.integer):
+                return f"branch {name} has type {dtype.name}, expected an integer type"
+    return None
+
+
 def _delphes_branch(b: set, coll: str, field: str) -> bool:
     return f"{coll}/{coll}.{field}" in b or f"{coll}.{field}" in b
 

@@ -92,6 +92,16 @@ def write_corrupt(path) -> Path:
     return path
 
 
+def write_truncated(path) -> Path:
+    """A valid file cut at 60 %: keys still readable, baskets past the cut missing (an interrupted copy)."""
+    path = Path(path)
+    good = write_root(path.with_suffix(".tmp.root"), repeat=50)
+    data = good.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    good.unlink()
+    return path
+
+
 def write_no_keys(path) -> Path:
     with uproot.recreate(path):
         pass

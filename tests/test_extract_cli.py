@@ -4,10 +4,12 @@ import shutil
 import subprocess
 import sys
 
+import awkward as ak
+import numpy as np
 import pandas as pd
 import pytest
 
-from rootfiles import write_corrupt, write_empty_tree, write_no_keys, write_other_tree, write_root
+from rootfiles import write_corrupt, write_empty_tree, write_no_keys, write_other_tree, write_root, write_truncated
 
 
 def sparkad(*args, cwd=None):
@@ -25,10 +27,20 @@ def bad_files(tmp_path_factory):
         "is empty": write_empty_tree(d / "empty.root"),
         "missing branch": write_root(d / "nolumi.root", events_arrays(drop=("luminosityBlock",))),
         "file not found": d / "does_not_exist.root",
+        "truncated": write_truncated(d / "truncated.root"),
+        "wrong shape": write_root(d / "jagged_met.root", _with(MET_pt=ak.Array([[x] for x in events_arrays()["MET_pt"]]))),
+        "expected floating point": write_root(d / "int_pt.root", _with(Muon=ak.with_field(
+            events_arrays()["Muon"], ak.values_astype(events_arrays()["Muon"].pt, np.int32), "pt"))),
     }
 
 
-@pytest.mark.parametrize("case", ["corrupt", "no keys", "no tree 'Events'", "is empty", "missing branch", "file not found"])
+def _with(**branches):
+    from rootfiles import events_arrays
+    return {**events_arrays(), **branches}
+
+
+@pytest.mark.parametrize("case", ["corrupt", "no keys", "no tree 'Events'", "is empty", "missing branch", "file not found",
+                                  "truncated", "wrong shape", "expected floating point"])
 def test_bad_input_stops_with_one_line_naming_file(case, bad_files, tmp_path):
     path = bad_files[case]
     r = sparkad("extract", path, "--out", tmp_path / "o", "-q")
@@ -56,7 +68,8 @@ def test_skip_bad_files_reports_and_reconciles(bad_files, cms2012_file, tmp_path
     assert skipped[str(bad_files["missing branch"].resolve())]["entries"] == 4
     d = report["datasets"]["mix"]
     assert d["events_in"] == d["written"] + d["cut"] == 4
-    assert d["events_in_skipped_files"] == 4  # the file without luminosityBlock holds 4 events
+    # the files without luminosityBlock, with a jagged MET and with integer muon pT hold 4 events each
+    assert d["events_in_skipped_files"] == 12
     assert report["complete"] is True
     assert len(pd.read_parquet(out / "mix")) == d["written"] == 2
 
@@ -133,3 +146,44 @@ def test_rerun_replaces_output_idempotently(cms2012_file, tmp_path):
     files = sorted(p.name for p in (out / "d").iterdir())
     assert len(files) == 1 and files[0].endswith(".parquet")
     assert len(pd.read_parquet(out / "d")) == 2
+
+
+def test_inputs_that_would_corrupt_outputs_are_refused(cms2012_file, tmp_path):
+    """Names that are not plain folder names, files listed twice, non-finite numbers, a malformed
+    golden JSON: one line each, nothing written outside OUT, nothing deleted."""
+    parent = tmp_path / "parent"
+    (parent / "out").mkdir(parents=True)
+    (parent / "precious.txt").write_text("keep me")
+    r = sparkad("extract", cms2012_file, "--dataset", "..", "--out", parent / "out", "-q")
+    assert r.returncode == 1 and "not a plain name" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert (parent / "precious.txt").read_text() == "keep me" and (parent / "out").is_dir()
+
+    def fileset(text, name="fs.yaml"):
+        (tmp_path / name).write_text(text)
+        return sparkad("extract", "--fileset", tmp_path / name, "--out", tmp_path / "o", "-q")
+
+    for name in ('""', "_staging", "a/b", "'../escape'"):
+        r = fileset(f"datasets:\n  {name}:\n    files: [{cms2012_file}]\n")
+        assert r.returncode == 1 and "not a plain name" in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
+    r = fileset(f"datasets:\n  a:\n    files: [{cms2012_file}, {cms2012_file.parent}/*.root]\n")
+    assert r.returncode == 1 and "is listed twice" in r.stderr
+    r = fileset(f"luminosity: 10\ndatasets:\n  a:\n    files: [{cms2012_file}]\n    xsec: .inf\n    n_gen: 10\n")
+    assert r.returncode == 1 and "xsec: must be a finite number" in r.stderr
+    (tmp_path / "golden.json").write_text('{"194')
+    r = fileset(f"datasets:\n  d:\n    files: [{cms2012_file}]\n    is_data: true\n    golden_json: golden.json\n")
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {tmp_path / 'golden.json'}: not a readable golden JSON")
+    assert not (tmp_path / "o" / "_report.json").exists()
+
+
+def test_non_finite_features_are_reported_not_silently_cut(tmp_path):
+    from rootfiles import events_arrays
+
+    arrays = events_arrays()
+    arrays["MET_pt"] = np.full(len(arrays["MET_pt"]), np.inf, np.float32)  # corrupt input
+    path = write_root(tmp_path / "inf_met.root", arrays)
+    r = sparkad("extract", path, "--out", tmp_path / "o", "-q", "--dataset", "d")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "o" / "_report.json").read_text())
+    d = report["datasets"]["d"]
+    assert d["selected"] == 2 and d["written"] == 0 and d["dropped_non_finite"] == 2
+    assert "warning: dataset d: 2 selected event(s) dropped because a feature or the weight is NaN or inf" in r.stderr

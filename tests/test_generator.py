@@ -387,11 +387,42 @@ def test_presets_exist_and_validate():
     ({"samples": {"d": {"data_like": True, "events": 10, "mix": ["wjets"], "faults": [{"type": "flood"}]}}},
      "type must be one of"),
     ({"samples": {"x": {"process": "wjets", "events": 10}}, "detectr": {}}, "unknown key"),
+    # names become file names: nothing may be written outside --out
+    ({"samples": {"../esc": {"process": "wjets", "events": 10}}}, "not a plain name"),
+    ({"samples": {"t": {"process": "ttbar", "events": 10, "params": [1, 2]}}}, "params must be a mapping"),
+    ({"samples": {"t": {"process": "ttbar", "events": 10, "params": {"nonsense": 1}}}}, "unknown parameter(s) ['nonsense']"),
+    ({"samples": {"d": {"data_like": True, "events": 10, "mix": ["wjets"], "runs": 5}}}, "runs must be a mapping"),
+    ({"samples": {"d": {"data_like": True, "events": 10, "mix": ["wjets"], "runs": {"lumis_per_run": 5}}}},
+     "lumis_per_run must be [low, high]"),
+    ({"samples": {"d": {"data_like": True, "events": 10, "mix": ["wjets"], "runs": {"n_runs": 2},
+                        "faults": [{"type": "hot_cells", "runs": [1]}]}}}, "are not among the sample's runs"),
+    ({"samples": {"d": {"data_like": True, "events": 10, "mix": "wjets"}}}, "non-empty 'mix'"),
+    ({"samples": {"x": {"process": "wjets", "events": 10}}, "detector": {"vertex_eff": 5}}, "is a probability"),
+    ({"samples": {"x": {"process": "wjets", "events": 10}}, "detector": {"pileup_mu_sd": 0}}, "pileup_mu_sd must be > 0"),
+    ({"samples": {"x": {"process": "wjets", "events": 10}}, "exact_layout": "no"}, "must be true or false"),
+    ({"samples": {"x": {"process": "wjets", "events": 10}}, "sqrt_s": float("inf")}, "must be a finite number"),
 ])
 def test_config_errors_are_one_line(bad, msg, tmp_path):
     with pytest.raises(GeneratorConfigError) as e:
         generate(bad, out_dir=tmp_path, progress=False)
     assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_interrupted_rerun_leaves_no_stale_fileset(tmp_path, monkeypatch):
+    """The old fileset (its n_gen / sum_w) must not survive next to files a failed re-run replaced."""
+    from sparkad.generator import api
+
+    cfg = {"name": "s", "seed": 1, "samples": {"wjets": {"process": "wjets", "events": 200}}}
+    fs = generate(cfg, out_dir=tmp_path, progress=False)
+    assert fs.exists()
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(api, "run_job", fail)
+    with pytest.raises(OSError):
+        generate(dict(cfg, samples={"wjets": {"process": "wjets", "events": 400}}), out_dir=tmp_path, progress=False)
+    assert not fs.exists()
 
 
 def test_cli(tmp_path):
@@ -403,6 +434,8 @@ def test_cli(tmp_path):
     assert r.exit_code == 0 and "sm13" in r.output
     r = CliRunner().invoke(cmd, ["--preset", "nope", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown preset" in r.output
+    r = CliRunner().invoke(cmd, ["--preset", "default", "--events", "1", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "fewer than the preset's 4 samples" in r.output  # not 4 events for 1 asked
     r = CliRunner().invoke(cmd, ["--preset", "default", "--events", "600", "--out", str(tmp_path), "--quiet",
                                  "--seed", "5"])
     assert r.exit_code == 0, r.output

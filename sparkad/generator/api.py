@@ -256,6 +256,9 @@ def generate(preset: str | dict = "default", n_events: int | None = None, out_di
         raise GeneratorConfigError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # a previous run's fileset would describe files this run is about to replace: an interrupted re-run
+    # must not leave a complete-looking fileset (with the old n_gen / sum_w) next to the new files
+    (out / FILESET_NAME).unlink(missing_ok=True)
     jobs = plan(cfg, out)
     total = sum(j["count"] for j in jobs)
     bar = None
@@ -288,7 +291,7 @@ def _raw_preset(name) -> dict:
     from .config import _load_yaml, generate_dir, list_presets
 
     p = Path(str(name))
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml") and (p.exists() or len(p.parts) > 1):  # a missing path: "not found"
         raw = _load_yaml(p, "preset file")
         raw.setdefault("name", p.stem)
         return raw

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import copy
+import inspect
+import math
 import os
 from pathlib import Path
 
 import yaml
 
+from ..config import name_problem
 from .detector import DETECTOR_DEFAULTS, FAULT_CODES
 from .processes import LABELS, PROCESSES, SIGNALS, branching_fraction, qcd_trigger_acceptance
-from .runs import RUNS_DEFAULTS
+from .runs import RUNS_DEFAULTS, selected_runs
 
 
 class GeneratorConfigError(ValueError):
@@ -86,8 +89,8 @@ def load_preset(preset) -> dict:
         name = raw.get("name", "custom")
     else:
         p = Path(str(preset))
-        if p.suffix in (".yaml", ".yml") and p.exists():
-            raw, name = _load_yaml(p, "preset file"), p.stem
+        if p.suffix in (".yaml", ".yml") and (p.exists() or len(p.parts) > 1):
+            raw, name = _load_yaml(p, "preset file"), p.stem  # a path that does not exist: "not found"
         else:
             path = generate_dir() / f"{preset}.yaml"
             if not path.exists():
@@ -110,15 +113,149 @@ def _xsec_table(ref, sqrt_s) -> dict:
 
 
 def _num(v, what, positive=True, integer=False):
-    try:
-        x = int(v) if integer else float(v)
-    except (TypeError, ValueError):
-        raise GeneratorConfigError(f"{what} must be a number, got {v!r}") from None
-    if integer and float(v) != x:
-        raise GeneratorConfigError(f"{what} must be an integer, got {v!r}")
+    if isinstance(v, bool):
+        raise GeneratorConfigError(f"{what} must be a number, got {v!r}")
+    if isinstance(v, int):
+        x = v if integer else float(v)  # ints exactly (seeds beyond 2**53)
+    else:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise GeneratorConfigError(f"{what} must be a number, got {v!r}") from None
+        if not math.isfinite(x):
+            raise GeneratorConfigError(f"{what} must be a finite number, got {v!r}")
+        if integer:
+            if x != int(x):
+                raise GeneratorConfigError(f"{what} must be an integer, got {v!r}")
+            x = int(x)
     if positive and x <= 0:
         raise GeneratorConfigError(f"{what} must be > 0, got {v!r}")
     return x
+
+
+def _bool(v, what) -> bool:
+    """YAML's true/false only: a quoted "no" or "false" is a non-empty string, i.e. true in Python."""
+    if not isinstance(v, bool):
+        raise GeneratorConfigError(f"{what} must be true or false, got {v!r}")
+    return v
+
+
+def _pair(v, what, integer=False, positive=False) -> list:
+    """[low, high] with low <= high."""
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        raise GeneratorConfigError(f"{what} must be [low, high], got {v!r}")
+    lo, hi = (_num(x, what, positive=positive, integer=integer) for x in v)
+    if lo > hi:
+        raise GeneratorConfigError(f"{what} must be [low, high] with low <= high, got {v!r}")
+    return [lo, hi]
+
+
+# detector parameters that are probabilities / fractions, and those that must be > 0
+_DET_PROBABILITIES = {"vertex_eff", "nonpf_muon_frac", "pu_jet_rate", "btag_eff_b", "btag_eff_c", "btag_eff_light",
+                      "btag_notrack", "tau_eff", "tau_fake_prob", "trigger_eff"}
+_DET_POSITIVE = {"pileup_mu_sd"}
+
+
+def _check_detector(det) -> dict:
+    if not isinstance(det, dict):
+        raise GeneratorConfigError(f"detector must be a mapping of parameters, got {det!r}")
+    bad = set(det) - set(DETECTOR_DEFAULTS)
+    if bad:
+        raise GeneratorConfigError(f"detector: unknown parameter(s) {sorted(bad)}")
+    out = {}
+    for k, v in det.items():
+        what = f"detector: {k}"
+        if isinstance(DETECTOR_DEFAULTS[k], bool):
+            out[k] = _bool(v, what)
+            continue
+        x = _num(v, what, positive=k in _DET_POSITIVE)
+        if k in _DET_PROBABILITIES and not 0.0 <= x <= 1.0:
+            raise GeneratorConfigError(f"{what} is a probability: must be in [0, 1], got {v!r}")
+        if k not in _DET_PROBABILITIES and k != "btag_wp" and x < 0:
+            raise GeneratorConfigError(f"{what} must be >= 0, got {v!r}")
+        out[k] = x
+    return out
+
+
+def _check_params(proc: str, params, what: str) -> dict:
+    """A process's parameters are keyword arguments of its model function: unknown ones are refused
+    here rather than by the model in a worker."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise GeneratorConfigError(f"{what}: params must be a mapping, got {params!r}")
+    sig = inspect.signature(PROCESSES[proc]).parameters
+    known = [k for k in sig if k not in ("rng", "batch", "rows", "ctx")]
+    bad = sorted(set(params) - set(known))
+    if bad:
+        raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc}; known: {known}")
+    return dict(params)
+
+
+def _check_runs(spec, sname: str) -> dict:
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise GeneratorConfigError(f"sample {sname}: runs must be a mapping, got {spec!r}")
+    bad = set(spec) - set(RUNS_DEFAULTS) - {"run_list"}
+    if bad:
+        raise GeneratorConfigError(f"sample {sname}: runs: unknown key(s) {sorted(bad)}")
+    out, where = dict(spec), f"sample {sname}: runs:"
+    if "era" in out and not isinstance(out["era"], str):
+        raise GeneratorConfigError(f"{where} era must be a name, got {out['era']!r}")
+    if "run_list" in out:
+        rl = out["run_list"]
+        if not isinstance(rl, list) or not rl:
+            raise GeneratorConfigError(f"{where} run_list must be a non-empty list of run numbers, got {rl!r}")
+        out["run_list"] = [_num(r, f"{where} run_list entry", integer=True) for r in rl]
+    if "first_run" in out:
+        out["first_run"] = _num(out["first_run"], f"{where} first_run", positive=False, integer=True)
+        if out["first_run"] < 0:
+            raise GeneratorConfigError(f"{where} first_run must be >= 0, got {out['first_run']}")
+    for k in ("n_runs", "runs_per_fill"):
+        if k in out:
+            out[k] = _num(out[k], f"{where} {k}", integer=True)
+    if "lumis_per_run" in out:
+        out["lumis_per_run"] = _pair(out["lumis_per_run"], f"{where} lumis_per_run", integer=True, positive=True)
+    for k in ("lifetime_hours", "peak_pileup"):
+        if k in out:
+            out[k] = _num(out[k], f"{where} {k}")
+    if "gap_minutes" in out:
+        out["gap_minutes"] = _num(out["gap_minutes"], f"{where} gap_minutes", positive=False)
+        if out["gap_minutes"] < 0:
+            raise GeneratorConfigError(f"{where} gap_minutes must be >= 0, got {out['gap_minutes']}")
+    return out
+
+
+def _check_fault(f, i: int, sname: str) -> dict:
+    where = f"sample {sname}: fault {i}:"
+    if not isinstance(f, dict) or f.get("type") not in FAULT_CODES or f.get("type") == "none":
+        raise GeneratorConfigError(f"{where} type must be one of {sorted(set(FAULT_CODES) - {'none'})}")
+    bad = set(f) - FAULT_KEYS
+    if bad:
+        raise GeneratorConfigError(f"{where} unknown key(s) {sorted(bad)}")
+    out = dict(f)
+    if out.get("runs") is not None:
+        runs = out["runs"] if isinstance(out["runs"], list) else None
+        if not runs:
+            raise GeneratorConfigError(f"{where} runs must be a non-empty list of run numbers, got {out['runs']!r}")
+        out["runs"] = [_num(r, f"{where} runs entry", integer=True) for r in runs]
+    if out.get("lumis") is not None:
+        out["lumis"] = _pair(out["lumis"], f"{where} lumis = [first, last]", integer=True, positive=True)
+    for k in ("eta", "phi"):
+        if k in out:
+            out[k] = _pair(out[k], f"{where} {k}", positive=False)
+    if "rate" in out:
+        out["rate"] = _num(out["rate"], f"{where} rate")
+        if out["rate"] > 1:
+            raise GeneratorConfigError(f"{where} rate is a probability per event: must be in (0, 1], got {f['rate']!r}")
+    if "pt_scale" in out:
+        out["pt_scale"] = _num(out["pt_scale"], f"{where} pt_scale")
+    if "shift" in out:
+        out["shift"] = _num(out["shift"], f"{where} shift", positive=False)
+        if out["shift"] <= -1:
+            raise GeneratorConfigError(f"{where} shift must be > -1 (a jet energy scale factor 1 + shift), got {f['shift']!r}")
+    return out
 
 
 def validate(raw: dict, name: str = "custom") -> dict:
@@ -139,16 +276,18 @@ def validate(raw: dict, name: str = "custom") -> dict:
         parse_compression(cfg["compression"])
     except ValueError as e:
         raise GeneratorConfigError(str(e)) from None
-    det = cfg["detector"] or {}
-    bad = set(det) - set(DETECTOR_DEFAULTS)
-    if bad:
-        raise GeneratorConfigError(f"detector: unknown parameter(s) {sorted(bad)}")
+    cfg["detector"] = _check_detector(cfg["detector"] or {})
+    cfg["exact_layout"] = _bool(cfg["exact_layout"], "exact_layout")
+    cfg["pf_candidates"] = _bool(cfg["pf_candidates"], "pf_candidates")
     xs = _xsec_table(cfg["cross_sections"], cfg["sqrt_s"])
     samples = cfg["samples"]
     if not isinstance(samples, dict) or not samples:
         raise GeneratorConfigError(f"preset {name}: 'samples' must be a non-empty mapping name -> sample")
     out = {}
     for sname, s in samples.items():
+        problem = name_problem(sname)  # names the output files: `../x` would write outside --out
+        if problem:
+            raise GeneratorConfigError(f"sample name {problem}")
         if not isinstance(s, dict):
             raise GeneratorConfigError(f"sample {sname}: must be a mapping")
         bad = set(s) - SAMPLE_KEYS
@@ -156,10 +295,13 @@ def validate(raw: dict, name: str = "custom") -> dict:
             raise GeneratorConfigError(f"sample {sname}: unknown key(s) {sorted(bad)}")
         s = dict(s)
         s["events"] = _num(s.get("events", 0), f"sample {sname}: events", integer=True)
+        for key in ("data_like", "is_signal"):
+            if key in s:
+                s[key] = _bool(s[key], f"sample {sname}: {key}")
         if s.get("data_like"):
             out[sname] = s  # resolved below, once all MC samples are known
         else:
-            out[sname] = _resolve_component(s, sname, xs)
+            out[sname] = _resolve_component(s, f"sample {sname}", xs)
     for sname, s in out.items():
         if s.get("data_like"):
             out[sname] = _resolve_data(s, sname, out, xs)
@@ -172,7 +314,7 @@ def _resolve_component(s: dict, what: str, xs: dict) -> dict:
     proc = s.get("process")
     if proc not in PROCESSES:
         raise GeneratorConfigError(f"{what}: unknown process {proc!r}; known: {', '.join(PROCESSES)}")
-    params = dict(s.get("params") or {})
+    params = _check_params(proc, s.get("params"), what)
     entry = xs.get(proc) or {}
     xsec = s.get("xsec", entry.get("xsec"))
     if xsec is None:
@@ -194,8 +336,9 @@ def _resolve_component(s: dict, what: str, xs: dict) -> dict:
 def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
     comps = []
     mix = s.get("mix")
-    if not mix:
-        raise GeneratorConfigError(f"sample {sname}: a data_like sample needs a non-empty 'mix'")
+    if not mix or not isinstance(mix, (list, dict)):
+        raise GeneratorConfigError(f"sample {sname}: a data_like sample needs a non-empty 'mix' (a list of "
+                                   f"samples or processes, or a mapping name -> weight), got {mix!r}")
     items = mix.items() if isinstance(mix, dict) else [(m, None) for m in mix]
     for ref, w in items:
         if isinstance(ref, str) and ref in samples and not samples[ref].get("data_like"):
@@ -233,21 +376,20 @@ def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
             weight = _num(sig["xsec"], f"sample {sname}: signal xsec")
         comps.append({"name": "signal", "process": c["process"], "params": c["params"], "weight": weight,
                       "is_signal": True})
-    runs_cfg = dict(s.get("runs") or {})
-    bad = set(runs_cfg) - set(RUNS_DEFAULTS) - {"run_list"}
-    if bad:
-        raise GeneratorConfigError(f"sample {sname}: runs: unknown key(s) {sorted(bad)}")
-    faults = []
-    for i, f in enumerate(s.get("faults") or []):
-        if not isinstance(f, dict) or f.get("type") not in FAULT_CODES or f.get("type") == "none":
-            raise GeneratorConfigError(
-                f"sample {sname}: fault {i}: type must be one of {sorted(set(FAULT_CODES) - {'none'})}")
-        bad = set(f) - FAULT_KEYS
-        if bad:
-            raise GeneratorConfigError(f"sample {sname}: fault {i}: unknown key(s) {sorted(bad)}")
-        if f.get("lumis") is not None and (len(f["lumis"]) != 2 or f["lumis"][0] > f["lumis"][1]):
-            raise GeneratorConfigError(f"sample {sname}: fault {i}: lumis must be [first, last]")
-        faults.append(dict(f))
+    runs_cfg = _check_runs(s.get("runs"), sname)
+    fault_list = s.get("faults") or []
+    if not isinstance(fault_list, list):
+        raise GeneratorConfigError(f"sample {sname}: faults must be a list of faults, got {fault_list!r}")
+    faults = [_check_fault(f, i, sname) for i, f in enumerate(fault_list)]
+    try:
+        run_numbers = selected_runs(runs_cfg)
+    except ValueError as e:
+        raise GeneratorConfigError(f"sample {sname}: {e}") from None
+    for i, f in enumerate(faults):  # a fault in a run the sample does not have would silently never fire
+        absent = sorted(set(f.get("runs") or ()) - set(run_numbers))
+        if absent:
+            raise GeneratorConfigError(f"sample {sname}: fault {i}: run(s) {absent} are not among the sample's "
+                                       f"runs ({run_numbers[0]}..{run_numbers[-1]}, {len(run_numbers)} runs)")
     return {**s, "components": comps, "runs": runs_cfg, "faults": faults, "label": s.get("label", "data"),
             "trigger": trigger}
 
@@ -260,6 +402,9 @@ def _resolve_trigger(spec, sname):
     out = {}
     for name, vals in spec.items():
         vals = vals or {}
+        if not isinstance(vals, dict):
+            raise GeneratorConfigError(f"sample {sname}: trigger {name}: must be a mapping of cuts "
+                                       f"{sorted(TRIGGER_DEFAULTS[name])}, got {vals!r}")
         bad = set(vals) - set(TRIGGER_DEFAULTS[name])
         if bad:
             raise GeneratorConfigError(f"sample {sname}: trigger {name}: unknown key(s) {sorted(bad)}")
@@ -274,6 +419,9 @@ def scale_events(cfg: dict, n_events: int | None) -> dict:
         return cfg
     n_events = _num(n_events, "events", integer=True)
     total = sum(s["events"] for s in cfg["samples"].values())
+    if n_events < len(cfg["samples"]):  # every sample keeps at least one event
+        raise GeneratorConfigError(f"--events {n_events} is fewer than the preset's {len(cfg['samples'])} samples "
+                                   f"({', '.join(cfg['samples'])}): give at least one event per sample")
     names = list(cfg["samples"])
     raw = [cfg["samples"][k]["events"] * n_events / total for k in names]
     ints = [int(x) for x in raw]

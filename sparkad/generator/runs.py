@@ -78,7 +78,8 @@ class RunStructure:
         return run.astype(np.int32), self.lumi[ls].astype(np.uint32), event, self.mu[ls]
 
 
-def build(cfg: dict, n_events: int, rng) -> RunStructure:
+def selected_runs(cfg: dict) -> list[int]:
+    """The run numbers a `runs:` configuration selects (ValueError with the reason if it cannot)."""
     c = {**RUNS_DEFAULTS, **(cfg or {})}
     runs_list = c.get("run_list") or ERAS.get(c["era"])
     if runs_list is None:
@@ -86,10 +87,17 @@ def build(cfg: dict, n_events: int, rng) -> RunStructure:
     first, nr = int(c["first_run"]), int(c["n_runs"])
     if nr < 1 or first < 0 or first + nr > len(runs_list):
         raise ValueError(f"runs: first_run={first}, n_runs={nr} outside the {len(runs_list)} runs of the list")
+    return [int(r) for r in runs_list[first:first + nr]]
+
+
+def build(cfg: dict, n_events: int, rng) -> RunStructure:
+    c = {**RUNS_DEFAULTS, **(cfg or {})}
+    runs_list = selected_runs(c)
+    nr = len(runs_list)
     lo, hi = (int(x) for x in c["lumis_per_run"])
     if lo < 1 or hi < lo:
         raise ValueError(f"runs: bad lumis_per_run {c['lumis_per_run']!r}")
-    runs = np.asarray(runs_list[first:first + nr], dtype=np.int64)
+    runs = np.asarray(runs_list, dtype=np.int64)
     nls = rng.integers(lo, hi + 1, nr)
     fill_of_run = np.arange(nr) // max(int(c["runs_per_fill"]), 1)
     fill_peak = rng.uniform(0.8, 1.0, fill_of_run.max() + 1)
