@@ -29,7 +29,10 @@ def parse(argv=None):
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--master", default=None, help="Spark master when not launched by spark-submit")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error(f"--workers must be >= 1, got {args.workers}")
+    return args
 
 
 def _free_port() -> int:

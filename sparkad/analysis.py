@@ -24,12 +24,38 @@ SELECT_ON = ("data", "mc")
 def load_analysis_conf(path: str | Path | None = None) -> dict:
     """conf/analysis.yaml, or a user file overriding any of its top-level keys."""
     doc = require_mapping(load_conf("analysis"), "conf/analysis.yaml")
+    where = "conf/analysis.yaml"
     if path:
+        where = f"{path} (over conf/analysis.yaml)"
         user = require_mapping(load_yaml(path) or {}, str(path))
         check_keys(user, doc.keys(), str(path))
         for k, v in user.items():
+            if k in ("astf", "postselection"):
+                require_mapping(v, f"{path}: {k}")
+                check_keys(v, doc[k].keys(), f"{path}: {k}")
+                if k == "astf" and "features_for_grid" in v:
+                    doc["_grid_given"] = True  # the default grid falls back quietly; a user's must exist
             doc[k] = {**doc[k], **v} if isinstance(doc.get(k), dict) and isinstance(v, dict) else v
+    doc["_source"] = where
+    _check_astf(doc.get("astf"), where)
     return doc
+
+
+def _check_astf(a, where: str) -> None:
+    """The ASTF settings are used after the scoring pass: checked before it, so a typo costs nothing."""
+    from .astf import METHODS
+
+    a = require_mapping(a, f"{where}: astf")
+    if a.get("method") not in METHODS:
+        raise ConfigError(f"{where}: astf.method must be one of {', '.join(METHODS)}, got {a.get('method')!r}")
+    cl = as_number(a.get("cl"), f"{where}: astf.cl")
+    if not 0 < cl < 1:
+        raise ConfigError(f"{where}: astf.cl is a confidence level: must lie in (0, 1), got {a.get('cl')!r}")
+    if as_number(a.get("min_entries"), f"{where}: astf.min_entries") < 0:
+        raise ConfigError(f"{where}: astf.min_entries must be >= 0, got {a.get('min_entries')!r}")
+    grid = a.get("features_for_grid")
+    if grid is not None and (not isinstance(grid, list) or not all(isinstance(f, str) for f in grid)):
+        raise ConfigError(f"{where}: astf.features_for_grid must be a list of feature names, got {grid!r}")
 
 
 def dataset_roles(hlf_report: dict, scorer: Scorer, background: list[str] | None = None) -> dict:
@@ -60,6 +86,8 @@ def resolve_selection(scorer: Scorer, roles: dict, *, score: str | None = None, 
     if score not in scorer.score_names:
         raise SparkadError(f"{scorer.model_dir}: model has no score {score!r} (scores: {', '.join(scorer.score_names)})")
     if threshold is not None:
+        if not np.isfinite(float(threshold)):  # `score > nan` is never true: every event "not anomalous"
+            raise SparkadError(f"--threshold must be a finite number, got {threshold}")
         return {"score": score, "threshold": float(threshold), "source": "given"}
     if fraction is not None:
         if not 0 < fraction < 1:
@@ -84,11 +112,11 @@ def resolve_selection(scorer: Scorer, roles: dict, *, score: str | None = None, 
             "source": f"model: {key} of its SM validation sample"}
 
 
-def feature_edges(feature: str, conf_hist: dict, scorer: Scorer) -> np.ndarray:
+def feature_edges(feature: str, conf_hist: dict, scorer: Scorer, source: str = "conf/analysis.yaml") -> np.ndarray:
     """Binning from conf/analysis.yaml ``histograms``; a feature not listed there gets 50 bins over
     the model's median ± 6 scales (integer-centred bins for one-hot features)."""
     spec = conf_hist.get(feature)
-    where = f"conf/analysis.yaml histograms.{feature}"
+    where = f"{source} histograms.{feature}"
     if spec is not None:
         spec = require_mapping(spec, where)
         if "edges" in spec:
@@ -128,16 +156,21 @@ def score_edges(model_dir: Path, names: list[str]) -> dict:
 def build_spec(scorer: Scorer, selection: dict, roles: dict, hlf_features: list[str], conf: dict) -> AnalysisSpec:
     """The AnalysisSpec: every HLF feature histogrammed, the PPS cuts parsed and checked."""
     hist_conf = conf.get("histograms") or {}
+    where = conf.get("_source", "conf/analysis.yaml")
     try:
         cuts = parse_cuts((conf.get("postselection") or {}).get("cuts"))
     except ValueError as e:
-        raise ConfigError(f"conf/analysis.yaml postselection.cuts: {e}") from None
+        raise ConfigError(f"{where} postselection.cuts: {e}") from None
     for cut in cuts:
         if cut.feature not in hlf_features:
-            raise ConfigError(f"conf/analysis.yaml postselection.cuts: '{cut}' uses {cut.feature!r}, not an HLF "
+            raise ConfigError(f"{where} postselection.cuts: '{cut}' uses {cut.feature!r}, not an HLF "
                               f"feature here ({', '.join(hlf_features)})")
+    unknown = [f for f in (conf.get("astf") or {}).get("features_for_grid") or [] if f not in hlf_features]
+    if unknown and conf.get("_grid_given"):
+        raise ConfigError(f"{where} astf.features_for_grid: {', '.join(unknown)} not HLF feature(s) here "
+                          f"({', '.join(hlf_features)})")
     return AnalysisSpec(features=list(hlf_features),
-                        edges={f: feature_edges(f, hist_conf, scorer) for f in hlf_features},
+                        edges={f: feature_edges(f, hist_conf, scorer, where) for f in hlf_features},
                         score=selection["score"], threshold=float(selection["threshold"]),
                         score_edges=score_edges(scorer.model_dir, scorer.score_names), cuts=cuts,
                         data_datasets=frozenset(n for n, r in roles.items() if r == "data"))
@@ -174,9 +207,10 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
     """Score an HLF folder and build every analysis product in one pass (two when the threshold is a
     fraction of a sample). Returns the score report (also in OUT/_score_report.json, written last)."""
     from .products import write_products
-    from .scoring_jobs import Engine, finish, hlf_report, score_folder
+    from .scoring_jobs import Engine, check_batch_sizes, finish, hlf_report, score_folder
 
     hlf_dir, out = Path(hlf_dir), Path(out)
+    check_batch_sizes(batch_rows, target_rows)
     report = hlf_report(hlf_dir)
     scorer = Scorer(model_dir)
     roles = dataset_roles(report, scorer, background)

@@ -31,7 +31,9 @@ class FeatureUnavailableError(SparkadError):
 
 
 def one_line_errors(fn):
-    """Turn SparkadError (and Ctrl-C) into a one-line message and a non-zero exit code."""
+    """Turn SparkadError (and Ctrl-C) into a one-line message and a non-zero exit code. An OSError that
+    names a path (an output folder under a file, a full disk, a permission) is a user's problem too:
+    one line with the path and the reason."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -43,5 +45,10 @@ def one_line_errors(fn):
         except KeyboardInterrupt:
             print("interrupted: no output was marked complete", file=sys.stderr)
             sys.exit(130)
+        except OSError as e:
+            if e.filename is None:
+                raise
+            print(f"error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapper

@@ -48,8 +48,17 @@ def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, bac
     unknown = [n for n in names if n not in report["datasets"]]
     if unknown:
         raise SparkadError(f"{hlf_dir}: no dataset {', '.join(unknown)} (have {', '.join(report['datasets'])})")
-    sm_scores = scorer.score(x_sm)
     sig_x = {n: df[df.dataset == n][scorer.features].to_numpy(np.float64) for n in names}
+    # a ROC of NaN scores is meaningless: AUC and efficiencies need every event scored
+    for name, x in [("the SM reference", x_sm), *sig_x.items()]:
+        bad = ~np.isfinite(x)
+        if bad.any():
+            cols = [f for f, b in zip(scorer.features, bad.any(axis=0)) if b]
+            raise SparkadError(f"{hlf_dir}: {name}: {int(bad.any(axis=1).sum())} event(s) with non-finite "
+                               f"feature(s) {', '.join(cols)}; the evaluation needs every event scored")
+        if name != "the SM reference" and not len(x):
+            raise SparkadError(f"{hlf_dir}: signal dataset {name} has no events to evaluate")
+    sm_scores = scorer.score(x_sm)
     sig_scores = {n: scorer.score(x) for n, x in sig_x.items()}
     rows = evaluate_scores(sm_scores, sig_scores)
     bdt_rows = {n: supervised_reference(x_sm, x) for n, x in sig_x.items()} if bdt else {}

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,15 @@ def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_
     }
     from .version import code_version
     doc["code_version"] = code_version()
-    body = json.dumps(doc, sort_keys=True, default=str).encode()
-    doc["content_hash"] = hashlib.sha256(blob + body).hexdigest()[:20]
+    doc["content_hash"] = content_hash(doc, blob)
     write_json_atomic(doc, out / "model.json")
     return doc
+
+
+def content_hash(meta: dict, npz_bytes: bytes) -> str:
+    """sha256 of networks.npz and of model.json's content (without the hash itself), 20 hex digits."""
+    body = json.dumps({k: v for k, v in meta.items() if k != "content_hash"}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(npz_bytes + body).hexdigest()[:20]
 
 
 def read_model_files(model_dir: str | Path) -> tuple[bytes, bytes]:
@@ -108,19 +114,32 @@ class Scorer:
         meta_bytes, npz_bytes = files if files is not None else read_model_files(self.model_dir)
         try:
             self.meta = json.loads(meta_bytes)
+        except ValueError as e:
+            raise SparkadError(f"{self.model_dir}/model.json: not valid JSON ({e})") from None
+        self.content_hash = self.meta.get("content_hash") if isinstance(self.meta, dict) else None
+        if self.content_hash and content_hash(self.meta, npz_bytes) != self.content_hash:
+            # what was trained is not what is here: a truncated copy, an edited model.json, another
+            # networks.npz; scoring it could give plausible but wrong scores
+            raise SparkadError(f"{self.model_dir}: model.json and networks.npz do not match their content hash "
+                               f"{self.content_hash} (modified or corrupted; restore or retrain the model)")
+        try:
             with np.load(io.BytesIO(npz_bytes)) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError) as e:
-            raise SparkadError(f"{self.model_dir}: unreadable model files ({e})") from None
-        self.kind = self.meta["kind"]
-        if self.kind not in SCORERS:
-            raise SparkadError(f"{self.model_dir}: unknown model kind {self.kind!r}")
-        self.features = list(self.meta["features"])
-        self.score_names = list(self.meta["score_names"])
-        self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
-        self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
-        self.thresholds = self.meta["thresholds"]
-        self.content_hash = self.meta.get("content_hash")
+            self.kind = self.meta["kind"]
+            if self.kind not in SCORERS:
+                raise SparkadError(f"{self.model_dir}: unknown model kind {self.kind!r}")
+            self.features = list(self.meta["features"])
+            self.score_names = list(self.meta["score_names"])
+            self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
+            self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
+            self.thresholds = self.meta["thresholds"]
+            # one event through the networks: shapes that do not chain fail here, not in a Spark task
+            SCORERS[self.kind](self.nets, np.zeros((1, self.pre.n_inputs), np.float32))
+        except SparkadError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, zipfile.BadZipFile) as e:
+            what = f"missing entry {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise SparkadError(f"{self.model_dir}: unreadable model files ({what})") from None
 
     def check_columns(self, columns, source: str = "input") -> None:
         missing = [f for f in self.features if f not in set(columns)]
@@ -140,7 +159,8 @@ class Scorer:
         pad = (-n) % b
         if pad:
             x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
-        parts = [SCORERS[self.kind](self.nets, x[i:i + b]) for i in range(0, len(x), b)]
+        with np.errstate(invalid="ignore"):  # NaN features give NaN scores: counted by the callers
+            parts = [SCORERS[self.kind](self.nets, x[i:i + b]) for i in range(0, len(x), b)]
         if not parts:
             parts = [SCORERS[self.kind](self.nets, np.zeros((b, x.shape[1]), np.float32))]
         return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}

@@ -55,6 +55,8 @@ def load_monitor_conf(config_file=None, **overrides) -> dict:
     if config_file:
         user = require_mapping(load_yaml(config_file) or {}, str(config_file))
         check_keys(user, ("check", "monitor"), str(config_file))
+        for sec in ("check", "monitor"):
+            require_mapping(user.get(sec) or {}, f"{config_file}: {sec}")
         conf = {sec: {**(conf.get(sec) or {}), **(user.get(sec) or {})} for sec in ("check", "monitor")}
     check_keys(conf, ("check", "monitor"), "monitor configuration")
     check = {**(conf.get("check") or {}), **{k: v for k, v in overrides.items() if v is not None}}
@@ -71,7 +73,10 @@ def normalise_conf(conf: dict | None) -> dict:
     check_keys(mon, MONITOR_DEFAULTS, "monitor")
     mon = {**MONITOR_DEFAULTS, **mon}
     mon["prometheus_runs"] = int(as_number(mon["prometheus_runs"], "monitor.prometheus_runs"))
-    mon["plot"] = bool(mon["plot"])
+    if mon["prometheus_runs"] < 0:
+        raise SparkadError(f"monitor.prometheus_runs: must be >= 0, got {mon['prometheus_runs']}")
+    if not isinstance(mon["plot"], bool):
+        raise SparkadError(f"monitor.plot: expected true or false, got {mon['plot']!r}")
     return {"check": run_checks.settings(conf.get("check") or {}), "monitor": mon}
 
 
@@ -110,6 +115,8 @@ def resolve_selection(report: dict, scores_dir, score: str | None = None, thresh
     if names and score not in names:
         raise SparkadError(f"{scores_dir}: no score {score!r} (scores: {', '.join(names)})")
     if threshold is not None:
+        if not math.isfinite(float(threshold)):  # `score > nan` is never true: every run would look clean
+            raise SparkadError(f"--threshold must be a finite number, got {threshold}")
         return score, float(threshold), "given"
     if ppm is None and sel and sel.get("score") == score and sel.get("threshold") is not None:
         return score, float(sel["threshold"]), "report selection"

@@ -73,9 +73,12 @@ def settings(conf: dict | None = None) -> dict:
     if not s["interval_cl"] < 1:
         raise ConfigError(f"interval_cl: must be in (0, 1), got {s['interval_cl']}")
     s["min_events"] = int(as_number(s["min_events"], "min_events"))
+    if s["min_events"] < 0:
+        raise ConfigError(f"min_events: must be >= 0, got {s['min_events']}")
     s["ls_block_size"] = int(as_number(s["ls_block_size"], "ls_block_size", positive=True))
     s["max_iterations"] = int(as_number(s["max_iterations"], "max_iterations", positive=True))
-    s["exclude_flagged"] = bool(s["exclude_flagged"])
+    if not isinstance(s["exclude_flagged"], bool):  # a quoted "no" would be true
+        raise ConfigError(f"exclude_flagged: expected true or false, got {s['exclude_flagged']!r}")
     s["outlier_screen"] = as_number(s["outlier_screen"], "outlier_screen", positive=True, allow_none=True)
     if s["changepoint_penalty"] != "bic":
         s["changepoint_penalty"] = as_number(s["changepoint_penalty"], "changepoint_penalty")
@@ -90,7 +93,8 @@ def settings(conf: dict | None = None) -> dict:
         check_keys(p, ("name", "first_run", "last_run"), f"periods[{i}]")
         if "name" not in p or "first_run" not in p or "last_run" not in p:
             raise ConfigError(f"periods[{i}]: needs name, first_run and last_run")
-        lo, hi = int(p["first_run"]), int(p["last_run"])
+        lo = int(as_number(p["first_run"], f"periods[{i}].first_run"))
+        hi = int(as_number(p["last_run"], f"periods[{i}].last_run"))
         if hi < lo:
             raise ConfigError(f"periods[{i}] ({p['name']}): last_run {hi} < first_run {lo}")
         out.append({"name": str(p["name"]), "first_run": lo, "last_run": hi})

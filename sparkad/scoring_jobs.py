@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import shutil
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -67,7 +68,12 @@ def plan_fragments(hlf_dir: Path, datasets, scorer: Scorer, target_rows: int = 2
                 md = pq.ParquetFile(path).metadata
             except (OSError, pa.ArrowException) as e:
                 raise SparkadError(f"{path}: unreadable Parquet file ({e})") from None
-            scorer.check_columns(md.schema.to_arrow_schema().names, str(path))
+            names = md.schema.to_arrow_schema().names
+            scorer.check_columns(names, str(path))
+            lacking = [c for c in ("dataset", *SCORE_ID_COLUMNS) if c not in names]
+            if lacking:
+                raise SparkadError(f"{path}: lacks column(s) {', '.join(lacking)} of an HLF file (not written by "
+                                   f"`sparkad extract`?)")
             for rg in range(md.num_row_groups):
                 n = md.row_group(rg).num_rows
                 if parts and parts[-1][0] == str(path):
@@ -109,14 +115,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
-def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, float]:
-    """Read → score → write scores → aggregate, for one fragment, inside one Python worker."""
+def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, float, int]:
+    """Read → score → write scores → aggregate, for one fragment, inside one Python worker. Returns
+    (events, partial aggregates, peak RSS in MB, events with a NaN score)."""
     single_threaded_numpy()
     scorer = get_scorer(job.model_path, job.model_files)  # once per worker process
     dst = Path(job.staging) / f"dataset={frag.dataset}" / f"part-{frag.index:05d}.parquet"
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
-    writer, n, partial = None, 0, None
+    writer, n, partial, nan = None, 0, None, 0
     try:
         for b in _batches(frag, _columns(scorer, job.spec), job.batch_rows):
             sb = score_batch(b, scorer)
@@ -125,6 +132,8 @@ def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, fl
                 writer = pq.ParquetWriter(tmp, out.schema, compression="zstd", compression_level=1)
             writer.write_batch(out)
             n += b.num_rows
+            # NaN/inf features (e.g. filled by `extract --missing nan`) give NaN scores: never above a threshold
+            nan += int(np.isnan(sb.column(scorer.score_names[0]).to_numpy(zero_copy_only=False)).sum())
             if job.spec is not None:
                 cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in job.spec.features}
                 for c in job.spec.cuts:
@@ -142,7 +151,7 @@ def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, fl
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
-    return n, partial, _peak_rss_mb()
+    return n, partial, _peak_rss_mb(), nan
 
 
 def top_scores(frag: Fragment, job: ScoreJob, score: str, target_weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -243,6 +252,46 @@ class Engine:
 
 # -------------------------------------------------------------------- the job
 
+_EXC_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception))(?:: (.*))?$")
+
+
+def check_batch_sizes(batch_rows, target_rows) -> None:
+    """Checked on the driver: a bad size would otherwise fail in every task, after the session started."""
+    for name, v in (("--batch-rows", batch_rows), ("target rows per fragment", target_rows)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SparkadError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _task_error(exc: BaseException) -> str:
+    """The innermost exception line of a failed task: Spark wraps a worker's exception (with its
+    Python traceback as text) in PythonException / Py4JJavaError; Dask re-raises the original."""
+    if isinstance(exc, SparkadError):
+        return str(exc)
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    for ln in reversed(lines):
+        m = _EXC_LINE.match(ln)
+        if m and m.group(1) not in ("PythonException", "Py4JJavaError", "SparkException"):
+            if m.group(1) in ("SparkadError", "ConfigError", "InputFileError"):
+                return m.group(2) or ln
+            return f"{m.group(1)}: {m.group(2) or ''}".strip().rstrip(":")
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _tasks(engine, fn, frags, job, hlf_dir):
+    """engine.map, with a failed task reported as one line (its own error) instead of the engine's
+    traceback of a traceback."""
+    try:
+        return engine.map(fn, frags, job)
+    except KeyboardInterrupt:
+        raise
+    except SparkadError:
+        raise
+    except Exception as e:
+        msg = _task_error(e)
+        if msg.startswith(str(hlf_dir)) or msg.startswith("/"):
+            raise SparkadError(msg) from None
+        raise SparkadError(f"{hlf_dir}: a scoring task failed ({msg})") from None
+
 def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, selection=None,
                  batch_rows: int = 200_000, target_rows: int = 2_000_000, log=lambda m: None) -> dict:
     """Score every dataset of an HLF folder; with ``spec_builder`` also aggregate the analysis products.
@@ -251,6 +300,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     fraction of a reference sample, a first pass over that sample finds the exact threshold.
     """
     t0 = time.time()
+    check_batch_sizes(batch_rows, target_rows)
     hlf_dir, out = Path(hlf_dir), Path(out)
     report = hlf_report(hlf_dir)
     datasets = report["datasets"]
@@ -266,7 +316,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
                       else float(datasets[d]["written"]) for d in sel["reference_datasets"])
         job = ScoreJob(str(model_dir), files, None, None, batch_rows)
         target = sel["fraction"] * total_w
-        tops = engine.map(functools.partial(top_scores, score=sel["score"], target_weight=target), ref, job)
+        tops = _tasks(engine, functools.partial(top_scores, score=sel["score"], target_weight=target), ref, job, hlf_dir)
         s = np.concatenate([a for a, _ in tops]) if tops else np.zeros(0, np.float32)
         w = np.concatenate([b for _, b in tops]) if tops else np.zeros(0)
         sel.update(exact_threshold(s, w, sel["fraction"], total_w))
@@ -282,17 +332,23 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     try:
         t = time.time()
         job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows)
-        results = engine.map(run_fragment, frags, job)
+        results = _tasks(engine, run_fragment, frags, job, hlf_dir)
         timings["score_pass_s"] = round(time.time() - t, 3)
         counts: dict = {name: 0 for name in datasets}
-        for f, (n, _, _) in zip(frags, results):
+        nan_scores: dict = {name: 0 for name in datasets}
+        for f, (n, _, _, nan) in zip(frags, results):
             counts[f.dataset] += n
-        partial = functools.reduce(merge, [p for _, p, _ in results], None) if spec is not None else None
-        peak_rss = max((r for _, _, r in results), default=0.0)
+            nan_scores[f.dataset] += nan
+        partial = functools.reduce(merge, [p for _, p, _, _ in results], None) if spec is not None else None
+        peak_rss = max((r for _, _, r, _ in results), default=0.0)
         for name in datasets:
             if counts[name] != datasets[name]["written"]:
                 raise SparkadError(f"{hlf_dir / name}: scored {counts[name]} events but the HLF report lists "
                                    f"{datasets[name]['written']} — files changed since extraction?")
+        for name, k in nan_scores.items():
+            if k:
+                log(f"warning: {hlf_dir / name}: {k} event(s) have non-finite features and a NaN score, which "
+                    f"never passes a threshold (counted in _score_report.json: nan_scores)")
         publish_dir(staging, out / "scores")
     finally:
         if staging.exists():
@@ -303,7 +359,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
            "hlf": str(hlf_dir.resolve()), "hlf_feature_set": report.get("feature_set"),
            "datasets": {n: {"is_data": bool(d.get("is_data")), "label": d.get("label"),
                             "sumw": d.get("sumw_written")} for n, d in datasets.items()},
-           "events": counts, "total_events": sum(counts.values()), "fragments": len(frags),
+           "events": counts, "total_events": sum(counts.values()), "nan_scores": nan_scores, "fragments": len(frags),
            "batch_rows": batch_rows, "timings": timings,
            "worker_peak_rss_mb": round(peak_rss, 1)}
     return {"report": doc, "partial": partial, "spec": spec, "scorer": scorer, "t0": t0}

@@ -148,6 +148,18 @@ def test_bad_selection_inputs_give_one_line(generated_hlf, trained_ae, tmp_path)
         run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", ppm=7)
     with pytest.raises(SparkadError, match="not in the HLF folder"):
         run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", background=["nope"])
+    with pytest.raises(SparkadError, match="--threshold must be a finite number"):
+        run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", threshold=float("nan"))
+    with pytest.raises(SparkadError, match="--batch-rows must be a positive integer"):
+        run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", batch_rows=0)
+    # ASTF settings are used after the scoring pass: checked before it
+    for text, msg in (("astf: {cl: 2}\n", "astf.cl is a confidence level"),
+                      ("astf: {metod: x}\n", "astf: unknown key"),
+                      ("astf: {features_for_grid: [FOO]}\n", "FOO not HLF feature")):
+        (tmp_path / "a.yaml").write_text(text)
+        with pytest.raises(SparkadError, match=msg):
+            run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", analysis_config=tmp_path / "a.yaml")
+        assert not (tmp_path / "o" / "scores").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("postselection: {cuts: ['NJ >= six']}\n")
     r = subprocess.run(["sparkad", "score", "--hlf", str(generated_hlf), "--model", str(trained_ae), "--out",

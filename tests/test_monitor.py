@@ -216,6 +216,8 @@ def test_counts_from_a_scores_folder(scores_dir, tmp_path):
     assert mon.resolve_selection(rep, root) == ("alad_l1", 2.0, "model 1000ppm")
     assert mon.resolve_selection(rep, root, ppm=100) == ("alad_l1", 3.0, "model 100ppm")
     assert mon.resolve_selection(rep, root, "alad_l2", threshold=1.5) == ("alad_l2", 1.5, "given")
+    with pytest.raises(SparkadError, match="finite"):  # `score > nan` would count no event, silently
+        mon.resolve_selection(rep, root, "alad_l2", threshold=float("nan"))
     assert mon.resolve_selection({**rep, "selection": {"score": "alad_l2", "threshold": 4.0}}, root) == \
         ("alad_l2", 4.0, "report selection")
     with pytest.raises(SparkadError, match="no 10ppm threshold"):
@@ -282,6 +284,14 @@ def test_monitor_configuration(tmp_path):
         mon.load_monitor_conf(f)
     with pytest.raises(ConfigError, match="alpha"):
         mon.load_monitor_conf(alpha=2.0)
+    for text, msg in (("check: [1]\n", "check: expected a mapping"),
+                      ("check: {periods: [{name: a, first_run: x, last_run: 3}]}\n", "first_run: expected a number"),
+                      ("check: {min_events: -5}\n", "min_events: must be >= 0"),
+                      ("check: {exclude_flagged: 'no'}\n", "exclude_flagged: expected true or false"),
+                      ("monitor: {prometheus_runs: -1}\n", "prometheus_runs: must be >= 0")):
+        f.write_text(text)
+        with pytest.raises(SparkadError, match=msg):
+            mon.load_monitor_conf(f)
 
 
 def test_spark_job_gives_the_same_table(spark, scores_dir, tmp_path):

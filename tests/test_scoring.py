@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from sparkad.errors import SparkadError
@@ -94,3 +95,89 @@ def test_spark_submit_on_local_cluster(generated_hlf, trained_ae, reference, tmp
     prod = json.loads((tmp_path / "o" / "products" / "summary.json").read_text())
     assert sum(d["events"] for d in prod["datasets"].values()) == len(hlf)
     np.testing.assert_array_equal(_read(tmp_path / "o").mse.to_numpy(), ref)
+
+
+def test_corrupt_model_directories_are_refused(trained_ae, tmp_path):
+    """A model directory whose files are not what was trained: one line, before any task runs."""
+    import shutil
+
+    def copy(name):
+        d = tmp_path / name
+        shutil.copytree(trained_ae, d)
+        return d
+
+    d = copy("truncated")
+    blob = (d / "networks.npz").read_bytes()
+    (d / "networks.npz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(SparkadError, match="do not match their content hash"):
+        Scorer(d)
+    d = copy("edited")
+    meta = json.loads((d / "model.json").read_text())
+    meta["features"] = meta["features"][::-1]  # same names, another order: plausible but wrong scores
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(SparkadError, match="do not match their content hash"):
+        Scorer(d)
+    d = copy("reshaped")  # no stored hash (hand-made): the networks are probed with one event
+    meta.pop("content_hash")
+    meta["features"] = meta["features"][::-1]
+    (d / "model.json").write_text(json.dumps(meta))
+    with np.load(d / "networks.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    first = sorted(arrays)[0]
+    arrays[first] = arrays[first][:-1]
+    np.savez(d / "networks.npz", **arrays)
+    with pytest.raises(SparkadError, match="unreadable model files"):
+        Scorer(d)
+
+
+def test_bad_hlf_rows_on_spark(spark, generated_hlf, trained_ae, tmp_path):
+    """NaN features are scored NaN and counted; a file without an id column is refused before the
+    pass; a corrupt data page fails its task with one line naming the folder, not a Spark traceback."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    hlf = tmp_path / "hlf"
+    shutil.copytree(generated_hlf, hlf)
+    path = sorted((hlf / "ttbar").glob("*.parquet"))[0]
+    t = pq.read_table(path)
+    feat = Scorer(trained_ae).features[0]
+    col = t.column(feat).to_numpy().copy()
+    col[:3] = np.nan
+    pq.write_table(t.set_column(t.schema.get_field_index(feat), feat, pa.array(col)), path)
+    logs = []
+    rep = score_with_spark(hlf, trained_ae, tmp_path / "o", spark=spark, log=logs.append)
+    assert rep["nan_scores"]["ttbar"] == 3 and rep["nan_scores"]["wjets"] == 0
+    assert any("3 event(s) have non-finite features" in m for m in logs)
+
+    pq.write_table(t.drop_columns(["luminosityBlock"]), path)
+    with pytest.raises(SparkadError, match="lacks column.*luminosityBlock"):
+        score_with_spark(hlf, trained_ae, tmp_path / "o2", spark=spark)
+
+    pq.write_table(t, path, compression="zstd")
+    data = bytearray(path.read_bytes())
+    meta_len = int.from_bytes(data[-8:-4], "little")
+    data[4:len(data) - 8 - meta_len] = bytes(len(data) - 12 - meta_len)  # pages zeroed, footer intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(SparkadError, match=r"a scoring task failed \("):
+        score_with_spark(hlf, trained_ae, tmp_path / "o3", spark=spark)
+    assert not (tmp_path / "o3" / "_score_report.json").exists()
+
+
+def test_evaluation_refuses_non_finite_features(generated_hlf, trained_ae, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from sparkad.evaluation_report import run_evaluation
+
+    hlf = tmp_path / "hlf"
+    shutil.copytree(generated_hlf, hlf)
+    path = sorted((hlf / "ttbar").glob("*.parquet"))[0]
+    t = pq.read_table(path)
+    col = t.column("HT").to_numpy().copy()
+    col[:5] = np.nan
+    pq.write_table(t.set_column(t.schema.get_field_index("HT"), "HT", pa.array(col)), path)
+    with pytest.raises(SparkadError, match="ttbar: 5 event\\(s\\) with non-finite feature\\(s\\) HT"):
+        run_evaluation(trained_ae, hlf, tmp_path / "ev", signals=["ttbar"], background=["wjets", "dyjets"],
+                       log=lambda m: None)
