@@ -10,26 +10,78 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 
-from .errors import ConfigError, SparkadError
+from .config import as_number, check_keys, require_mapping
+from .errors import ConfigError, InputFileError, SparkadError
 
 
-def _read_dataset(d: Path, shard: tuple[int, int] | None):
-    """A dataset's rows, or only this worker's disjoint share of them: every n-th Parquet row group
-    (round robin over the files' row groups), or every n-th row when there are fewer row groups
-    than workers. The shares of the n workers partition the dataset."""
-    if shard is None:
-        return pads.dataset(str(d), format="parquet").to_table()
-    i, n = shard
+def _arrow_problem(e: Exception) -> str:
+    """The first line of an Arrow/OS error, without the Python class name."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _numeric(t) -> bool:
+    import pyarrow as pa
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _check_file(f: Path, features: list[str]) -> int:
+    """Open one Parquet file of a dataset and check the columns the cocktail needs, before any rows
+    are read: a file without them would be NaN-filled by the concatenation (a missing ``weight``
+    silently gives its dataset zero yield, a missing feature looks like NaN features)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    groups = [(f, rg) for f in sorted(d.glob("*.parquet")) for rg in range(pq.ParquetFile(f).num_row_groups)]
-    if len(groups) >= n:
-        tables = [pq.ParquetFile(f).read_row_group(rg) for f, rg in groups[i::n]]
-        return pa.concat_tables(tables, promote_options="permissive")
-    table = pads.dataset(str(d), format="parquet").to_table()
-    return table.take(np.arange(i, table.num_rows, n))
+    try:
+        meta = pq.read_metadata(f)
+        schema = meta.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError) as e:
+        raise InputFileError(f, f"not a readable Parquet file ({_arrow_problem(e)})") from None
+    missing = [c for c in ("dataset", "label", "weight", *features) if c not in schema.names]
+    if missing:
+        raise InputFileError(f, f"lacks column(s) {', '.join(missing)} (needed: dataset, label, weight and the HLF "
+                                f"report's features)")
+    bad = [f"{c} ({schema.field(c).type})" for c in ("weight", *features) if not _numeric(schema.field(c).type)]
+    if bad:
+        raise InputFileError(f, f"non-numeric column(s) {', '.join(bad)}")
+    return meta.num_row_groups
+
+
+def _read(f: Path, row_group: int | None = None):
+    """All rows of one file (or one row group); a corrupt page is an error naming the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    try:
+        with pq.ParquetFile(f) as pf:
+            return pf.read() if row_group is None else pf.read_row_group(row_group)
+    except (pa.ArrowException, OSError) as e:
+        raise InputFileError(f, f"cannot read Parquet data ({_arrow_problem(e)})") from None
+
+
+def _read_dataset(d: Path, shard: tuple[int, int] | None, features: list[str]):
+    """A dataset's rows, or only this worker's disjoint share of them: every n-th Parquet row group
+    (round robin over the files' row groups), or every n-th row when there are fewer row groups
+    than workers. The shares of the n workers partition the dataset. Every file is checked for the
+    needed columns and finite weights first; a problem names the file."""
+    import pyarrow as pa
+    row_groups = {f: _check_file(f, features) for f in sorted(d.glob("*.parquet"))}
+    groups = [(f, rg) for f, k in row_groups.items() for rg in range(k)]
+    by_group = shard is not None and len(groups) >= shard[1]
+    if by_group:
+        tables = [(f, _read(f, rg)) for f, rg in groups[shard[0]::shard[1]]]
+    else:
+        tables = [(f, _read(f)) for f in row_groups]
+    for f, t in tables:
+        w = t.column("weight").to_numpy(zero_copy_only=False).astype(np.float64)
+        bad = int((~np.isfinite(w)).sum())
+        if bad:
+            raise InputFileError(f, f"non-finite weight in {bad} of {len(w)} events")
+    if not tables:
+        return None
+    table = pa.concat_tables([t for _, t in tables], promote_options="permissive")
+    if shard is not None and not by_group:
+        table = table.take(np.arange(shard[0], table.num_rows, shard[1]))
+    return table
 
 
 def load_hlf(hlf_dir: str | Path, shard: tuple[int, int] | None = None) -> tuple[pd.DataFrame, dict]:
@@ -39,13 +91,28 @@ def load_hlf(hlf_dir: str | Path, shard: tuple[int, int] | None = None) -> tuple
     report_path = hlf_dir / "_report.json"
     if not report_path.is_file():
         raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
-    report = json.loads(report_path.read_text())
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputFileError(report_path, f"not a readable JSON report ({e})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("datasets"), dict) \
+            or not isinstance(report.get("features"), list):
+        raise InputFileError(report_path, "not an HLF extraction report (needs 'datasets' and 'features')")
+    features = [str(c) for c in report["features"]]
     frames = []
-    for name in report["datasets"]:
+    for name, info in report["datasets"].items():
         d = hlf_dir / name
         if not d.is_dir():
             raise SparkadError(f"{d}: dataset folder listed in _report.json is missing")
-        frames.append(_read_dataset(d, shard).to_pandas())
+        table = _read_dataset(d, shard, features)
+        if table is None:
+            written = info.get("written", 0) if isinstance(info, dict) else 0
+            if written:
+                raise SparkadError(f"{d}: no Parquet files, but _report.json says {written} events were written")
+            continue
+        frames.append(table.to_pandas())
+    if not frames:
+        raise SparkadError(f"{hlf_dir}: no Parquet files in any dataset folder")
     df = pd.concat(frames, ignore_index=True)
     for c in ("dataset", "label"):
         df[c] = df[c].astype(str)
@@ -66,17 +133,50 @@ class CocktailConfig:
     seed: int = 1
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "CocktailConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"cocktail: unknown key(s) {', '.join(sorted(unknown))}")
+    def from_dict(cls, d: dict | None, where: str = "cocktail") -> "CocktailConfig":
+        """Validated configuration; ``where`` (the file and section) prefixes every error, which names
+        the key: a string for ``background`` would otherwise be iterated per character, a string
+        ``n_train`` or a contamination without ``fraction`` would fail deep inside the mixing."""
+        d = dict(require_mapping(d if d is not None else {}, where))
+        check_keys(d, cls.__dataclass_fields__, where)
         cfg = cls(**d)
+        bg = cfg.background
+        if bg is not None:
+            if not isinstance(bg, list) or not bg or not all(isinstance(n, str) and n for n in bg):
+                raise ConfigError(f"{where}.background: expected a non-empty list of dataset names (or null: every "
+                                  f"MC dataset), got {bg!r}")
+            cfg.background = list(bg)
         if cfg.mode not in ("resample", "weights"):
-            raise ConfigError(f"cocktail.mode must be 'resample' or 'weights', got {cfg.mode!r}")
-        if not 0 < cfg.validation_fraction < 1:
-            raise ConfigError(f"cocktail.validation_fraction must be in (0, 1), got {cfg.validation_fraction}")
+            raise ConfigError(f"{where}.mode must be 'resample' or 'weights', got {cfg.mode!r}")
+        vf = as_number(cfg.validation_fraction, f"{where}.validation_fraction")
+        if not 0 < vf < 1:
+            raise ConfigError(f"{where}.validation_fraction must be in (0, 1), got {cfg.validation_fraction!r}")
+        cfg.validation_fraction = vf
+        if cfg.n_train is not None and not _is_int(cfg.n_train, 1):
+            raise ConfigError(f"{where}.n_train must be a positive integer (or null: as many as the sample holds), "
+                              f"got {cfg.n_train!r}")
+        if cfg.contamination is not None:
+            c = require_mapping(cfg.contamination, f"{where}.contamination")
+            check_keys(c, ("dataset", "fraction"), f"{where}.contamination")
+            for k in ("dataset", "fraction"):
+                if k not in c:
+                    raise ConfigError(f"{where}.contamination: missing key {k!r} (e.g. {{dataset: lq_btau, "
+                                      f"fraction: 0.001}})")
+            if not isinstance(c["dataset"], str) or not c["dataset"]:
+                raise ConfigError(f"{where}.contamination.dataset must be a dataset name, got {c['dataset']!r}")
+            frac = as_number(c["fraction"], f"{where}.contamination.fraction")
+            if not 0 <= frac < 1:  # the signal share of the training set: 1 would need infinitely many events
+                raise ConfigError(f"{where}.contamination.fraction must be in [0, 1), got {c['fraction']!r}")
+            cfg.contamination = {"dataset": c["dataset"], "fraction": frac}
+        if not isinstance(cfg.train_on_data, bool):
+            raise ConfigError(f"{where}.train_on_data must be true or false, got {cfg.train_on_data!r}")
+        if not _is_int(cfg.seed, 0):
+            raise ConfigError(f"{where}.seed must be a non-negative integer, got {cfg.seed!r}")
         return cfg
+
+
+def _is_int(v, minimum: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
 @dataclass
@@ -88,6 +188,13 @@ class TrainingData:
     w_val: np.ndarray
     composition: dict
     provenance: dict = field(default_factory=dict)
+
+
+def _check_finite_features(part: pd.DataFrame, features: list[str], where: str) -> None:
+    """NaN/inf features of a dataset are refused before it is split: in the validation half they
+    would pass training and break the thresholds and plots only at the end."""
+    from .preprocessing import check_finite
+    check_finite(part[features].to_numpy(np.float64), features, where)
 
 
 def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> TrainingData:
@@ -113,6 +220,10 @@ def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> 
         part = df[df.dataset == n]
         if len(part) < 2:
             raise ConfigError(f"dataset {n}: {len(part)} selected events, too few to train on")
+        _check_finite_features(part, features, f"dataset {n}")
+        if not cfg.train_on_data and cfg.mode == "resample" and not part.weight.sum() > 0:
+            raise ConfigError(f"dataset {n}: total weight {part.weight.sum():g} is not positive; it cannot be "
+                              f"resampled in cross-section proportions (drop it from cocktail.background)")
         idx = rng.permutation(len(part))
         n_val = max(1, int(round(cfg.validation_fraction * len(part))))
         val_parts.append(part.iloc[idx[:n_val]])
@@ -154,6 +265,7 @@ def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> 
         frac = float(cfg.contamination["fraction"])
         if sig.empty:
             raise ConfigError(f"contamination: no events of dataset {cfg.contamination['dataset']!r}")
+        _check_finite_features(sig, features, f"dataset {cfg.contamination['dataset']}")
         k = int(round(frac * len(train) / (1 - frac)))
         take = sig.iloc[rng.choice(len(sig), size=k, replace=k > len(sig))]
         train = pd.concat([train, take])

@@ -96,7 +96,7 @@ def load_fileset(path: str | Path) -> Fileset:
             name=str(name),
             files=_resolve_files(d.get("files"), path.parent, where),
             is_data=is_data,
-            label=str(d.get("label", "data" if is_data else name)),
+            label=str(d.get("label") if d.get("label") is not None else ("data" if is_data else name)),
             xsec=as_number(d.get("xsec"), f"{where}.xsec", positive=True, allow_none=True),
             n_gen=as_number(d.get("n_gen"), f"{where}.n_gen", positive=True, allow_none=True),
             sum_w=as_number(d.get("sum_w"), f"{where}.sum_w", positive=True, allow_none=True),

@@ -98,9 +98,13 @@ def _quantiles(col, qs, weights=None):
 
 
 def check_finite(x: np.ndarray, features, where: str) -> None:
-    """NaN/inf features are refused with the names of the offending features."""
+    """NaN/inf features are refused with the names of the offending features: they would train NaN
+    weights, and NaN validation scores leave no thresholds. Checked for the training and the
+    validation set before training starts."""
     bad = ~np.isfinite(x)
     if bad.any():
-        cols = [f"{features[i]} ({int(n)} events)" for i, n in enumerate(bad.sum(axis=0)) if n]
-        raise ConfigError(f"{where}: non-finite values in {', '.join(cols)}; "
-                          f"choose a feature set the input provides (NaN-filled features cannot be used for training)")
+        counts = bad.sum(axis=0)
+        cols = [f"{features[i]} ({int(n)} events)" for i, n in enumerate(counts) if n]
+        hint = ("choose a feature set the input provides (NaN-filled features cannot be used for training)"
+                if (counts == len(x)).any() else "remove or fix those events")
+        raise ConfigError(f"{where}: non-finite values in {', '.join(cols)}; {hint}")

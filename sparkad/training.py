@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cocktail import TrainingData
+from .cocktail import TrainingData, _is_int
+from .config import as_number, check_keys, require_mapping
 from .errors import ConfigError, SparkadError
 from .modeldir import write_model_dir
-from .preprocessing import Preprocessor
+from .preprocessing import Preprocessor, check_finite
 
 
 @dataclass
@@ -39,17 +40,116 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"training: unknown key(s) {', '.join(sorted(unknown))}")
+    def from_dict(cls, d: dict | None, kind: str | None = None, where: str = "training") -> "TrainConfig":
+        """Validated configuration (``kind``: also check ``model`` against that model's keys). Every
+        value is checked here, before any data is read or a checkpoint written: a wrong type would
+        otherwise fail after the first epoch, and a typo in a key would be silently ignored."""
+        d = dict(require_mapping(d if d is not None else {}, where))
+        check_keys(d, cls.__dataclass_fields__, where)
         cfg = cls(**d)
         for k in ("epochs", "batch_size", "checkpoint_every"):
             v = getattr(cfg, k)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"training.{k} must be a positive integer, got {v!r}")
+                raise ConfigError(f"{where}.{k} must be a positive integer, got {v!r}")
+        if not _is_int(cfg.seed, 0):
+            raise ConfigError(f"{where}.seed must be a non-negative integer, got {cfg.seed!r}")
+        if cfg.threads is not None and not _is_int(cfg.threads, 1):
+            raise ConfigError(f"{where}.threads must be a positive integer (or null: TensorFlow's default), "
+                              f"got {cfg.threads!r}")
+        if not isinstance(cfg.deterministic, bool):
+            raise ConfigError(f"{where}.deterministic must be true or false, got {cfg.deterministic!r}")
+        cfg.early_stopping = _check_plateau(cfg.early_stopping, f"{where}.early_stopping", factor=False)
+        cfg.reduce_lr = _check_plateau(cfg.reduce_lr, f"{where}.reduce_lr", factor=True)
+        cfg.model = check_model_config(kind, cfg.model, f"{where}.model")
         return cfg
+
+
+def _check_plateau(d, where: str, *, factor: bool) -> dict | None:
+    """early_stopping {patience, min_delta} / reduce_lr {patience, min_delta, factor}, or null (off)."""
+    if d is None:
+        return None
+    d = dict(require_mapping(d, where))
+    check_keys(d, ("patience", "min_delta", "factor") if factor else ("patience", "min_delta"), where)
+    if "patience" in d and not _is_int(d["patience"], 0):
+        raise ConfigError(f"{where}.patience must be an integer >= 0 (epochs), got {d['patience']!r}")
+    if "min_delta" in d:
+        d["min_delta"] = as_number(d["min_delta"], f"{where}.min_delta")
+        if d["min_delta"] < 0:
+            raise ConfigError(f"{where}.min_delta must be >= 0, got {d['min_delta']!r}")
+    if "factor" in d:
+        d["factor"] = as_number(d["factor"], f"{where}.factor")
+        if not 0 < d["factor"] < 1:  # the learning rate is multiplied by it: >= 1 never reduces, <= 0 breaks Adam
+            raise ConfigError(f"{where}.factor must be in (0, 1), got {d['factor']!r}")
+    return d
+
+
+def _hidden(v, where):
+    if not isinstance(v, list) or not v or not all(_is_int(u, 1) for u in v):
+        raise ConfigError(f"{where} must be a non-empty list of positive integers (layer widths), got {v!r}")
+    return v
+
+
+def _positive_int(v, where):
+    if not _is_int(v, 1):
+        raise ConfigError(f"{where} must be a positive integer, got {v!r}")
+    return v
+
+
+def _positive(v, where):
+    return as_number(v, where, positive=True)
+
+
+def _non_negative(v, where):
+    v = as_number(v, where)
+    if v < 0:
+        raise ConfigError(f"{where} must be >= 0, got {v!r}")
+    return v
+
+
+def _unit(v, where):
+    v = as_number(v, where)
+    if not 0 <= v < 1:
+        raise ConfigError(f"{where} must be in [0, 1), got {v!r}")
+    return v
+
+
+def _flag(v, where):
+    if not isinstance(v, bool):
+        raise ConfigError(f"{where} must be true or false, got {v!r}")
+    return v
+
+
+def _likelihoods(v, where):
+    from .models.vae_likelihoods import FAMILIES
+    for f, fam in require_mapping(v, where).items():
+        if fam not in FAMILIES:
+            raise ConfigError(f"{where}.{f}: unknown family {fam!r} (families: {', '.join(FAMILIES)})")
+    return v
+
+
+#: the model keys each model reads (models/ae.py, alad.py, vae.py), with their checks
+MODEL_KEYS = {
+    "ae": {"hidden": _hidden, "latent": _positive_int, "learning_rate": _positive},
+    "alad": {"latent": _positive_int, "learning_rate": _positive, "lr_scale": _positive, "beta_1": _unit,
+             "ema_decay": _unit, "spectral_norm": _flag},
+    "vae": {"hidden": _hidden, "latent": _positive_int, "beta": _non_negative, "learning_rate": _positive,
+            "lr_scale": _positive, "likelihoods": _likelihoods},
+}
+
+
+def check_model_config(kind: str | None, model, where: str = "model") -> dict:
+    """The ``model`` mapping of ``kind``, checked key by key (numbers given as strings, e.g. 1e-5, become
+    floats); with no kind only its type is checked."""
+    model = dict(require_mapping(model if model is not None else {}, where))
+    if kind is None:
+        return model
+    if kind not in MODEL_KEYS:
+        raise ConfigError(f"unknown model {kind!r} (models: {', '.join(MODEL_KEYS)})")
+    checks = MODEL_KEYS[kind]
+    check_keys(model, checks, where)
+    for k, v in model.items():
+        model[k] = checks[k](v, f"{where}.{k}")
+    return model
 
 
 def _config_hash(kind: str, cfg: TrainConfig, data: TrainingData, pre: Preprocessor) -> str:
@@ -106,6 +206,10 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     from .models import make_model
     from .models.scoring import SCORERS
 
+    cfg = TrainConfig.from_dict(dict(cfg.__dict__), kind)  # callers may build a TrainConfig directly
+    # both sets before the first step: NaN validation features would surface only after the last epoch
+    check_finite(data.x_train, data.features, "training set")
+    check_finite(data.x_val, data.features, "validation set")
     if cfg.threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
@@ -115,7 +219,6 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     out = Path(out)
-    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
@@ -173,6 +276,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         return (strategy.experimental_distribute_values_from_function(pick(xs)),
                 strategy.experimental_distribute_values_from_function(pick(ws)))
 
+    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint" / "state.npz"
     run_id = _config_hash(kind, cfg, data, pre)
     counters = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "run_id": run_id, "best": None, "wait": 0,
