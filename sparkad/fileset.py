@@ -107,7 +107,6 @@ def load_fileset(path: str | Path) -> Fileset:
         if not is_data and spec.xsec is not None and lumi is None:
             raise ConfigError(f"{where}: MC with xsec needs a top-level luminosity (pb^-1) for its weights")
         out[spec.name] = spec
-    check_unique_files(out, str(path))
     return Fileset(out, lumi, str(path))
 
 
