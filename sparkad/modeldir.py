@@ -147,23 +147,23 @@ class Scorer:
             raise SparkadError(f"{source}: lacks feature(s) {', '.join(missing)} that model {self.model_dir} "
                                f"was trained on (feature set {self.meta['provenance'].get('feature_set')})")
 
-    #: BLAS picks its kernels by matrix size, which changes the last bit of a result with the batch
-    #: size; multiplying always in blocks of exactly ROW_BLOCK rows (the last one zero-padded) makes an
-    #: event's score the same whatever batch it arrives in (Spark, Dask, the UDF, in process)
+    #: events per pass through the networks: bounds the intermediates and keeps them in cache. An
+    #: event's score does not depend on it (nor on the batch, the engine or the thread count): the
+    #: networks multiply in a fixed order (``sparkad.models.dense``) and every other step is per event
     ROW_BLOCK = 4096
 
     def score(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """events × features (model order) → {score name: array}; batch-size independent, deterministic."""
+        """events × features (model order) → {score name: array}; the same bits whatever the batch,
+        the engine, the process's BLAS thread count or the CPU (tests/test_determinism.py)."""
         x = self.pre.transform(np.asarray(features))
-        n, b = len(x), self.ROW_BLOCK
-        pad = (-n) % b
-        if pad:
-            x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+        b = self.ROW_BLOCK
         with np.errstate(invalid="ignore"):  # NaN features give NaN scores: counted by the callers
             parts = [SCORERS[self.kind](self.nets, x[i:i + b]) for i in range(0, len(x), b)]
-        if not parts:
-            parts = [SCORERS[self.kind](self.nets, np.zeros((b, x.shape[1]), np.float32))]
-        return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+            if not parts:
+                parts = [SCORERS[self.kind](self.nets, x[:0])]
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def score_frame(self, df) -> dict[str, np.ndarray]:
         self.check_columns(df.columns)

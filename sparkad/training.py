@@ -204,6 +204,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     import tensorflow as tf
 
     from .models import make_model
+    from .models.nets import fold
     from .models.scoring import SCORERS
 
     cfg = TrainConfig.from_dict(dict(cfg.__dict__), kind)  # callers may build a TrainConfig directly
@@ -367,7 +368,8 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         _save_checkpoint(ckpt_path, state, counters)
 
     nets = model.export()
-    val_scores = SCORERS[kind](nets, x_val)
+    # the networks as the Scorer runs them (batch norm folded), so the thresholds are the scores' own bits
+    val_scores = SCORERS[kind]({k: fold(v) for k, v in nets.items()}, x_val)
     if sharded:  # thresholds from the whole SM validation sample, every worker's share
         val_scores = {k: gather(np.asarray(v)) for k, v in val_scores.items()}
     history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]

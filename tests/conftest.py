@@ -102,3 +102,24 @@ def trained_ae(generated_hlf, tmp_path_factory):
     cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1}\n")
     train_from_config("ae", generated_hlf, d / "model", config_file=cfg, epochs=3, batch_size=128, progress=False)
     return d / "model"
+
+
+def _train_small(kind, generated_hlf, tmp_path_factory, **overrides):
+    from sparkad.train_api import train_from_config
+    d = tmp_path_factory.mktemp(kind)
+    cfg = d / "train.yaml"
+    cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1}\n")
+    train_from_config(kind, generated_hlf, d / "model", config_file=cfg, progress=False, log=lambda m: None, **overrides)
+    return d / "model"
+
+
+@pytest.fixture(scope="session")
+def trained_alad(generated_hlf, tmp_path_factory):
+    """A small ALAD (one epoch) on the generated W+Z cocktail."""
+    return _train_small("alad", generated_hlf, tmp_path_factory, epochs=1, batch_size=500)
+
+
+@pytest.fixture(scope="session")
+def trained_vae(generated_hlf, tmp_path_factory):
+    """A small VAE (two epochs) on the generated W+Z cocktail."""
+    return _train_small("vae", generated_hlf, tmp_path_factory, epochs=2, batch_size=500)

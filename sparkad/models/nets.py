@@ -1,9 +1,12 @@
 """Dense networks described as data, built in Keras 3 for training and exported to plain numpy
 for scoring. The exported form needs neither TensorFlow nor training code, loads in milliseconds
-and runs anywhere (Spark executors, Dask workers): one matrix product per layer."""
+and runs anywhere (Spark executors, Dask workers): one matrix product per layer, in the fixed
+summation order of ``sparkad.models.dense``."""
 from __future__ import annotations
 
 import numpy as np
+
+from .dense import dense
 
 #: a network is a list of layer specs: {"units", "activation", "batchnorm", "dropout", "spectral_norm"}
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
@@ -81,14 +84,15 @@ def fold(layers: list[dict]) -> list[dict]:
 
 
 def forward(layers: list[dict], x: np.ndarray) -> np.ndarray:
-    """Apply exported layers to a float32 batch (in place where the intermediate is ours)."""
+    """Apply exported layers to a float32 batch (in place where the intermediate is ours). Dense layers
+    multiply in one fixed order (``dense``): the output is the same bits on any CPU, at any BLAS thread
+    count and whatever batch the rows arrive in."""
     h = np.asarray(x, np.float32)
     own = False
     for op in layers:
         kind = op["op"]
         if kind == "dense":
-            h = h @ op["w"]
-            h += op["b"]
+            h = dense(h, op["w"], op["b"])
             own = True
         elif kind == "affine":
             h = h * op["scale"] if not own else np.multiply(h, op["scale"], out=h)
@@ -102,7 +106,8 @@ def forward(layers: list[dict], x: np.ndarray) -> np.ndarray:
             h = np.maximum(h, 0, out=h) if own else np.maximum(h, 0)
             own = True
         elif kind == "sigmoid":
-            h = 1.0 / (1.0 + np.exp(-h))
+            # float64 exp: numpy's float32 exp rounds differently per SIMD level, its float64 one does not
+            h = (1.0 / (1.0 + np.exp(-h.astype(np.float64)))).astype(np.float32)
             own = True
         elif kind == "linear":
             pass
