@@ -50,6 +50,19 @@ def test_dense_kernel_is_the_sequential_sum(n, k, m, dtype):
         assert not np.array_equal(rev, got)
 
 
+@pytest.mark.parametrize("k1,k2,m", [(43, 43, 128), (5, 3, 1), (8, 9, 7)])
+def test_dense_kernel_continues_partial_sums(k1, k2, m):
+    """ALAD's discriminator sees [x, x] and [x, G(E(x))]: the products over x are summed once and
+    continued, which must be bit for bit the sum over the concatenated inputs."""
+    rng = np.random.default_rng(k1 + k2 + m)
+    x1, x2 = rng.normal(size=(200, k1)).astype(np.float32), rng.normal(size=(200, k2)).astype(np.float32)
+    w = rng.normal(size=(k1 + k2, m)).astype(np.float32)
+    b = rng.normal(size=m).astype(np.float32)
+    whole = dense(np.concatenate([x1, x2], 1), w, b)
+    np.testing.assert_array_equal(dense(x2, w[k1:], b, init=dense(x1, w[:k1])), whole)
+    np.testing.assert_array_equal(whole, sequential_reference(np.concatenate([x1, x2], 1), w, b))
+
+
 def test_dense_kernel_refuses_shapes_that_do_not_chain():
     with pytest.raises(ValueError, match="do not chain"):
         dense(np.zeros((3, 4), np.float32), np.zeros((5, 2), np.float32))

@@ -23,7 +23,7 @@ TILE = 64
 
 
 @nb.njit(cache=True, nogil=True)
-def _dense(x, w, b, out):  # pragma: no cover - compiled
+def _dense(x, w, b, init, out, has_bias, has_init):  # pragma: no cover - compiled
     n, k = x.shape
     m = w.shape[1]
     xt = np.zeros((k, TILE), x.dtype)
@@ -36,41 +36,72 @@ def _dense(x, w, b, out):  # pragma: no cover - compiled
             for p in range(k):
                 xt[p, i] = x[i0 + i, p]
         for j in range(0, m, 2):
-            j1 = j + 1 if j + 1 < m else j  # an odd last column is computed twice
+            two = j + 1 < m
+            j1 = j + 1 if two else j
             for i in range(TILE):
                 a0[i] = 0.0
                 a1[i] = 0.0
-            # four terms per pass over the accumulators, added one after the other (the same order as
-            # one term per pass, a quarter of the accumulator loads and stores)
-            for p in range(0, k4, 4):
-                u0, u1, u2, u3 = w[p, j], w[p + 1, j], w[p + 2, j], w[p + 3, j]
-                v0, v1, v2, v3 = w[p, j1], w[p + 1, j1], w[p + 2, j1], w[p + 3, j1]
-                for i in range(TILE):
-                    x0, x1, x2, x3 = xt[p, i], xt[p + 1, i], xt[p + 2, i], xt[p + 3, i]
-                    a0[i] = (((a0[i] + u0 * x0) + u1 * x1) + u2 * x2) + u3 * x3
-                    a1[i] = (((a1[i] + v0 * x0) + v1 * x1) + v2 * x2) + v3 * x3
-            for p in range(k4, k):
-                u0, v0 = w[p, j], w[p, j1]
-                for i in range(TILE):
-                    a0[i] += u0 * xt[p, i]
-                    a1[i] += v0 * xt[p, i]
-            for i in range(t):
-                out[i0 + i, j] = a0[i] + b[j]
-            if j1 != j:
+            if has_init:
                 for i in range(t):
-                    out[i0 + i, j1] = a1[i] + b[j1]
+                    a0[i] = init[i0 + i, j]
+                    a1[i] = init[i0 + i, j1]
+            # four terms per pass over the accumulators, added one after the other: the same order
+            # as one term per pass, with a quarter of the accumulator loads and stores
+            if two:
+                for p in range(0, k4, 4):
+                    u0, u1, u2, u3 = w[p, j], w[p + 1, j], w[p + 2, j], w[p + 3, j]
+                    v0, v1, v2, v3 = w[p, j1], w[p + 1, j1], w[p + 2, j1], w[p + 3, j1]
+                    for i in range(TILE):
+                        x0, x1, x2, x3 = xt[p, i], xt[p + 1, i], xt[p + 2, i], xt[p + 3, i]
+                        a0[i] = (((a0[i] + u0 * x0) + u1 * x1) + u2 * x2) + u3 * x3
+                        a1[i] = (((a1[i] + v0 * x0) + v1 * x1) + v2 * x2) + v3 * x3
+                for p in range(k4, k):
+                    u0, v0 = w[p, j], w[p, j1]
+                    for i in range(TILE):
+                        a0[i] += u0 * xt[p, i]
+                        a1[i] += v0 * xt[p, i]
+            else:  # an odd last column (or a single one: a discriminator's logit)
+                for p in range(0, k4, 4):
+                    u0, u1, u2, u3 = w[p, j], w[p + 1, j], w[p + 2, j], w[p + 3, j]
+                    for i in range(TILE):
+                        a0[i] = (((a0[i] + u0 * xt[p, i]) + u1 * xt[p + 1, i]) + u2 * xt[p + 2, i]) + u3 * xt[p + 3, i]
+                for p in range(k4, k):
+                    u0 = w[p, j]
+                    for i in range(TILE):
+                        a0[i] += u0 * xt[p, i]
+            if has_bias:
+                for i in range(t):
+                    out[i0 + i, j] = a0[i] + b[j]
+                if two:
+                    for i in range(t):
+                        out[i0 + i, j1] = a1[i] + b[j1]
+            else:
+                for i in range(t):
+                    out[i0 + i, j] = a0[i]
+                if two:
+                    for i in range(t):
+                        out[i0 + i, j1] = a1[i]
 
 
-def dense(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """``x @ w + b`` in the fixed order above, in x's dtype (float32 or float64); ``b=None``: no bias."""
+def dense(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, init: np.ndarray | None = None) -> np.ndarray:
+    """``init + x @ w + b`` in the fixed order above, in x's dtype (float32 or float64).
+
+    ``b=None``: no bias (the raw sums). ``init``: sums to continue (the output of an earlier call
+    without bias): ``dense(x2, w2, b, init=dense(x1, w1))`` is bit for bit
+    ``dense(concat([x1, x2], 1), concat([w1, w2]), b)``, so a product over inputs that two calls
+    share is computed once."""
     dtype = np.float64 if np.asarray(x).dtype == np.float64 else np.float32
     x = np.ascontiguousarray(x, dtype)
     w = np.ascontiguousarray(w, dtype)
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
         raise ValueError(f"dense: shapes {x.shape} and {w.shape} do not chain")
-    b = np.zeros(w.shape[1], dtype) if b is None else np.ascontiguousarray(b, dtype)
-    if b.shape != (w.shape[1],):
-        raise ValueError(f"dense: bias of shape {b.shape} for {w.shape[1]} outputs")
-    out = np.empty((x.shape[0], w.shape[1]), dtype)
-    _dense(x, w, b, out)
+    n, m = x.shape[0], w.shape[1]
+    bias = np.zeros(m, dtype) if b is None else np.ascontiguousarray(b, dtype)
+    if bias.shape != (m,):
+        raise ValueError(f"dense: bias of shape {bias.shape} for {m} outputs")
+    start = np.zeros((0, 0), dtype) if init is None else np.ascontiguousarray(init, dtype)
+    if init is not None and start.shape != (n, m):
+        raise ValueError(f"dense: partial sums of shape {start.shape} for an output of shape {(n, m)}")
+    out = np.empty((n, m), dtype)
+    _dense(x, w, bias, start, out, b is not None, init is not None)
     return out

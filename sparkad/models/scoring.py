@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dense import dense
 from .nets import forward
 from .vae_likelihoods import score_vae
 
@@ -22,6 +23,19 @@ def _softplus(x):
     return np.logaddexp(0.0, x)
 
 
+def _forward_pairs(layers, left, right_a, right_b):
+    """forward(layers, [left, right_a]) and forward(layers, [left, right_b]) (inputs concatenated):
+    the first layer's products over ``left`` are summed once and continued for each right half,
+    which is bit for bit the sum over the concatenated inputs (``dense``'s ``init``)."""
+    first = layers[0] if layers else {"op": None}
+    if first["op"] != "dense":
+        return (forward(layers, np.concatenate([left, right_a], axis=1)),
+                forward(layers, np.concatenate([left, right_b], axis=1)))
+    k = left.shape[1]
+    shared = dense(left, first["w"][:k])
+    return tuple(forward(layers[1:], dense(r, first["w"][k:], first["b"], init=shared)) for r in (right_a, right_b))
+
+
 def score_ae(nets, x: np.ndarray) -> dict[str, np.ndarray]:
     rec = forward(nets["decoder"], forward(nets["encoder"], x))
     return {"mse": np.mean((x - rec) ** 2, axis=1)}
@@ -33,8 +47,7 @@ def score_alad(nets, x: np.ndarray) -> dict[str, np.ndarray]:
     features: L1 distance of Dxx's last hidden layer between (x, x) and (x, G(E(x)));
     l1 / l2: L1 / L2 distance between x and its reconstruction G(E(x))."""
     rec = forward(nets["generator"], forward(nets["encoder"], x))
-    f_fake = forward(nets["dxx_hidden"], np.concatenate([x, rec], axis=1))
-    f_real = forward(nets["dxx_hidden"], np.concatenate([x, x], axis=1))
+    f_fake, f_real = _forward_pairs(nets["dxx_hidden"], x, rec, x)
     logit = forward(nets["dxx_out"], f_fake)[:, 0]
     d = x - rec
     return {"logits": _softplus(-logit), "features": np.sum(np.abs(f_real - f_fake), axis=1),
