@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -29,7 +28,9 @@ def main(argv=None) -> int:
     ap.add_argument("--source", default=None)
     ap.add_argument("--master", default=None, help="only when not launched by spark-submit")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
+    from sparkad.runtime import setup_process
+    setup_process()
     from sparkad.errors import SparkadError
     from sparkad.monitor import load_monitor_conf, monitor_scores
     from sparkad.spark import get_session

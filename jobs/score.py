@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -31,7 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-rows", type=int, default=200_000)
     ap.add_argument("--target-rows", type=int, default=2_000_000, help="events per task")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
+    from sparkad.runtime import setup_process
+    setup_process()
     from sparkad.analysis import run_analysis
     from sparkad.errors import SparkadError
 

@@ -65,7 +65,9 @@ def barrier_task(worker_cmd: list[str], threads: int):
 
 def main(argv=None) -> int:
     args = parse(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
+    from sparkad.runtime import setup_process
+    setup_process()
     from sparkad.errors import SparkadError
 
     try:

@@ -15,13 +15,16 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from sparkad.heap import freeze_long_lived, keep_freed_memory
-from sparkad.formats import build_objects
-from sparkad.hlf import compute_hlf, select
-from sparkad.parquet_io import hlf_table, write_atomic
-from sparkad.root_zlib import use_isal
+from sparkad.runtime import setup_process
 
-use_isal()  # in coffea's worker processes too: they unpickle this processor before reading
+# the worker initialiser: coffea's worker processes import this module (unpickling the processor)
+# before they read a chunk, and before the kernel modules below define their cached kernels
+setup_process()
+
+from sparkad.formats import build_objects  # noqa: E402
+from sparkad.heap import freeze_long_lived, keep_freed_memory  # noqa: E402
+from sparkad.hlf import compute_hlf, select  # noqa: E402
+from sparkad.parquet_io import hlf_table, write_atomic  # noqa: E402
 
 
 _CHUNKS_SEEN = 0

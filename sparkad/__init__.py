@@ -1,11 +1,8 @@
-"""sparkad: model-independent anomaly detection on CMS collision data."""
-import os as _os
+"""sparkad: model-independent anomaly detection on CMS collision data.
 
-from . import numba_cache as _numba_cache
-
-# TensorFlow's C++ INFO/WARNING lines (CPU features, CUDA absent) are noise for sparkad's users
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# before any module defines a cached kernel: numba's cache keyed on the source of all of them
-_numba_cache.configure()
+Importing sparkad does no work: entry points (the ``sparkad`` command, ``jobs/*.py``) and worker
+initialisers call ``sparkad.runtime.setup_process()``; library users who want the same process
+set-up (numba's kernel cache keyed on the source, ISA-L zlib) call it first.
+"""
 
 __version__ = "0.1.0"

@@ -13,6 +13,8 @@ from .errors import one_line_errors
 @click.version_option(package_name="sparkad")
 def main():
     """sparkad: model-independent anomaly detection on CMS collision data."""
+    from .runtime import setup_process
+    setup_process()
 
 
 @main.command()

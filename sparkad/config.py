@@ -12,13 +12,39 @@ import yaml
 from .errors import ConfigError
 
 
-def conf_dir() -> Path:
-    """The conf/ folder: $SPARKAD_CONF if set, else the checkout's conf/ next to the package."""
+#: the default configuration, shipped inside the package (package data of the wheel)
+PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+
+
+def conf_dirs() -> list[Path]:
+    """Where configuration files are looked up, first match wins: $SPARKAD_CONF (a folder laid out
+    like sparkad/conf/, holding only the files it overrides), then the packaged defaults. A file given
+    by path on the command line (--config, --selection, --preset FILE) is read as it is, before both."""
     env = os.environ.get("SPARKAD_CONF")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
-    if not path.is_dir():
-        raise ConfigError(f"{path}: configuration folder not found (set SPARKAD_CONF or install sparkad editable from its checkout)")
-    return path
+    if env:
+        path = Path(env)
+        if not path.is_dir():
+            raise ConfigError(f"{path}: SPARKAD_CONF is not a folder")
+        return [path, PACKAGED_CONF]
+    return [PACKAGED_CONF]
+
+
+def conf_file(relative: str) -> Path:
+    """The configuration file ``relative`` (e.g. ``train.yaml``, ``generate/demo.yaml``) by the order of
+    ``conf_dirs``; the packaged path when none has it (reading it then names what is missing)."""
+    for d in conf_dirs():
+        if (d / relative).is_file():
+            return d / relative
+    return PACKAGED_CONF / relative
+
+
+def conf_files(folder: str, pattern: str = "*.yaml") -> dict[str, Path]:
+    """{file stem: path} of the files in ``folder`` of every configuration folder (SPARKAD_CONF first)."""
+    out: dict[str, Path] = {}
+    for d in conf_dirs():
+        for p in sorted((d / folder).glob(pattern)) if (d / folder).is_dir() else []:
+            out.setdefault(p.stem, p)
+    return dict(sorted(out.items()))
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -37,8 +63,8 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def load_conf(name: str) -> Any:
-    """Load conf/<name>.yaml."""
-    return load_yaml(conf_dir() / f"{name}.yaml")
+    """Load <name>.yaml from the configuration folders (``conf_file``)."""
+    return load_yaml(conf_file(f"{name}.yaml"))
 
 
 def require_mapping(value, where: str) -> dict:

@@ -127,8 +127,8 @@ def preset_config(events: int | None, seed: int | None) -> dict:
 
 
 def _preset_sha() -> str:
-    from .generator.config import generate_dir
-    return hashlib.sha256((generate_dir() / f"{PRESET}.yaml").read_bytes()).hexdigest()[:16]
+    from .generator.config import preset_path
+    return hashlib.sha256(preset_path(PRESET).read_bytes()).hexdigest()[:16]
 
 
 def _batch_size(hlf_dir: Path, requested: int) -> int:

@@ -27,10 +27,7 @@ from .formats import NEEDED_INPUTS
 from .hlf import KNOWN_FEATURES, missing_capabilities
 from .parquet_io import hlf_table, write_atomic, write_json_atomic
 from .selection import Selection, load_selection
-from .root_zlib import use_isal
 from .version import code_version
-
-use_isal()  # zlib baskets (the 2012 Open Data files) inflate ~2x faster
 
 EXECUTORS = ("iterative", "futures", "dask")
 

@@ -60,7 +60,7 @@ def _resolve_files(entries, base: Path, where: str) -> list[str]:
 
 
 def load_fileset(path: str | Path) -> Fileset:
-    """Read a fileset YAML (format in conf/filesets/README.md); paths are relative to the YAML file."""
+    """Read a fileset YAML (format in examples/filesets/README.md); paths are relative to the YAML file."""
     path = Path(path)
     doc = require_mapping(load_yaml(path), str(path))
     check_keys(doc, {"luminosity", "datasets", "golden_json", "description", "generator"}, str(path))  # generator: provenance of generated samples

@@ -301,7 +301,8 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     """
     t0 = time.time()
     check_batch_sizes(batch_rows, target_rows)
-    hlf_dir, out = Path(hlf_dir), Path(out)
+    # absolute: executors run in their own working folders (a standalone worker's work/app-*/N/)
+    hlf_dir, out, model_dir = Path(hlf_dir).absolute(), Path(out).absolute(), Path(model_dir).absolute()
     report = hlf_report(hlf_dir)
     datasets = report["datasets"]
     files = read_model_files(model_dir)

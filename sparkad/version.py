@@ -1,4 +1,5 @@
-"""Code version recorded in every output: package version plus the git commit when run from a checkout."""
+"""Code version recorded in every output: the package version (sparkad.__version__, the one version
+string; pyproject.toml reads it) plus the git commit when run from a checkout."""
 from __future__ import annotations
 
 import functools
@@ -11,6 +12,8 @@ from . import __version__
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():  # an installed wheel: site-packages is nobody's checkout
+        return __version__
     try:
         out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
                              capture_output=True, text=True, timeout=5)

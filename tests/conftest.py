@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# the process set-up of the sparkad command (numba cache folder, ISA-L zlib), before any kernel is imported
+from sparkad.runtime import setup_process  # noqa: E402
+
+setup_process()
 # commands run by the tests (sparkad ...) come from the Python running pytest, even without an activated venv
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 warnings.filterwarnings("ignore", message=".*Missing cross-reference.*")

@@ -11,7 +11,7 @@ from scipy.stats import binomtest, norm
 from sparkad.astf import (ASTF_COLUMNS, BinCounts, Cut, CutError, astf_table, astf_tables, binning_edges,
                           binomial_interval, cuts_mask, parse_cuts, plot_astf, plot_astf_grid, plot_pps_yields,
                           pps_closure, pps_yields_table, write_astf)
-from sparkad.config import conf_dir
+from sparkad.config import conf_file
 from sparkad.errors import ConfigError
 
 EDGES = [0.0, 100.0, 200.0, 300.0, np.inf]
@@ -222,9 +222,9 @@ def test_pps_yields_table_and_closure(tmp_path):
 
 
 def test_analysis_conf_bins_every_feature():
-    conf = yaml.safe_load((conf_dir() / "analysis.yaml").read_text())
+    conf = yaml.safe_load(conf_file("analysis.yaml").read_text())
     assert set(conf) == {"astf", "postselection", "histograms"}
-    features = yaml.safe_load((conf_dir() / "features.yaml").read_text())
+    features = yaml.safe_load(conf_file("features.yaml").read_text())
     wanted = set(features["alad24"]) | set(features["vae21"]) | set(features["cms2012"])
     assert wanted <= set(conf["histograms"])
     for f, spec in conf["histograms"].items():

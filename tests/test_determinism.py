@@ -4,11 +4,9 @@ count, in any batch and at any row offset, at any SIMD level of the CPU, in proc
 
 Each test sets the state it compares (thread counts, CPU features) itself, so it checks the same thing
 whatever ran before it in the process and on whatever machine it runs."""
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -39,7 +39,7 @@ def test_readme_main_job_runs(tmp_path):
 
 def test_example_fileset(tmp_path, cms_sample):
     cms_sample("nano_dy.root")
-    r = subprocess.run(["sparkad", "extract", "--fileset", str(ROOT / "conf/filesets/example.yaml"), "--out",
+    r = subprocess.run(["sparkad", "extract", "--fileset", str(ROOT / "examples/filesets/example.yaml"), "--out",
                         str(tmp_path / "o"), "-q"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "o/_report.json").read_text())

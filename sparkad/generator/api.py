@@ -288,14 +288,14 @@ def generate(preset: str | dict = "default", n_events: int | None = None, out_di
 
 def _raw_preset(name) -> dict:
     """The unvalidated YAML mapping of a named preset or preset file (for overrides)."""
-    from .config import _load_yaml, generate_dir, list_presets
+    from .config import _load_yaml, list_presets, preset_path
 
     p = Path(str(name))
     if p.suffix in (".yaml", ".yml") and (p.exists() or len(p.parts) > 1):  # a missing path: "not found"
         raw = _load_yaml(p, "preset file")
         raw.setdefault("name", p.stem)
         return raw
-    path = generate_dir() / f"{name}.yaml"
+    path = preset_path(str(name))
     if not path.exists():
         raise GeneratorConfigError(f"unknown preset {name!r} (known: {', '.join(list_presets()) or 'none'})")
     raw = _load_yaml(path, "preset")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import os
 from pathlib import Path
 
 import yaml
@@ -43,24 +42,17 @@ QCD_BIAS_PT_FACTOR, QCD_BIAS_ETA_MARGIN = 0.85, 0.2
 FAULT_KEYS = {"type", "runs", "lumis", "rate", "eta", "phi", "pt_scale", "shift"}
 
 
-def conf_dir() -> Path:
-    env = os.environ.get("SPARKAD_CONF")
-    if env:
-        return Path(env)
-    import sparkad
-
-    return Path(sparkad.__file__).resolve().parent.parent / "conf"
-
-
-def generate_dir() -> Path:
-    return conf_dir() / "generate"
+def preset_path(name: str) -> Path:
+    """conf/generate/NAME.yaml by the configuration lookup order (SPARKAD_CONF, then packaged)."""
+    from ..config import conf_file
+    return conf_file(f"generate/{name}.yaml")
 
 
 def list_presets() -> dict[str, str]:
     """{preset name: description} of conf/generate/*.yaml (cross-section tables excluded)."""
+    from ..config import conf_files
     out = {}
-    d = generate_dir()
-    for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+    for p in conf_files("generate").values():
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError:
@@ -92,7 +84,7 @@ def load_preset(preset) -> dict:
         if p.suffix in (".yaml", ".yml") and (p.exists() or len(p.parts) > 1):
             raw, name = _load_yaml(p, "preset file"), p.stem  # a path that does not exist: "not found"
         else:
-            path = generate_dir() / f"{preset}.yaml"
+            path = preset_path(str(preset))
             if not path.exists():
                 known = ", ".join(list_presets()) or "none"
                 raise GeneratorConfigError(f"unknown preset {preset!r} (known: {known})")
@@ -104,7 +96,7 @@ def _xsec_table(ref, sqrt_s) -> dict:
     if isinstance(ref, dict):
         table = ref
     else:
-        table = _load_yaml(generate_dir() / f"{ref}.yaml", "cross-section table")
+        table = _load_yaml(preset_path(str(ref)), "cross-section table")
     key = int(round(float(sqrt_s)))
     for k in (key, str(key)):
         if k in table:
