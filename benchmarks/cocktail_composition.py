@@ -2,8 +2,8 @@
 
     python benchmarks/cocktail_composition.py [--events 500000] [--workers 2] [--out DIR]
 
-Generates sm13 (`sparkad.generator.api.generate`), extracts it with the real pipeline (vae21,
-single_lepton, futures executor) and builds the cocktail (`sparkad.cocktail.build_training_data`);
+Generates sm13 (`sparkad.generate.api.generate`), extracts it with the real pipeline (vae21,
+single_lepton, futures executor) and builds the cocktail (`sparkad.train.cocktail.build_training_data`);
 prints one JSON line per SM process: our fraction, the paper's (the table's column and the one its
 sigma x acceptance x trigger implies), the ratio, and our selection efficiency.
 """
@@ -30,10 +30,10 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     a = ap.parse_args(argv)
 
-    from sparkad.cocktail import CocktailConfig, build_training_data, load_hlf
-    from sparkad.extract import ExtractOptions, run_extraction
-    from sparkad.fileset import load_fileset
-    from sparkad.generator.api import generate
+    from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import load_fileset
+    from sparkad.generate.api import generate
 
     tmp = None if a.out else tempfile.TemporaryDirectory()
     out = Path(a.out or tmp.name)

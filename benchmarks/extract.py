@@ -84,8 +84,8 @@ def bare_read(path: Path, chunksize: int) -> dict:
 
 
 def extraction(path: Path, out: Path, chunksize: int) -> dict:
-    from sparkad.extract import ExtractOptions, run_extraction
-    from sparkad.fileset import DatasetSpec, Fileset
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import DatasetSpec, Fileset
 
     import coffea.processor  # noqa: F401  (imports are start-up cost, not throughput)
     import pyarrow.parquet  # noqa: F401
@@ -116,7 +116,7 @@ def peak_rss_mb() -> float:
 
 def track_rss_per_chunk() -> list:
     """Record this process's resident set (VmRSS, MB) after every processed chunk."""
-    import processors.hlf_processor as hp
+    import sparkad.extract.processor as hp
 
     trace, process = [], hp.HLFProcessor.process
 
@@ -153,7 +153,7 @@ def main():
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.chunksize is None:
-        from sparkad.config import load_conf
+        from sparkad.core.config import load_conf
 
         args.chunksize = int(load_conf("extract")["chunksize"])
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-bench-"))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 def _gen_config(args) -> dict:
     if args.preset:
-        from sparkad.generator.api import _raw_preset
+        from sparkad.generate.api import _raw_preset
 
         raw = _raw_preset(args.preset)
         data = [k for k, s in raw["samples"].items() if s.get("data_like")]
@@ -81,7 +81,7 @@ class _StageTimer:
     def __enter__(self):
         import uproot.compression
 
-        from sparkad.generator import api, layout
+        from sparkad.generate import api, layout
 
         self._saved = []
         self._start = dict(self.seconds)
@@ -124,8 +124,8 @@ def main(argv=None):
 
     import numpy as np
 
-    from sparkad.generator.api import generate
-    from sparkad.generator.config import load_preset
+    from sparkad.generate.api import generate
+    from sparkad.generate.config import load_preset
 
     n = int(args.events)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-genbench-"))

@@ -23,7 +23,7 @@ import numpy as np
 
 
 def make_hlf(scorer, n: int, out: Path, files: int = 16) -> Path:
-    from sparkad.parquet_io import hlf_table, write_atomic, write_json_atomic
+    from sparkad.core.parquet_io import hlf_table, write_atomic, write_json_atomic
 
     rng = np.random.default_rng(5)
     pre = scorer.pre
@@ -49,7 +49,7 @@ def bare_rate(scorer, hlf: Path) -> tuple[float, float, int]:
     Parquet read."""
     import pyarrow.parquet as pq
 
-    from sparkad.score_batches import single_threaded_numpy
+    from sparkad.score.batches import single_threaded_numpy
     single_threaded_numpy()
     files = sorted((hlf / "bench").glob("*.parquet"))[:4]
     t = time.perf_counter()
@@ -77,9 +77,9 @@ def main():
                     help="select this fraction of the events (default: the model's stored 1000 ppm threshold, "
                          "which a model trained on < 1000 validation events does not have)")
     args = ap.parse_args()
-    from sparkad.analysis import run_analysis
-    from sparkad.modeldir import Scorer
-    from sparkad.spark import get_session
+    from sparkad.score.run import run_analysis
+    from sparkad.model.directory import Scorer
+    from sparkad.core.spark import get_session
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-score-bench-"))
     scorer = Scorer(args.model)

@@ -29,12 +29,12 @@ def main():
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
 
-    from sparkad.cocktail import build_training_data, load_hlf
-    from sparkad.evaluate import auc
-    from sparkad.extract import ExtractOptions, run_extraction
-    from sparkad.fileset import load_fileset
-    from sparkad.generator.api import generate
-    from sparkad.train_api import resolve_config, train_from_config
+    from sparkad.train.cocktail import build_training_data, load_hlf
+    from sparkad.evaluate.metrics import auc
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import load_fileset
+    from sparkad.generate.api import generate
+    from sparkad.train.api import resolve_config, train_from_config
 
     hlf = work / "hlf"
     if not (hlf / "_report.json").exists():

@@ -3,7 +3,7 @@
     spark-submit --master local-cluster[2,1,1024] jobs/monitor.py --scores SCORES_OUT --out MON_DIR
 
 Counts events and anomalous events per (run, luminosityBlock) with Spark, then updates MON_DIR (runs.parquet,
-alarms.json, metrics.prom, rate_vs_run.png; see sparkad/monitor.py); prints the update as one JSON line.
+alarms.json, metrics.prom, rate_vs_run.png; see sparkad/monitor/runs.py); prints the update as one JSON line.
 """
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def main(argv=None) -> int:
     ap.add_argument("--master", default=None, help="only when not launched by spark-submit")
     args = ap.parse_args(argv)
     # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
-    from sparkad.runtime import setup_process
+    from sparkad.core.runtime import setup_process
     setup_process()
-    from sparkad.errors import SparkadError
-    from sparkad.monitor import load_monitor_conf, monitor_scores
-    from sparkad.spark import get_session
+    from sparkad.core.errors import SparkadError
+    from sparkad.monitor.runs import load_monitor_conf, monitor_scores
+    from sparkad.core.spark import get_session
 
     try:
         conf = load_monitor_conf(args.config, alpha=args.alpha, method=args.method)

@@ -31,10 +31,10 @@ def main(argv=None) -> int:
     ap.add_argument("--target-rows", type=int, default=2_000_000, help="events per task")
     args = ap.parse_args(argv)
     # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
-    from sparkad.runtime import setup_process
+    from sparkad.core.runtime import setup_process
     setup_process()
-    from sparkad.analysis import run_analysis
-    from sparkad.errors import SparkadError
+    from sparkad.score.run import run_analysis
+    from sparkad.core.errors import SparkadError
 
     try:
         report = run_analysis(args.hlf, args.model, args.out, engine="spark", master=args.master, score=args.score,

@@ -4,7 +4,7 @@
     python jobs/train.py --model ae --hlf HLF --out MODEL_DIR --workers 1        # same code, no Spark
 
 Each barrier task gathers the executors' addresses, builds TF_CONFIG and starts one training process
-(`python -m sparkad.distributed`); worker 0 writes MODEL_DIR. The job checks that every worker ended with
+(`python -m sparkad.train.distributed`); worker 0 writes MODEL_DIR. The job checks that every worker ended with
 identical weights and prints one JSON summary line.
 """
 from __future__ import annotations
@@ -66,21 +66,21 @@ def barrier_task(worker_cmd: list[str], threads: int):
 def main(argv=None) -> int:
     args = parse(argv)
     # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
-    from sparkad.runtime import setup_process
+    from sparkad.core.runtime import setup_process
     setup_process()
-    from sparkad.errors import SparkadError
+    from sparkad.core.errors import SparkadError
 
     try:
         if args.workers == 1 and not args.master and "SPARK_ENV_LOADED" not in os.environ:
-            from sparkad.train_api import train_from_config
+            from sparkad.train.api import train_from_config
             doc = train_from_config(args.model, args.hlf, args.out, config_file=args.config, epochs=args.epochs,
                                     batch_size=args.batch_size, progress=False)
             print(json.dumps({"ok": True, "workers": 1, "out": args.out, "epochs": doc["history"]["epochs"]}))
             return 0
-        from sparkad.spark import get_session
+        from sparkad.core.spark import get_session
         spark = get_session("sparkad-train", args.master,
                             {"spark.task.cpus": "1", "spark.python.worker.reuse": "false"})
-        cmd = [sys.executable, "-m", "sparkad.distributed", "--model", args.model, "--hlf", str(Path(args.hlf).resolve()),
+        cmd = [sys.executable, "-m", "sparkad.train.distributed", "--model", args.model, "--hlf", str(Path(args.hlf).resolve()),
                "--out", str(Path(args.out).resolve())]
         for flag, val in (("--config", args.config), ("--epochs", args.epochs), ("--batch-size", args.batch_size)):
             if val is not None:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from .errors import one_line_errors
+from sparkad.core.errors import one_line_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sparkad")
 def main():
     """sparkad: model-independent anomaly detection on CMS collision data."""
-    from .runtime import setup_process
+    from sparkad.core.runtime import setup_process
     setup_process()
 
 
@@ -38,8 +38,8 @@ def main():
 def extract(files, fileset, out, feature_set, selection, on_missing, executor, workers, scheduler, chunksize,
             skip_bad_files, fmt, dataset, is_data, label, quiet):
     """Stream ROOT FILES (or a --fileset) through the coffea HLF processor into OUT/<dataset>/*.parquet."""
-    from .extract import ExtractOptions, run_extraction
-    from .fileset import DatasetSpec, Fileset, load_fileset
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import DatasetSpec, Fileset, load_fileset
 
     if bool(files) == bool(fileset):
         raise click.UsageError("give either ROOT FILES or --fileset YAML")
@@ -79,7 +79,7 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
 @one_line_errors
 def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, quiet):
     """Train an anomaly detector on the SM cocktail of an HLF folder into a model directory."""
-    from .train_api import train_from_config
+    from sparkad.train.api import train_from_config
 
     doc = train_from_config(kind, hlf_dir, out, config_file=config_file, epochs=epochs, batch_size=batch_size,
                             train_on_data=train_on_data, progress=not quiet, log=lambda m: click.echo(m, err=True))
@@ -101,7 +101,7 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, qu
 @one_line_errors
 def evaluate(model_dir, hlf_dir, out, signals, bdt, background):
     """ROC, AUC, TPR and LR+ at fixed FPR per anomaly sample and score: table and plots."""
-    from .evaluation_report import run_evaluation
+    from sparkad.evaluate.report import run_evaluation
 
     res = run_evaluation(model_dir, hlf_dir, out, signals=signals.split(",") if signals else None, bdt=bdt,
                          background=background.split(",") if background else None, log=lambda m: click.echo(m, err=True))
@@ -131,7 +131,7 @@ def evaluate(model_dir, hlf_dir, out, signals, bdt, background):
 def score(hlf_dir, model_dir, out, engine, master, workers, scheduler, score_name, threshold, ppm, select_fraction,
           select_on, background, analysis_config, no_products, batch_rows):
     """Score every event of an HLF folder and build the analysis products (OUT/scores, OUT/products)."""
-    from .analysis import run_analysis
+    from sparkad.score.run import run_analysis
 
     rep = run_analysis(hlf_dir, model_dir, out, engine=engine, master=master or "local[*]", workers=workers,
                        scheduler=scheduler, score=score_name, threshold=threshold, ppm=ppm, fraction=select_fraction,
@@ -157,7 +157,7 @@ def score(hlf_dir, model_dir, out, engine, master, workers, scheduler, score_nam
 @one_line_errors
 def report(score_out, monitor_dir, model_dir, out_html, title):
     """One self-contained HTML page: plots, ASTF, yields, flagged runs, provenance."""
-    from .report import write_report
+    from sparkad.report.html import write_report
 
     path = write_report(score_out, out_html or Path(score_out) / "report.html", monitor_dir=monitor_dir,
                         model_dir=model_dir, title=title)
@@ -165,10 +165,10 @@ def report(score_out, monitor_dir, model_dir, out_html, title):
 
 
 def _register_optional_commands():
-    from .generator.cli import generate
-    from .monitor_cli import monitor
+    from sparkad.generate.cli import generate
+    from sparkad.monitor.cli import monitor
 
-    from .demo import demo
+    from sparkad.demo import demo
 
     main.add_command(generate)
     main.add_command(monitor)

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import click
 
-from .errors import SparkadError, one_line_errors
-from .parquet_io import write_json_atomic
+from sparkad.core.errors import SparkadError, one_line_errors
+from sparkad.core.parquet_io import write_json_atomic
 
 PRESET = "demo"
 DEFAULT_OUT = "sparkad-demo"
@@ -112,7 +112,7 @@ def _remove(path: Path) -> None:
 def preset_config(events: int | None, seed: int | None) -> dict:
     """The demo preset, scaled to ``events`` (total over all samples, proportions kept), with the data's
     equivalent luminosity (data events / Σ mix cross sections) so that MC yields compare with data counts."""
-    from .generator.config import GeneratorConfigError, load_preset, scale_events
+    from sparkad.generate.config import GeneratorConfigError, load_preset, scale_events
 
     try:
         cfg = scale_events(load_preset(PRESET), events)
@@ -127,7 +127,7 @@ def preset_config(events: int | None, seed: int | None) -> dict:
 
 
 def _preset_sha() -> str:
-    from .generator.config import preset_path
+    from sparkad.generate.config import preset_path
     return hashlib.sha256(preset_path(PRESET).read_bytes()).hexdigest()[:16]
 
 
@@ -230,7 +230,7 @@ class _Display:
 # -------------------------------------------------------------------------------------------- stages
 
 def _stage_generate(ctx) -> dict:
-    from .generator.api import generate
+    from sparkad.generate.api import generate
 
     cfg = ctx["preset"]
     gen = ctx["out"] / PATHS["generate"]
@@ -244,8 +244,8 @@ def _stage_generate(ctx) -> dict:
 
 
 def _stage_extract(ctx) -> dict:
-    from .extract import ExtractOptions, run_extraction
-    from .fileset import load_fileset
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import load_fileset
 
     out = ctx["out"]
     hlf = out / PATHS["extract"]
@@ -260,7 +260,7 @@ def _stage_extract(ctx) -> dict:
 def _stage_train(ctx) -> dict:
     import yaml
 
-    from .train_api import train_from_config
+    from sparkad.train.api import train_from_config
 
     out = ctx["out"]
     model = out / PATHS["train"]
@@ -302,8 +302,8 @@ def _stage_train(ctx) -> dict:
 
 
 def _stage_score(ctx) -> dict:
-    from .analysis import run_analysis
-    from .spark import get_session
+    from sparkad.score.run import run_analysis
+    from sparkad.core.spark import get_session
 
     out = ctx["out"]
     p = ctx["params"]["score"]
@@ -327,7 +327,7 @@ def _stage_score(ctx) -> dict:
 
 
 def _stage_monitor(ctx) -> dict:
-    from .monitor import monitor_scores
+    from sparkad.monitor.runs import monitor_scores
 
     out = ctx["out"]
     mon = out / PATHS["monitor"]
@@ -338,7 +338,7 @@ def _stage_monitor(ctx) -> dict:
 
 def _stage_report(ctx) -> dict:
     try:
-        from .report import write_report
+        from sparkad.report.html import write_report
     except ImportError as e:
         raise SparkadError(f"the HTML report needs sparkad.report ({e}); the other products are in {ctx['out']}") from None
     out = ctx["out"]
@@ -420,7 +420,7 @@ def run_demo(out=DEFAULT_OUT, events: int | None = None, *, progress: bool = Tru
             if todo or not (rec.get("complete") and rec.get("key") == keys[s] and _complete(out, s)):
                 todo.append(s)
         if "score" in todo:
-            from .spark import check_java
+            from sparkad.core.spark import check_java
             check_java()  # one line with the fix, before any stage runs
 
         disp = _Display(progress, log)

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 # the process set-up of the sparkad command (numba cache folder, ISA-L zlib), before any kernel is imported
-from sparkad.runtime import setup_process  # noqa: E402
+from sparkad.core.runtime import setup_process  # noqa: E402
 
 setup_process()
 # commands run by the tests (sparkad ...) come from the Python running pytest, even without an activated venv
@@ -52,8 +52,8 @@ def extract_files(paths, out, *, dataset="ds", is_data=False, label=None, fmt=No
     """Run the real extraction (coffea Runner) on files; return (report, pandas DataFrame of all rows)."""
     import pandas as pd
 
-    from sparkad.extract import ExtractOptions, run_extraction
-    from sparkad.fileset import DatasetSpec, Fileset
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import DatasetSpec, Fileset
 
     fs = Fileset({dataset: DatasetSpec(name=dataset, files=[str(p) for p in paths], is_data=is_data,
                                        label=label or dataset, format=fmt)})
@@ -71,9 +71,9 @@ def extract():
 @pytest.fixture(scope="session")
 def generated_hlf(tmp_path_factory):
     """HLF (alad24) of a small generated 8 TeV sample: W, DY, tt̄ MC and a data-like mix."""
-    from sparkad.extract import ExtractOptions, run_extraction
-    from sparkad.fileset import load_fileset
-    from sparkad.generator.api import generate
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import load_fileset
+    from sparkad.generate.api import generate
 
     d = tmp_path_factory.mktemp("genhlf")
     fileset = generate("default", n_events=30000, out_dir=d / "gen", seed=3, progress=False)
@@ -85,8 +85,8 @@ def generated_hlf(tmp_path_factory):
 @pytest.fixture(scope="session")
 def spark():
     """One local SparkSession for the whole test session (skipped, with the reason, without Java)."""
-    from sparkad.errors import SparkadError
-    from sparkad.spark import check_java, get_session
+    from sparkad.core.errors import SparkadError
+    from sparkad.core.spark import check_java, get_session
     try:
         check_java()
     except SparkadError as e:
@@ -100,7 +100,7 @@ def spark():
 @pytest.fixture(scope="session")
 def trained_ae(generated_hlf, tmp_path_factory):
     """A small AE trained on the generated W+Z cocktail (tt̄ stays an anomaly)."""
-    from sparkad.train_api import train_from_config
+    from sparkad.train.api import train_from_config
     d = tmp_path_factory.mktemp("ae")
     cfg = d / "train.yaml"
     cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1}\n")
@@ -109,7 +109,7 @@ def trained_ae(generated_hlf, tmp_path_factory):
 
 
 def _train_small(kind, generated_hlf, tmp_path_factory, **overrides):
-    from sparkad.train_api import train_from_config
+    from sparkad.train.api import train_from_config
     d = tmp_path_factory.mktemp(kind)
     cfg = d / "train.yaml"
     cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1}\n")

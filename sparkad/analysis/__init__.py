@@ -1,0 +1,2 @@
+"""The analysis products built from scores: mergeable aggregates, histograms, ASTF tables, the
+post-processing selection and the run-period check."""

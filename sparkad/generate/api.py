@@ -1,0 +1,303 @@
+"""Public API of the event generator: `generate(preset, n_events, out_dir, ...)`.
+
+Every file is produced independently from its own seed (SeedSequence([seed, sample index, file index,
+chunk index])), so files can be written in parallel and the same config + seed always gives identical
+arrays. Each file is written in chunks of `chunk_size` events (bounded memory) to a temporary name and
+renamed when complete; the fileset YAML (the input of `sparkad extract`) is written last, atomically.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sparkad.core.heap import freeze_long_lived, keep_freed_memory
+from sparkad.generate import layout, runs
+from sparkad.generate.config import GeneratorConfigError, load_preset, scale_events
+from sparkad.generate.detector import Packed, simulate
+from sparkad.generate.processes import SHAPES, Context, fill, generate_truth
+from sparkad.generate.record import allocate
+
+__all__ = ["generate", "plan", "run_job", "GeneratorConfigError"]
+
+FILESET_NAME = "fileset.yaml"
+_RUNS_SALT = 0x52554E53  # "RUNS"
+
+
+def _rng(*key):
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+def plan(cfg: dict, out_dir: Path) -> list[dict]:
+    """One job per output file: sample, file index, first event (within the sample), count, path."""
+    jobs = []
+    per_file = cfg["max_events_per_file"]
+    for d, (name, s) in enumerate(cfg["samples"].items()):
+        n = s["events"]
+        nfiles = max(1, -(-n // per_file))
+        bounds = np.linspace(0, n, nfiles + 1).round().astype(np.int64)
+        for f in range(nfiles):
+            jobs.append({"sample": name, "sample_index": d, "file_index": f, "start": int(bounds[f]),
+                         "count": int(bounds[f + 1] - bounds[f]),
+                         "path": str(out_dir / f"{name}_{f:04d}.root")})
+    return jobs
+
+
+def _mc_pileup(rng, n, det):
+    mean = float(det.get("pileup_mu", 21.0))
+    sd = float(det.get("pileup_mu_sd", 5.0))
+    return rng.gamma((mean / sd) ** 2, sd * sd / mean, n)
+
+
+def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
+    """Generate events [a, b) of the sample (global indices); returns the uproot payload."""
+    rng = _rng(cfg["seed"], job["sample_index"], job["file_index"], c)
+    n = b - a
+    det = cfg["detector"] or {}
+    is_data = bool(s.get("data_like"))
+    if is_data:
+        run, lumi, event, mu = rstruct.events(a, b)
+        trig = s.get("trigger")
+        if trig:
+            reco, batch = _triggered(cfg, s, rng, ctx, det, run, lumi, mu, trig)
+        else:
+            batch = _mix_truth(s, rng, n, ctx)
+            reco = simulate(batch, rng, det, mu, is_data=True, faults=_faults(s, run, lumi),
+                            pf_candidates=cfg["pf_candidates"])
+    else:
+        k = np.arange(a, b, dtype=np.int64)
+        run = np.ones(n, np.int32)
+        lumi = (1 + k // 1000).astype(np.uint32)
+        event = (k + 1).astype(np.uint64)
+        mu = _mc_pileup(rng, n, det)
+        batch = generate_truth(s["process"], rng, n, ctx, s["params"])
+        batch.is_signal[:] = s.get("is_signal", False)
+        reco = simulate(batch, rng, det, mu, is_data=False, faults=[], pf_candidates=cfg["pf_candidates"])
+    ids = {"run": run, "luminosityBlock": lumi, "event": event, "Truth_process": batch.process,
+           "Truth_isSignal": batch.is_signal}
+    if not is_data:
+        ids["genWeight"] = np.ones(n, np.float32)
+    return layout.to_branches(reco, ids, is_mc=not is_data, exact=cfg["exact_layout"],
+                              pfcands=cfg["pf_candidates"])
+
+
+def _faults(s, run, lumi):
+    return [(f["type"], runs.fault_mask(f, run, lumi), f) for f in s["faults"]]
+
+
+def _mix_truth(s, rng, n, ctx):
+    """n events of a data-like mix: components drawn by weight, interleaved in one batch."""
+    comps = s["components"]
+    w = np.array([x["weight"] for x in comps], dtype=np.float64)
+    order = rng.choice(len(comps), n, p=w / w.sum())
+    batch = allocate(n, max(SHAPES[c["process"]][0] for c in comps), max(SHAPES[c["process"]][1] for c in comps))
+    for ci, comp in enumerate(comps):
+        rows = np.flatnonzero(order == ci)
+        if rows.size:
+            fill(comp["process"], rng, batch, rows, ctx, comp["params"])
+            batch.is_signal[rows] = comp["is_signal"]
+    return batch
+
+
+def trigger_pass(reco: dict, trig: dict) -> np.ndarray:
+    """Events accepted by the sample's trigger (single_muon: a PF muon with pT > pt_min, |eta| < eta_max,
+    0 <= pfRelIso03_all < iso_max, and the trigger efficiency draw of the event)."""
+    tm = trig["single_muon"]
+    m = reco["Muon"]
+    f = m.fields
+    n = len(m.counts)
+    ok = (f["pt"] > tm["pt_min"]) & (np.abs(f["eta"]) < tm["eta_max"]) & (f["pfRelIso03_all"] >= 0) \
+        & (f["pfRelIso03_all"] < tm["iso_max"])
+    ev = np.repeat(np.arange(n), m.counts)
+    return (np.bincount(ev[ok], minlength=n) > 0) & reco["_trigger_ok"]
+
+
+def _triggered(cfg, s, rng, ctx, det, run, lumi, mu, trig, max_rounds=10_000):
+    """Acceptance-rejection: events failing the trigger are regenerated (same run, lumi and pile-up
+    slot) until every slot holds an accepted event, so the stream's composition is cross section x
+    trigger efficiency per component. QCD is pre-biased at generator level (config.py)."""
+    n = len(run)
+    todo = np.arange(n)
+    pos, parts, procs, sigs = [], [], [], []
+    for _ in range(max_rounds):
+        if not todo.size:
+            break
+        batch = _mix_truth(s, rng, todo.size, ctx)
+        reco = simulate(batch, rng, det, mu[todo], is_data=True, faults=_faults(s, run[todo], lumi[todo]),
+                        pf_candidates=cfg["pf_candidates"])
+        acc = np.flatnonzero(trigger_pass(reco, trig))
+        pos.append(todo[acc])
+        parts.append(_select(reco, acc))
+        procs.append(batch.process[acc])
+        sigs.append(batch.is_signal[acc])
+        mask = np.ones(todo.size, bool)
+        mask[acc] = False
+        todo = todo[mask]
+    else:
+        raise RuntimeError(f"trigger acceptance too low: {todo.size} of {n} events still rejected")
+    order = np.argsort(np.concatenate(pos), kind="stable")
+    reco = _select(_concat(parts), order)
+    return reco, _Labels(np.concatenate(procs)[order], np.concatenate(sigs)[order])
+
+
+class _Labels:
+    """The truth labels the writer needs from a batch."""
+
+    def __init__(self, process, is_signal):
+        self.process, self.is_signal = process, is_signal
+
+
+def _select(reco: dict, idx):
+    return {k: (v.select(idx) if isinstance(v, Packed) else v if v is None else np.asarray(v)[idx])
+            for k, v in reco.items()}
+
+
+def _concat(parts: list[dict]) -> dict:
+    out = {}
+    for k, v in parts[0].items():
+        if isinstance(v, Packed):
+            out[k] = Packed(np.concatenate([p[k].counts for p in parts]),
+                            {f: np.concatenate([p[k].fields[f] for p in parts]) for f in v.fields})
+        elif v is None:
+            out[k] = None
+        else:
+            out[k] = np.concatenate([p[k] for p in parts])
+    return out
+
+
+_FROZEN = False
+
+
+def _freeze_once():
+    global _FROZEN
+    if not _FROZEN:
+        freeze_long_lived()
+        _FROZEN = True
+
+
+def run_job(cfg: dict, job: dict, progress=None) -> dict:
+    """Write one file. progress(n) is called after each chunk with the number of events written."""
+    keep_freed_memory()  # chunk k+1 reuses chunk k's buffers instead of page-faulting new ones
+    _freeze_once()  # full collections stop re-walking the modules' ~250 k objects (sparkad.core.heap)
+    s = cfg["samples"][job["sample"]]
+    ctx = Context(float(cfg["sqrt_s"]))
+    is_data = bool(s.get("data_like"))
+    rstruct = None
+    if is_data:
+        rstruct = runs.build(s["runs"], s["events"], _rng(cfg["seed"], job["sample_index"], _RUNS_SALT))
+    start, stop = job["start"], job["start"] + job["count"]
+    cs = cfg["chunk_size"]
+    with layout.RootWriter(job["path"], cfg["compression"], is_mc=not is_data,
+                           write_runs=not cfg["exact_layout"]) as w:
+        for c, a in enumerate(range(start, stop, cs)):
+            b = min(a + cs, stop)
+            w.extend(_chunk(cfg, s, job, c, a, b, ctx, rstruct))
+            if progress:
+                progress(b - a)
+        n, sumw = w.n, w.sumw
+    return {**job, "n": n, "sumw": sumw}
+
+
+def _worker(args):
+    cfg, job = args
+    return run_job(cfg, job)
+
+
+def _write_fileset(cfg, results, out_dir: Path) -> Path:
+    datasets = {}
+    for name, s in cfg["samples"].items():
+        res = sorted((r for r in results if r["sample"] == name), key=lambda r: r["file_index"])
+        files = [Path(r["path"]).name for r in res]
+        if s.get("data_like"):
+            datasets[name] = {"files": files, "treename": "Events", "is_data": True, "label": s["label"]}
+        else:
+            datasets[name] = {"files": files, "treename": "Events", "xsec": float(f"{s['xsec']:.6g}"),
+                              "n_gen": int(sum(r["n"] for r in res)),
+                              "sum_w": float(sum(r["sumw"] for r in res)), "is_data": False,
+                              "label": s["label"]}
+    doc = {
+        "luminosity": float(cfg["luminosity"]),
+        "datasets": datasets,
+        "generator": {"preset": cfg["name"], "seed": int(cfg["seed"]), "sqrt_s": float(cfg["sqrt_s"]),
+                      "exact_layout": bool(cfg["exact_layout"]), "pf_candidates": bool(cfg["pf_candidates"])},
+    }
+    path = out_dir / FILESET_NAME
+    tmp = out_dir / f".{FILESET_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, path)
+    return path
+
+
+def generate(preset: str | dict = "default", n_events: int | None = None, out_dir="generated",
+             seed: int | None = None, workers: int = 1, progress: bool = True, **overrides) -> Path:
+    """Generate the samples of `preset` into `out_dir`; returns the path of the fileset YAML.
+
+    preset: a name in conf/generate/, a YAML path, or a config dict. n_events: total events over all
+    samples (proportions of the preset kept). seed: overrides the preset's seed. workers: parallel
+    processes (one file per task). overrides: top-level preset keys (e.g. exact_layout=True,
+    pf_candidates=True, max_events_per_file=...)."""
+    if isinstance(preset, dict) and preset.get("_validated"):
+        if overrides or seed is not None:
+            raise GeneratorConfigError("seed/overrides need a raw preset (name, path or unvalidated dict)")
+        cfg = preset
+    else:
+        raw = dict(preset) if isinstance(preset, dict) else _raw_preset(preset)
+        raw.update(overrides)
+        if seed is not None:
+            raw["seed"] = seed
+        cfg = load_preset(raw)
+    cfg = scale_events(cfg, n_events)
+    workers = int(workers)
+    if workers < 1:
+        raise GeneratorConfigError(f"workers must be >= 1, got {workers}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # a previous run's fileset would describe files this run is about to replace: an interrupted re-run
+    # must not leave a complete-looking fileset (with the old n_gen / sum_w) next to the new files
+    (out / FILESET_NAME).unlink(missing_ok=True)
+    jobs = plan(cfg, out)
+    total = sum(j["count"] for j in jobs)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="evt", desc=f"generate {cfg['name']}", dynamic_ncols=True)
+    t0 = time.time()
+    results = []
+    try:
+        if workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                results.append(run_job(cfg, job, progress=bar.update if bar else None))
+        else:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+                for r in pool.imap_unordered(_worker, [(cfg, j) for j in jobs]):
+                    results.append(r)
+                    if bar:
+                        bar.update(r["n"])
+    finally:
+        if bar:
+            bar.close()
+    path = _write_fileset(cfg, results, out)
+    cfg["_elapsed_s"] = time.time() - t0
+    return path
+
+
+def _raw_preset(name) -> dict:
+    """The unvalidated YAML mapping of a named preset or preset file (for overrides)."""
+    from sparkad.generate.config import load_yaml_mapping, list_presets, preset_path
+
+    p = Path(str(name))
+    if p.suffix in (".yaml", ".yml") and (p.exists() or len(p.parts) > 1):  # a missing path: "not found"
+        raw = load_yaml_mapping(p, "preset file")
+        raw.setdefault("name", p.stem)
+        return raw
+    path = preset_path(str(name))
+    if not path.exists():
+        raise GeneratorConfigError(f"unknown preset {name!r} (known: {', '.join(list_presets()) or 'none'})")
+    raw = load_yaml_mapping(path, "preset")
+    raw.setdefault("name", str(name))
+    return raw

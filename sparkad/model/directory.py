@@ -1,0 +1,173 @@
+"""Model directories: the self-describing artifact of training, and the scorer that loads it.
+
+MODEL_DIR/
+  model.json        kind, features, pre-processing, score names, thresholds, training config,
+                    data provenance, cocktail composition, versions, content hash (written last:
+                    its presence marks a complete model)
+  networks.npz      exported network weights (numpy; scoring needs no TensorFlow)
+  validation_scores.json   per-score histograms of the SM validation sample
+  history.jsonl     per-epoch training and validation metrics
+  checkpoint/       training state for resuming (not needed to score)
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from sparkad.core.errors import SparkadError
+from sparkad.model.networks import fold, pack, unpack
+from sparkad.model.scores import SCORERS
+from sparkad.core.parquet_io import write_json_atomic
+from sparkad.model.preprocessing import Preprocessor
+
+THRESHOLD_PPM = (1000.0, 100.0, 10.0, 5.4)
+
+
+def exact_thresholds(scores: np.ndarray, ppm=THRESHOLD_PPM) -> dict:
+    """Score value t per background fraction: exactly k = floor(ppm·1e-6·N) validation events have
+    score > t (t is the (k+1)-th largest score; ties at t can only lower the count). None where the
+    sample is too small to hold one event at that fraction."""
+    s = np.sort(np.asarray(scores, np.float64))[::-1]
+    n = len(s)
+    out = {}
+    for p in ppm:
+        k = int(np.floor(p * n / 1e6 + 1e-9))  # p·N/1e6, safe from 100e-6·1e6 = 99.999…
+        key = f"{p:g}ppm"
+        if k < 1 or k >= n:
+            out[key] = {"value": None, "k": k, "n": n, "note": f"needs at least {int(np.ceil(1e6 / p))} validation events"}
+        else:
+            out[key] = {"value": float(s[k]), "k": k, "n": n, "passing": int((s > s[k]).sum())}
+    return out
+
+
+def _hist(values: np.ndarray, bins: int = 100) -> dict:
+    v = np.asarray(values, np.float64)
+    lo, hi = float(np.min(v)), float(np.max(v))
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_scores: dict, config: dict,
+                    provenance: dict, composition: dict, history_summary: dict) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+    spec, arrays = pack(nets)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    blob = buf.getvalue()
+    tmp = out / f".networks.{uuid.uuid4().hex}.tmp"
+    tmp.write_bytes(blob)
+    os.replace(tmp, out / "networks.npz")
+    write_json_atomic({k: _hist(v) for k, v in val_scores.items()}, out / "validation_scores.json")
+    doc = {
+        "kind": kind,
+        "score_names": list(val_scores),
+        "features": pre.features,
+        "preprocessing": pre.to_dict(),
+        "n_inputs": pre.n_inputs,
+        "input_names": pre.input_names,
+        "networks": spec,
+        "thresholds": {name: exact_thresholds(v) for name, v in val_scores.items()},
+        "config": config,
+        "provenance": provenance,
+        "composition": composition,
+        "history": history_summary,
+    }
+    from sparkad.core.version import code_version
+    doc["code_version"] = code_version()
+    doc["content_hash"] = content_hash(doc, blob)
+    write_json_atomic(doc, out / "model.json")
+    return doc
+
+
+def content_hash(meta: dict, npz_bytes: bytes) -> str:
+    """sha256 of networks.npz and of model.json's content (without the hash itself), 20 hex digits."""
+    body = json.dumps({k: v for k, v in meta.items() if k != "content_hash"}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(npz_bytes + body).hexdigest()[:20]
+
+
+def read_model_files(model_dir: str | Path) -> tuple[bytes, bytes]:
+    """(model.json, networks.npz) bytes: what executors need to score, shipped without a shared filesystem."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.json").is_file():
+        raise SparkadError(f"{model_dir}: not a complete sparkad model directory (no model.json)")
+    try:
+        return (model_dir / "model.json").read_bytes(), (model_dir / "networks.npz").read_bytes()
+    except OSError as e:
+        raise SparkadError(f"{model_dir}: unreadable model files ({e})") from None
+
+
+class Scorer:
+    """A trained model loaded for scoring: features batch → named scores (numpy, deterministic)."""
+
+    def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None):
+        self.model_dir = Path(model_dir)
+        meta_bytes, npz_bytes = files if files is not None else read_model_files(self.model_dir)
+        try:
+            self.meta = json.loads(meta_bytes)
+        except ValueError as e:
+            raise SparkadError(f"{self.model_dir}/model.json: not valid JSON ({e})") from None
+        self.content_hash = self.meta.get("content_hash") if isinstance(self.meta, dict) else None
+        if self.content_hash and content_hash(self.meta, npz_bytes) != self.content_hash:
+            # what was trained is not what is here: a truncated copy, an edited model.json, another
+            # networks.npz; scoring it could give plausible but wrong scores
+            raise SparkadError(f"{self.model_dir}: model.json and networks.npz do not match their content hash "
+                               f"{self.content_hash} (modified or corrupted; restore or retrain the model)")
+        try:
+            with np.load(io.BytesIO(npz_bytes)) as z:
+                arrays = {k: z[k] for k in z.files}
+            self.kind = self.meta["kind"]
+            if self.kind not in SCORERS:
+                raise SparkadError(f"{self.model_dir}: unknown model kind {self.kind!r}")
+            self.features = list(self.meta["features"])
+            self.score_names = list(self.meta["score_names"])
+            self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
+            self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
+            self.thresholds = self.meta["thresholds"]
+            # one event through the networks: shapes that do not chain fail here, not in a Spark task
+            SCORERS[self.kind](self.nets, np.zeros((1, self.pre.n_inputs), np.float32))
+        except SparkadError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, zipfile.BadZipFile) as e:
+            what = f"missing entry {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise SparkadError(f"{self.model_dir}: unreadable model files ({what})") from None
+
+    def check_columns(self, columns, source: str = "input") -> None:
+        missing = [f for f in self.features if f not in set(columns)]
+        if missing:
+            raise SparkadError(f"{source}: lacks feature(s) {', '.join(missing)} that model {self.model_dir} "
+                               f"was trained on (feature set {self.meta['provenance'].get('feature_set')})")
+
+    #: events per pass through the networks: bounds the intermediates and keeps them in cache. An
+    #: event's score does not depend on it (nor on the batch, the engine or the thread count): the
+    #: networks multiply in a fixed order (``sparkad.model.dense``) and every other step is per event
+    ROW_BLOCK = 4096
+
+    def score(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """events × features (model order) → {score name: array}; the same bits whatever the batch,
+        the engine, the process's BLAS thread count or the CPU (tests/model/test_determinism.py)."""
+        x = self.pre.transform(np.asarray(features))
+        b = self.ROW_BLOCK
+        with np.errstate(invalid="ignore"):  # NaN features give NaN scores: counted by the callers
+            parts = [SCORERS[self.kind](self.nets, x[i:i + b]) for i in range(0, len(x), b)]
+            if not parts:
+                parts = [SCORERS[self.kind](self.nets, x[:0])]
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def score_frame(self, df) -> dict[str, np.ndarray]:
+        self.check_columns(df.columns)
+        return self.score(df[self.features].to_numpy(np.float64))
+
+    def threshold(self, score: str, ppm: float) -> float | None:
+        return self.thresholds[score][f"{ppm:g}ppm"]["value"]

@@ -1,0 +1,57 @@
+"""Anomaly scores from exported networks, in numpy only (no TensorFlow, no training code).
+
+Each model type maps a pre-processed batch (events × inputs, float32) to named scores; larger
+means more anomalous. Scores are kept in forms without ties in the far tail (distances and
+logit-based cross entropies, never saturated probabilities).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sparkad.model.dense import dense
+from sparkad.model.networks import forward
+from sparkad.model.vae_likelihoods import score_vae
+
+SCORE_NAMES = {
+    "ae": ("mse",),
+    "alad": ("logits", "features", "l1", "l2"),
+    "vae": ("nll", "kl"),
+}
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _forward_pairs(layers, left, right_a, right_b):
+    """forward(layers, [left, right_a]) and forward(layers, [left, right_b]) (inputs concatenated):
+    the first layer's products over ``left`` are summed once and continued for each right half,
+    which is bit for bit the sum over the concatenated inputs (``dense``'s ``init``)."""
+    first = layers[0] if layers else {"op": None}
+    if first["op"] != "dense":
+        return (forward(layers, np.concatenate([left, right_a], axis=1)),
+                forward(layers, np.concatenate([left, right_b], axis=1)))
+    k = left.shape[1]
+    shared = dense(left, first["w"][:k])
+    return tuple(forward(layers[1:], dense(r, first["w"][k:], first["b"], init=shared)) for r in (right_a, right_b))
+
+
+def score_ae(nets, x: np.ndarray) -> dict[str, np.ndarray]:
+    rec = forward(nets["decoder"], forward(nets["encoder"], x))
+    return {"mse": np.mean((x - rec) ** 2, axis=1)}
+
+
+def score_alad(nets, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The four ALAD scores (seeds/000 sec. 2) with the EMA weights:
+    logits: cross entropy of Dxx(x, G(E(x))) against "real" = softplus(-logit);
+    features: L1 distance of Dxx's last hidden layer between (x, x) and (x, G(E(x)));
+    l1 / l2: L1 / L2 distance between x and its reconstruction G(E(x))."""
+    rec = forward(nets["generator"], forward(nets["encoder"], x))
+    f_fake, f_real = _forward_pairs(nets["dxx_hidden"], x, rec, x)
+    logit = forward(nets["dxx_out"], f_fake)[:, 0]
+    d = x - rec
+    return {"logits": _softplus(-logit), "features": np.sum(np.abs(f_real - f_fake), axis=1),
+            "l1": np.sum(np.abs(d), axis=1), "l2": np.sqrt(np.sum(d * d, axis=1))}
+
+
+SCORERS = {"ae": score_ae, "alad": score_alad, "vae": score_vae}

@@ -1,0 +1,62 @@
+"""Engine-free scoring kernel: an Arrow batch of HLF rows → an Arrow batch of event ids and scores.
+
+Spark (``mapInArrow``), Dask (``map_partitions``) and in-process code all call ``score_batch``; the
+model is loaded once per Python process (``get_scorer`` caches by directory and content hash), numpy
+is kept to one thread per worker, and no TensorFlow is involved (the exported numpy networks).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from sparkad.core.parquet_io import ID_COLUMNS
+from sparkad.model.directory import Scorer
+
+
+def single_threaded_numpy() -> None:
+    """One BLAS thread per worker: Spark and Dask already run one worker per core."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+_SCORERS: dict = {}
+
+
+def get_scorer(model_dir: str, files: tuple[bytes, bytes]) -> Scorer:
+    """The model, built once per Python process from its shipped files (keyed by content)."""
+    key = (model_dir, hash(files[0]), len(files[1]))
+    if key not in _SCORERS:
+        _SCORERS[key] = Scorer(model_dir, files=files)
+    return _SCORERS[key]
+
+
+def output_schema(scorer: Scorer) -> pa.Schema:
+    fields = [pa.field("dataset", pa.string()), pa.field("run", pa.int64()), pa.field("luminosityBlock", pa.int64()),
+              pa.field("event", pa.int64()), pa.field("weight", pa.float64()), pa.field("label", pa.string())]
+    fields += [pa.field(s, pa.float32()) for s in scorer.score_names]
+    return pa.schema(fields)
+
+
+def score_batch(batch: pa.RecordBatch, scorer: Scorer) -> pa.RecordBatch:
+    """Scores of one batch, with the event identifiers carried through."""
+    names = batch.schema.names
+    scorer.check_columns(names, "HLF input")
+    x = np.column_stack([batch.column(names.index(f)).to_numpy(zero_copy_only=False) for f in scorer.features]) \
+        if batch.num_rows else np.zeros((0, len(scorer.features)))
+    scores = scorer.score(x.astype(np.float64, copy=False))
+    schema = output_schema(scorer)  # built once per batch, not once per column
+    cols = []
+    for c in ID_COLUMNS:
+        col = batch.column(names.index(c))
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        cols.append(col.cast(schema.field(c).type))
+    cols += [pa.array(np.asarray(scores[s], np.float32)) for s in scorer.score_names]
+    return pa.RecordBatch.from_arrays(cols, schema=schema)

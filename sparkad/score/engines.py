@@ -1,0 +1,434 @@
+"""Score HLF Parquet with a model on Spark or Dask, and aggregate the analysis products in the same pass.
+
+Where the rows travel: nowhere. The driver plans *fragments* (Parquet files or row-group ranges of
+about ``target_rows`` events); each Spark or Dask task reads its fragment with pyarrow inside the
+Python worker, scores it with the numpy networks (``score_batch``), writes the scores
+(``OUT/scores/dataset=<name>/part-NNNNN.parquet``) and returns only a small mergeable ``Partial``
+(histograms, yields, per-run counts). No event crosses the JVM ↔ Python boundary; the partials are
+merged on the driver in fragment order, so Spark, Dask and an in-memory loop give bit-identical
+aggregates. Everything lands in a staging folder that is renamed when complete, and
+``OUT/_score_report.json`` is written last (the completion marker).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sparkad.analysis.aggregates import AnalysisSpec, Partial, aggregate_batch, merge
+from sparkad.core.errors import SparkadError
+from sparkad.model.directory import Scorer, read_model_files
+from sparkad.core.parquet_io import ID_COLUMNS, publish_dir, write_json_atomic
+from sparkad.score.batches import get_scorer, output_schema, score_batch, single_threaded_numpy
+
+ENGINES = ("spark", "dask")
+SCORE_ID_COLUMNS = tuple(c for c in ID_COLUMNS if c != "dataset")  # the hive folder holds the dataset
+
+
+def hlf_report(hlf_dir: Path) -> dict:
+    report = Path(hlf_dir) / "_report.json"
+    if not report.is_file():
+        raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
+    doc = json.loads(report.read_text())
+    if not doc.get("complete"):
+        raise SparkadError(f"{report}: extraction not marked complete")
+    return doc
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """A unit of work: whole files or row-group ranges of one dataset, about ``target_rows`` events."""
+
+    index: int
+    dataset: str
+    parts: tuple  # ((path, (row group, ...)), ...)
+    rows: int
+
+
+def plan_fragments(hlf_dir: Path, datasets, scorer: Scorer, target_rows: int = 2_000_000) -> list[Fragment]:
+    """Split each dataset's Parquet files into fragments; checks every file's schema on the way."""
+    frags: list[Fragment] = []
+    for name in datasets:
+        files = sorted((Path(hlf_dir) / name).glob("*.parquet"))
+        if not files:
+            raise SparkadError(f"{Path(hlf_dir) / name}: dataset folder has no Parquet files")
+        parts, rows = [], 0
+        for path in files:
+            try:
+                md = pq.ParquetFile(path).metadata
+            except (OSError, pa.ArrowException) as e:
+                raise SparkadError(f"{path}: unreadable Parquet file ({e})") from None
+            names = md.schema.to_arrow_schema().names
+            scorer.check_columns(names, str(path))
+            lacking = [c for c in ("dataset", *SCORE_ID_COLUMNS) if c not in names]
+            if lacking:
+                raise SparkadError(f"{path}: lacks column(s) {', '.join(lacking)} of an HLF file (not written by "
+                                   f"`sparkad extract`?)")
+            for rg in range(md.num_row_groups):
+                n = md.row_group(rg).num_rows
+                if parts and parts[-1][0] == str(path):
+                    parts[-1] = (str(path), parts[-1][1] + (rg,))
+                else:
+                    parts.append((str(path), (rg,)))
+                rows += n
+                if rows >= target_rows:
+                    frags.append(Fragment(len(frags), name, tuple(parts), rows))
+                    parts, rows = [], 0
+        if parts or not any(f.dataset == name for f in frags):  # an empty dataset still gets its empty file
+            frags.append(Fragment(len(frags), name, tuple(parts), rows))
+    return frags
+
+
+@dataclass
+class ScoreJob:
+    """Everything a task needs, shipped once per executor (Spark broadcast / Dask scatter)."""
+
+    model_path: str
+    model_files: tuple
+    spec: AnalysisSpec | None
+    staging: str | None
+    batch_rows: int
+
+
+def _batches(frag: Fragment, columns, batch_rows: int):
+    for path, rgs in frag.parts:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, row_groups=list(rgs), columns=columns)
+
+
+def _columns(scorer: Scorer, spec: AnalysisSpec | None) -> list[str]:
+    extra = list(spec.features) + [c.feature for c in spec.cuts] if spec is not None else []
+    return list(dict.fromkeys(["dataset", *SCORE_ID_COLUMNS, *scorer.features, *extra]))
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, float, int]:
+    """Read → score → write scores → aggregate, for one fragment, inside one Python worker. Returns
+    (events, partial aggregates, peak RSS in MB, events with a NaN score)."""
+    single_threaded_numpy()
+    scorer = get_scorer(job.model_path, job.model_files)  # once per worker process
+    dst = Path(job.staging) / f"dataset={frag.dataset}" / f"part-{frag.index:05d}.parquet"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
+    writer, n, partial, nan = None, 0, None, 0
+    try:
+        for b in _batches(frag, _columns(scorer, job.spec), job.batch_rows):
+            sb = score_batch(b, scorer)
+            out = sb.drop_columns(["dataset"])  # the hive folder holds it
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, out.schema, compression="zstd", compression_level=1)
+            writer.write_batch(out)
+            n += b.num_rows
+            # NaN/inf features (e.g. filled by `extract --missing nan`) give NaN scores: never above a threshold
+            nan += int(np.isnan(sb.column(scorer.score_names[0]).to_numpy(zero_copy_only=False)).sum())
+            if job.spec is not None:
+                cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in job.spec.features}
+                for c in job.spec.cuts:
+                    cols.setdefault(c.feature, b.column(c.feature).to_numpy(zero_copy_only=False))
+                scores = {s: sb.column(s).to_numpy() for s in scorer.score_names}
+                p = aggregate_batch(cols, frag.dataset, b.column("weight").to_numpy(), b.column("run").to_numpy(),
+                                    b.column("luminosityBlock").to_numpy(), scores, job.spec)
+                partial = p if partial is None else partial.add(p)
+        if writer is None:  # an empty fragment still gets its (empty) file: the dataset exists
+            writer = pq.ParquetWriter(tmp, output_schema(scorer).remove(0), compression="zstd")
+        writer.close()
+        writer = None
+        os.replace(tmp, dst)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return n, partial, _peak_rss_mb(), nan
+
+
+def top_scores(frag: Fragment, job: ScoreJob, score: str, target_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """This fragment's highest scores, in decreasing order, down to the first event at which their
+    cumulative weight exceeds ``target_weight``: a superset of its share of the global top set."""
+    single_threaded_numpy()
+    scorer = get_scorer(job.model_path, job.model_files)
+    s_parts, w_parts = [], []
+    for b in _batches(frag, list(dict.fromkeys(["weight", *scorer.features])), job.batch_rows):
+        x = np.column_stack([b.column(f).to_numpy(zero_copy_only=False) for f in scorer.features])
+        s_parts.append(scorer.score(x.astype(np.float64))[score].astype(np.float32))
+        w_parts.append(b.column("weight").to_numpy())
+    return cut_top(np.concatenate(s_parts) if s_parts else np.zeros(0, np.float32),
+                   np.concatenate(w_parts) if w_parts else np.zeros(0), target_weight)
+
+
+def cut_top(scores: np.ndarray, weights: np.ndarray, target_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((np.arange(len(scores)), -scores.astype(np.float64)))
+    s, w = scores[order], weights[order]
+    c = np.cumsum(w)
+    stop = int(np.searchsorted(c, target_weight, side="right")) + 1  # include the crossing event
+    return s[:stop], w[:stop]
+
+
+def exact_threshold(scores: np.ndarray, weights: np.ndarray, fraction: float, total_weight: float) -> dict:
+    """The score value t such that events with score > t hold at most ``fraction`` of the total
+    weight, with the largest such selection: t is the score of the event at which the cumulative
+    weight, in decreasing score order, first exceeds fraction × total. For unit weights this is the
+    (k+1)-th largest score with k = floor(fraction·N) — exact, no approximate percentile."""
+    target = fraction * total_weight
+    s, w = cut_top(np.asarray(scores), np.asarray(weights, np.float64), target)
+    if len(s) == 0 or np.sum(w) <= target:
+        raise SparkadError(f"selection fraction {fraction:g} keeps the whole reference sample: nothing to cut on")
+    t = float(s[-1])
+    passing = s > t
+    return {"threshold": t, "selected_weight": float(w[passing].sum()), "selected_events": int(passing.sum()),
+            "target_weight": target}
+
+
+# -------------------------------------------------------------------- engines (thin drivers)
+
+def _map_spark(spark, fn, frags, job):
+    sc = spark.sparkContext
+    bjob = sc.broadcast(job)
+    try:
+        return sc.parallelize(frags, max(1, len(frags))).map(lambda f: fn(f, bjob.value)).collect()
+    finally:
+        bjob.unpersist()
+
+
+def _map_dask(client, fn, frags, job):
+    [fjob] = client.scatter([job], broadcast=True)
+    return client.gather(client.map(fn, frags, job=fjob, pure=False))
+
+
+class Engine:
+    """Runs a function over fragments on Spark or Dask, results in fragment order."""
+
+    def __init__(self, name: str, master: str | None = None, spark=None, workers: int = 2,
+                 scheduler: str | None = None):
+        if name not in ENGINES:
+            raise SparkadError(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
+        self.name, self.master, self.spark, self.workers, self.scheduler = name, master, spark, workers, scheduler
+        self._client = self._cluster = None
+
+    def __enter__(self):
+        if self.name == "spark":
+            if self.spark is None:
+                from sparkad.core.spark import get_session
+                self.spark = get_session("sparkad-score", self.master)
+        else:
+            from distributed import Client, LocalCluster
+            if not self.scheduler:
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=40)
+            self._client = Client(self.scheduler or self._cluster)
+        return self
+
+    def __exit__(self, *exc):
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    @property
+    def cores(self) -> int:
+        if self.name == "spark":
+            return int(self.spark.sparkContext.defaultParallelism)
+        return sum(self._client.nthreads().values())
+
+    def map(self, fn, frags, job):
+        if not frags:
+            return []
+        if self.name == "spark":
+            return _map_spark(self.spark, fn, frags, job)
+        return _map_dask(self._client, fn, frags, job)
+
+
+# -------------------------------------------------------------------- the job
+
+_EXC_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception))(?:: (.*))?$")
+
+
+def check_batch_sizes(batch_rows, target_rows) -> None:
+    """Checked on the driver: a bad size would otherwise fail in every task, after the session started."""
+    for name, v in (("--batch-rows", batch_rows), ("target rows per fragment", target_rows)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SparkadError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _task_error(exc: BaseException) -> str:
+    """The innermost exception line of a failed task: Spark wraps a worker's exception (with its
+    Python traceback as text) in PythonException / Py4JJavaError; Dask re-raises the original."""
+    if isinstance(exc, SparkadError):
+        return str(exc)
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    for ln in reversed(lines):
+        m = _EXC_LINE.match(ln)
+        if m and m.group(1) not in ("PythonException", "Py4JJavaError", "SparkException"):
+            if m.group(1) in ("SparkadError", "ConfigError", "InputFileError"):
+                return m.group(2) or ln
+            return f"{m.group(1)}: {m.group(2) or ''}".strip().rstrip(":")
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _tasks(engine, fn, frags, job, hlf_dir):
+    """engine.map, with a failed task reported as one line (its own error) instead of the engine's
+    traceback of a traceback."""
+    try:
+        return engine.map(fn, frags, job)
+    except KeyboardInterrupt:
+        raise
+    except SparkadError:
+        raise
+    except Exception as e:
+        msg = _task_error(e)
+        if msg.startswith(str(hlf_dir)) or msg.startswith("/"):
+            raise SparkadError(msg) from None
+        raise SparkadError(f"{hlf_dir}: a scoring task failed ({msg})") from None
+
+def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, selection=None,
+                 batch_rows: int = 200_000, target_rows: int = 2_000_000, log=lambda m: None) -> dict:
+    """Score every dataset of an HLF folder; with ``spec_builder`` also aggregate the analysis products.
+
+    ``selection`` (from ``resolve_selection``) says how the anomaly threshold is found; when it is a
+    fraction of a reference sample, a first pass over that sample finds the exact threshold.
+    """
+    t0 = time.time()
+    check_batch_sizes(batch_rows, target_rows)
+    # absolute: executors run in their own working folders (a standalone worker's work/app-*/N/)
+    hlf_dir, out, model_dir = Path(hlf_dir).absolute(), Path(out).absolute(), Path(model_dir).absolute()
+    report = hlf_report(hlf_dir)
+    datasets = report["datasets"]
+    files = read_model_files(model_dir)
+    scorer = Scorer(model_dir, files=files)
+    frags = plan_fragments(hlf_dir, datasets, scorer, target_rows)
+    timings = {}
+    sel = dict(selection or {})
+    if sel.get("fraction") is not None:
+        t = time.time()
+        ref = [f for f in frags if f.dataset in sel["reference_datasets"]]
+        total_w = sum(float(datasets[d].get("sumw_written", datasets[d]["written"])) if not datasets[d].get("is_data")
+                      else float(datasets[d]["written"]) for d in sel["reference_datasets"])
+        job = ScoreJob(str(model_dir), files, None, None, batch_rows)
+        target = sel["fraction"] * total_w
+        tops = _tasks(engine, functools.partial(top_scores, score=sel["score"], target_weight=target), ref, job, hlf_dir)
+        s = np.concatenate([a for a, _ in tops]) if tops else np.zeros(0, np.float32)
+        w = np.concatenate([b for _, b in tops]) if tops else np.zeros(0)
+        sel.update(exact_threshold(s, w, sel["fraction"], total_w))
+        sel["reference_total_weight"] = total_w
+        timings["threshold_pass_s"] = round(time.time() - t, 3)
+        log(f"threshold {sel['score']} > {sel['threshold']:.6g}: {sel['fraction']:g} of "
+            f"{', '.join(sel['reference_datasets'])} ({sel['selected_events']} events)")
+    spec = spec_builder(scorer, sel) if spec_builder is not None else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "_score_report.json").unlink(missing_ok=True)
+    staging = out / f".scores-{uuid.uuid4().hex}"
+    try:
+        t = time.time()
+        job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows)
+        results = _tasks(engine, run_fragment, frags, job, hlf_dir)
+        timings["score_pass_s"] = round(time.time() - t, 3)
+        counts: dict = {name: 0 for name in datasets}
+        nan_scores: dict = {name: 0 for name in datasets}
+        for f, (n, _, _, nan) in zip(frags, results):
+            counts[f.dataset] += n
+            nan_scores[f.dataset] += nan
+        partial = functools.reduce(merge, [p for _, p, _, _ in results], None) if spec is not None else None
+        peak_rss = max((r for _, _, r, _ in results), default=0.0)
+        for name in datasets:
+            if counts[name] != datasets[name]["written"]:
+                raise SparkadError(f"{hlf_dir / name}: scored {counts[name]} events but the HLF report lists "
+                                   f"{datasets[name]['written']} — files changed since extraction?")
+        for name, k in nan_scores.items():
+            if k:
+                log(f"warning: {hlf_dir / name}: {k} event(s) have non-finite features and a NaN score, which "
+                    f"never passes a threshold (counted in _score_report.json: nan_scores)")
+        publish_dir(staging, out / "scores")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": str(Path(model_dir).resolve()),
+           "model_hash": scorer.content_hash, "model_kind": scorer.kind, "scores": scorer.score_names,
+           "thresholds": scorer.thresholds, "selection": _jsonable(sel) if sel else None,
+           "hlf": str(hlf_dir.resolve()), "hlf_feature_set": report.get("feature_set"),
+           "datasets": {n: {"is_data": bool(d.get("is_data")), "label": d.get("label"),
+                            "sumw": d.get("sumw_written")} for n, d in datasets.items()},
+           "events": counts, "total_events": sum(counts.values()), "nan_scores": nan_scores, "fragments": len(frags),
+           "batch_rows": batch_rows, "timings": timings,
+           "worker_peak_rss_mb": round(peak_rss, 1)}
+    return {"report": doc, "partial": partial, "spec": spec, "scorer": scorer, "t0": t0}
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (list(v) if isinstance(v, (tuple, frozenset, set)) else v) for k, v in d.items()}
+
+
+def finish(out: Path, result: dict, extra: dict | None = None) -> dict:
+    """Write the completion marker (after any products): the report, with the total elapsed time."""
+    doc = dict(result["report"], **(extra or {}))
+    doc["elapsed_s"] = round(time.time() - result["t0"], 3)
+    write_json_atomic(doc, Path(out) / "_score_report.json")
+    return doc
+
+
+def score_with_spark(hlf_dir, model_dir, out, master=None, batch_rows: int = 200_000, spark=None, **kw) -> dict:
+    """Scores only (no products), on Spark; returns the report."""
+    with Engine("spark", master=master, spark=spark) as eng:
+        res = score_folder(hlf_dir, model_dir, out, engine=eng, batch_rows=batch_rows, **kw)
+    return finish(out, res)
+
+
+def score_with_dask(hlf_dir, model_dir, out, workers: int = 2, scheduler: str | None = None,
+                    batch_rows: int = 200_000, **kw) -> dict:
+    """Scores only (no products), on Dask (a LocalCluster unless a scheduler is given)."""
+    with Engine("dask", workers=workers, scheduler=scheduler) as eng:
+        res = score_folder(hlf_dir, model_dir, out, engine=eng, batch_rows=batch_rows, **kw)
+    return finish(out, res)
+
+
+def sparkad_score_udf(model_dir, score: str | None = None, batch_size: int = 100_000):
+    """A Spark UDF for users' own queries (``predict_batch_udf``): call it on the model's feature columns,
+    in ``Scorer(model_dir).features`` order. With ``score`` it returns that score (float), else a struct
+    of all of the model's scores. Same numbers as the batch job (same kernel)."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import FloatType, StructField, StructType
+
+    files = read_model_files(model_dir)
+    scorer = Scorer(model_dir, files=files)
+    names, n_features = scorer.score_names, len(scorer.features)
+    if score is not None and score not in names:
+        raise SparkadError(f"{model_dir}: model has no score {score!r} (scores: {', '.join(names)})")
+    model_path = str(model_dir)
+
+    def make_predict_fn():
+        single_threaded_numpy()
+        s = get_scorer(model_path, files)
+
+        def predict(x):
+            sc = s.score(np.asarray(x, np.float64).reshape(-1, n_features))
+            return sc[score] if score is not None else {k: sc[k] for k in names}
+
+        return predict
+
+    rtype = FloatType() if score is not None else StructType([StructField(n, FloatType()) for n in names])
+    base = predict_batch_udf(make_predict_fn, return_type=rtype, batch_size=batch_size,
+                             input_tensor_shapes=[[n_features]])
+
+    def udf(*cols):
+        """Columns (names or Column objects) of the model's features, in its order."""
+        if len(cols) != n_features:
+            raise SparkadError(f"{model_dir}: the UDF takes the model's {n_features} feature columns "
+                               f"({', '.join(scorer.features)}), got {len(cols)}")
+        # doubles: a float32 feature converts exactly, so the UDF sees the batch job's numbers
+        return base(F.array(*[(F.col(c) if isinstance(c, str) else c).cast("double") for c in cols]))
+
+    udf.features = list(scorer.features)
+    return udf

@@ -1,0 +1,234 @@
+"""What an analysis pass selects and histograms: dataset roles, the anomaly threshold, the binning.
+
+All of it is decided on the driver before the pass and shipped to the tasks as an ``AnalysisSpec``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sparkad.analysis.aggregates import AnalysisSpec
+from sparkad.analysis.astf import parse_cuts
+from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, require_mapping
+from sparkad.core.errors import ConfigError, SparkadError
+from sparkad.model.directory import Scorer
+from sparkad.core.parquet_io import write_json_atomic
+
+SELECT_ON = ("data", "mc")
+
+
+def load_analysis_conf(path: str | Path | None = None) -> dict:
+    """conf/analysis.yaml, or a user file overriding any of its top-level keys."""
+    doc = require_mapping(load_conf("analysis"), "conf/analysis.yaml")
+    where = "conf/analysis.yaml"
+    if path:
+        where = f"{path} (over conf/analysis.yaml)"
+        user = require_mapping(load_yaml(path) or {}, str(path))
+        check_keys(user, doc.keys(), str(path))
+        for k, v in user.items():
+            if k in ("astf", "postselection"):
+                require_mapping(v, f"{path}: {k}")
+                check_keys(v, doc[k].keys(), f"{path}: {k}")
+                if k == "astf" and "features_for_grid" in v:
+                    doc["_grid_given"] = True  # the default grid falls back quietly; a user's must exist
+            doc[k] = {**doc[k], **v} if isinstance(doc.get(k), dict) and isinstance(v, dict) else v
+    doc["_source"] = where
+    _check_astf(doc.get("astf"), where)
+    return doc
+
+
+def _check_astf(a, where: str) -> None:
+    """The ASTF settings are used after the scoring pass: checked before it, so a typo costs nothing."""
+    from sparkad.analysis.astf import METHODS
+
+    a = require_mapping(a, f"{where}: astf")
+    if a.get("method") not in METHODS:
+        raise ConfigError(f"{where}: astf.method must be one of {', '.join(METHODS)}, got {a.get('method')!r}")
+    cl = as_number(a.get("cl"), f"{where}: astf.cl")
+    if not 0 < cl < 1:
+        raise ConfigError(f"{where}: astf.cl is a confidence level: must lie in (0, 1), got {a.get('cl')!r}")
+    if as_number(a.get("min_entries"), f"{where}: astf.min_entries") < 0:
+        raise ConfigError(f"{where}: astf.min_entries must be >= 0, got {a.get('min_entries')!r}")
+    grid = a.get("features_for_grid")
+    if grid is not None and (not isinstance(grid, list) or not all(isinstance(f, str) for f in grid)):
+        raise ConfigError(f"{where}: astf.features_for_grid must be a list of feature names, got {grid!r}")
+
+
+def dataset_roles(hlf_report: dict, scorer: Scorer, background: list[str] | None = None) -> dict:
+    """dataset → 'data' | 'background' | 'other'. The MC background is the user's list, else the
+    model's SM cocktail when it was trained on MC, else every MC dataset (a model trained on data)."""
+    datasets = hlf_report["datasets"]
+    if background:
+        unknown = [b for b in background if b not in datasets]
+        if unknown:
+            raise SparkadError(f"background dataset(s) {', '.join(unknown)} not in the HLF folder "
+                               f"(have {', '.join(datasets)})")
+        bkg = set(background)
+    else:
+        prov = scorer.meta.get("provenance", {})
+        trained_on_data = (prov.get("cocktail") or {}).get("train_on_data")
+        cocktail = [d for d in prov.get("datasets", []) if d in datasets and not datasets[d].get("is_data")]
+        bkg = set(cocktail) if cocktail and not trained_on_data else \
+            {n for n, d in datasets.items() if not d.get("is_data")}
+    return {n: "data" if d.get("is_data") else ("background" if n in bkg else "other") for n, d in datasets.items()}
+
+
+def resolve_selection(scorer: Scorer, roles: dict, *, score: str | None = None, threshold: float | None = None,
+                      ppm: float | None = None, fraction: float | None = None, on: str = "data") -> dict:
+    """How the anomaly threshold is set, in order of precedence: a value given by the user; a
+    fraction of a reference sample (data, or the weighted MC background), found exactly by a first
+    pass; the model's stored threshold at ``ppm`` of its SM validation sample (default 1000 ppm)."""
+    score = score or scorer.score_names[0]
+    if score not in scorer.score_names:
+        raise SparkadError(f"{scorer.model_dir}: model has no score {score!r} (scores: {', '.join(scorer.score_names)})")
+    if threshold is not None:
+        if not np.isfinite(float(threshold)):  # `score > nan` is never true: every event "not anomalous"
+            raise SparkadError(f"--threshold must be a finite number, got {threshold}")
+        return {"score": score, "threshold": float(threshold), "source": "given"}
+    if fraction is not None:
+        if not 0 < fraction < 1:
+            raise SparkadError(f"selection fraction must be in (0, 1), got {fraction}")
+        if on not in SELECT_ON:
+            raise SparkadError(f"--select-on must be one of {', '.join(SELECT_ON)}, got {on!r}")
+        ref = sorted(n for n, r in roles.items() if r == ("data" if on == "data" else "background"))
+        if not ref:
+            raise SparkadError(f"no {'data' if on == 'data' else 'MC background'} dataset to set the threshold on")
+        return {"score": score, "fraction": float(fraction), "on": on, "reference_datasets": ref,
+                "source": f"exact: fraction {fraction:g} of {'data' if on == 'data' else 'weighted MC background'}"}
+    ppm = 1000.0 if ppm is None else float(ppm)
+    key = f"{ppm:g}ppm"
+    stored = scorer.thresholds.get(score, {}).get(key)
+    if stored is None:
+        raise SparkadError(f"{scorer.model_dir}: no stored threshold at {key} (stored: "
+                           f"{', '.join(scorer.thresholds.get(score, {}))}); give --threshold or --select-fraction")
+    if stored.get("value") is None:
+        raise SparkadError(f"{scorer.model_dir}: threshold at {key} unavailable ({stored.get('note')}); "
+                           "give --threshold or --select-fraction")
+    return {"score": score, "threshold": float(stored["value"]), "ppm": ppm,
+            "source": f"model: {key} of its SM validation sample"}
+
+
+def feature_edges(feature: str, conf_hist: dict, scorer: Scorer, source: str = "conf/analysis.yaml") -> np.ndarray:
+    """Binning from conf/analysis.yaml ``histograms``; a feature not listed there gets 50 bins over
+    the model's median ± 6 scales (integer-centred bins for one-hot features)."""
+    spec = conf_hist.get(feature)
+    where = f"{source} histograms.{feature}"
+    if spec is not None:
+        spec = require_mapping(spec, where)
+        if "edges" in spec:
+            e = np.asarray(spec["edges"], np.float64)
+            if e.ndim != 1 or len(e) < 2 or np.any(np.diff(e) <= 0):
+                raise ConfigError(f"{where}: edges must be increasing, at least two")
+            return e
+        check_keys(spec, {"bins", "lo", "hi"}, where)
+        bins = int(as_number(spec.get("bins"), f"{where}.bins", positive=True))
+        lo, hi = as_number(spec.get("lo"), f"{where}.lo"), as_number(spec.get("hi"), f"{where}.hi")
+        if not hi > lo:
+            raise ConfigError(f"{where}: hi must be > lo")
+        return np.linspace(lo, hi, bins + 1)
+    pre = scorer.pre
+    if feature in pre.discrete:
+        cats = np.asarray(sorted(pre.discrete[feature]), np.float64)
+        return np.arange(cats.min() - 0.5, cats.max() + 1.5)
+    if feature in pre.median:
+        m, s = float(pre.median[feature]), float(pre.scale[feature]) or 1.0
+        return np.linspace(m - 6 * s, m + 6 * s, 51)
+    return np.linspace(0.0, 1.0, 51)
+
+
+def score_edges(model_dir: Path, names: list[str]) -> dict:
+    """Score histogram binning: the range of the model's SM validation scores, 100 bins."""
+    try:
+        doc = json.loads((Path(model_dir) / "validation_scores.json").read_text())
+    except (OSError, ValueError):
+        doc = {}
+    out = {}
+    for n in names:
+        e = doc.get(n, {}).get("edges")
+        out[n] = np.asarray(e, np.float64) if e else np.linspace(0.0, 1.0, 101)
+    return out
+
+
+def build_spec(scorer: Scorer, selection: dict, roles: dict, hlf_features: list[str], conf: dict) -> AnalysisSpec:
+    """The AnalysisSpec: every HLF feature histogrammed, the PPS cuts parsed and checked."""
+    hist_conf = conf.get("histograms") or {}
+    where = conf.get("_source", "conf/analysis.yaml")
+    try:
+        cuts = parse_cuts((conf.get("postselection") or {}).get("cuts"))
+    except ValueError as e:
+        raise ConfigError(f"{where} postselection.cuts: {e}") from None
+    for cut in cuts:
+        if cut.feature not in hlf_features:
+            raise ConfigError(f"{where} postselection.cuts: '{cut}' uses {cut.feature!r}, not an HLF "
+                              f"feature here ({', '.join(hlf_features)})")
+    unknown = [f for f in (conf.get("astf") or {}).get("features_for_grid") or [] if f not in hlf_features]
+    if unknown and conf.get("_grid_given"):
+        raise ConfigError(f"{where} astf.features_for_grid: {', '.join(unknown)} not HLF feature(s) here "
+                          f"({', '.join(hlf_features)})")
+    return AnalysisSpec(features=list(hlf_features),
+                        edges={f: feature_edges(f, hist_conf, scorer, where) for f in hlf_features},
+                        score=selection["score"], threshold=float(selection["threshold"]),
+                        score_edges=score_edges(scorer.model_dir, scorer.score_names), cuts=cuts,
+                        data_datasets=frozenset(n for n, r in roles.items() if r == "data"))
+
+
+def _luminosity_text(hlf_report: dict) -> str:
+    lumi = None
+    try:
+        from sparkad.extract.fileset import load_fileset
+        lumi = load_fileset(hlf_report["fileset"]).luminosity if hlf_report.get("fileset") else None
+    except Exception:  # the fileset may have moved since extraction: the label is cosmetic
+        lumi = None
+    return f"{lumi / 1000:.1f} fb$^{{-1}}$" if lumi else ""
+
+
+def _run_check(per_ls, out_dir: Path) -> dict:
+    """The run-period clustering check of the data (settings: conf/monitor.yaml, as the monitor's)."""
+    from sparkad.monitor.runs import load_monitor_conf
+    from sparkad.analysis.run_checks import plot_rate_vs_run, run_period_check
+
+    res = run_period_check(per_ls, load_monitor_conf()["check"])
+    write_json_atomic(res, out_dir / "run_check.json")
+    plot_rate_vs_run(res, out_dir / "plots" / "run_astf.png")
+    return {"flagged": res["flagged"], "n_runs": len(res["runs"]), "change_points": res["change_points"],
+            "plot": "plots/run_astf.png"}
+
+
+def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str | None = None, spark=None,
+                 workers: int = 2, scheduler: str | None = None, score: str | None = None,
+                 threshold: float | None = None, ppm: float | None = None, fraction: float | None = None,
+                 select_on: str = "data", background: list[str] | None = None, analysis_config=None,
+                 products: bool = True, batch_rows: int = 200_000, target_rows: int = 2_000_000,
+                 log=lambda m: None) -> dict:
+    """Score an HLF folder and build every analysis product in one pass (two when the threshold is a
+    fraction of a sample). Returns the score report (also in OUT/_score_report.json, written last)."""
+    from sparkad.analysis.products import write_products
+    from sparkad.score.engines import Engine, check_batch_sizes, finish, hlf_report, score_folder
+
+    hlf_dir, out = Path(hlf_dir), Path(out)
+    check_batch_sizes(batch_rows, target_rows)
+    report = hlf_report(hlf_dir)
+    scorer = Scorer(model_dir)
+    roles = dataset_roles(report, scorer, background)
+    labels = {n: str(d.get("label") or n) for n, d in report["datasets"].items()}
+    selection = resolve_selection(scorer, roles, score=score, threshold=threshold, ppm=ppm, fraction=fraction,
+                                  on=select_on)
+    conf = load_analysis_conf(analysis_config)
+    builder = (lambda sc, sel: build_spec(sc, sel, roles, list(report["features"]), conf)) if products else None
+    with Engine(engine, master=master, spark=spark, workers=workers, scheduler=scheduler) as eng:
+        res = score_folder(hlf_dir, model_dir, out, engine=eng, spec_builder=builder, selection=selection,
+                           batch_rows=batch_rows, target_rows=target_rows, log=log)
+    extra = {"roles": roles}
+    if products:
+        t = time.time()
+        summary = write_products(out, res, roles, labels, conf, _luminosity_text(report), run_check=_run_check, log=log)
+        extra["products"] = "products"
+        extra["summary"] = {k: summary.get(k) for k in ("selection", "datasets")}
+        extra["timings"] = dict(res["report"]["timings"], products_s=round(time.time() - t, 3))
+    elif (out / "products").exists():  # products of an earlier pass would not match these scores
+        shutil.rmtree(out / "products")
+    return finish(out, res, extra)

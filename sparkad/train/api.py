@@ -1,0 +1,72 @@
+"""`sparkad train` as a function: configuration merge (conf/train.yaml ← --config ← flags) and the call
+into the training loop. Kept apart from the loop so that jobs (Spark, scripts) share it."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
+from sparkad.core.config import check_keys, load_conf, load_yaml, require_mapping
+from sparkad.core.errors import ConfigError
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+SECTIONS = ("cocktail", "training", "models")
+
+
+def _check_sections(conf, source: str, kind: str) -> dict:
+    """One configuration file (conf/train.yaml or --config) on its own, so that an error names the file
+    and the key it holds: cocktail, training and every models.<kind> entry, each a mapping of known
+    keys with values of the right type (the merged result is checked again)."""
+    from sparkad.train.models import MODELS
+    from sparkad.train.loop import TrainConfig
+
+    conf = require_mapping(conf if conf is not None else {}, source)
+    unknown = sorted(set(conf) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {', '.join(map(str, unknown))} "
+                          f"(allowed: {', '.join(SECTIONS)})")
+    CocktailConfig.from_dict(conf.get("cocktail"), where=f"{source}: cocktail")
+    TrainConfig.from_dict(conf.get("training"), kind, where=f"{source}: training")
+    models = require_mapping(conf.get("models") or {}, f"{source}: models")
+    check_keys(models, MODELS, f"{source}: models")
+    for name, section in models.items():
+        TrainConfig.from_dict(section, name, where=f"{source}: models.{name}")
+    return conf
+
+
+def resolve_config(kind: str, config_file=None, **overrides) -> tuple[CocktailConfig, dict]:
+    from sparkad.train.loop import TrainConfig
+
+    conf = _check_sections(load_conf("train"), "conf/train.yaml", kind)
+    if config_file:
+        conf = _merge(conf, _check_sections(load_yaml(config_file), str(config_file), kind))
+    training = _merge(conf.get("training") or {}, (conf.get("models") or {}).get(kind) or {})
+    for k in ("epochs", "batch_size"):
+        if overrides.get(k) is not None:
+            training[k] = overrides[k]
+    cocktail = dict(conf.get("cocktail") or {})
+    if overrides.get("train_on_data"):
+        cocktail["train_on_data"] = True
+    TrainConfig.from_dict(training, kind)  # the merged result too: --epochs 0 or a default of conf/train.yaml
+    return CocktailConfig.from_dict(cocktail), training
+
+
+def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, log=print, strategy=None,
+                      stop_after_steps=None, on_epoch=None, shard=None, **overrides) -> dict:
+    """``shard=(i, n)``: this is worker i of n and reads only its disjoint share of the HLF."""
+    from sparkad.train.loop import TrainConfig, train
+
+    cocktail, training = resolve_config(kind, config_file, **overrides)
+    cfg = TrainConfig.from_dict(training, kind)  # before the (slow) read of the HLF
+    df, report = load_hlf(hlf_dir, shard=shard)
+    data = build_training_data(df, report, cocktail)
+    data.provenance["hlf_dir"] = str(Path(hlf_dir).resolve())
+    return train(data, kind, cfg, out, progress=progress, log=log, strategy=strategy,
+                 stop_after_steps=stop_after_steps, on_epoch=on_epoch)

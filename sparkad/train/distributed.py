@@ -1,0 +1,69 @@
+"""One worker of a multi-worker training run: ``python -m sparkad.train.distributed`` with ``TF_CONFIG`` set.
+
+Started once per Spark barrier task by ``jobs/train.py`` (the pattern of Spark's TorchDistributor:
+the task gathers every task's address, builds TF_CONFIG and starts one training process). The worker
+trains under ``tf.distribute.MultiWorkerMirroredStrategy`` with the same loop as a local run; worker 0
+(the chief) writes the model directory, the others write to ``OUT/_workers/<i>`` and the job removes it.
+The last line printed is a JSON summary with a hash of the worker's final weights.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def weights_hash(model_dir: Path) -> str:
+    """sha256 over the exported weights (names and bytes), to compare workers' final states."""
+    h = hashlib.sha256()
+    with np.load(Path(model_dir) / "networks.npz") as z:
+        for k in sorted(z.files):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(z[k]).tobytes())
+    return h.hexdigest()
+
+
+def worker_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m sparkad.train.distributed")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--hlf", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--config")
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--batch-size", type=int)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = worker_args(argv)
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    index = int(tf_config.get("task", {}).get("index", 0))
+    n_workers = len(tf_config.get("cluster", {}).get("worker", [])) or 1
+    import tensorflow as tf
+
+    from sparkad.core.errors import SparkadError
+    from sparkad.train.api import train_from_config
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    out = Path(args.out) if index == 0 else Path(args.out) / "_workers" / str(index)
+    try:
+        doc = train_from_config(args.model, args.hlf, out, config_file=args.config, epochs=args.epochs,
+                                batch_size=args.batch_size, strategy=strategy, progress=False,
+                                shard=(index, n_workers) if n_workers > 1 else None,
+                                log=lambda m: print(m, file=sys.stderr))
+    except SparkadError as e:
+        print(json.dumps({"worker": index, "ok": False, "error": str(e)}))
+        return 1
+    print(json.dumps({"worker": index, "ok": True, "out": str(out), "weights_sha256": weights_hash(out),
+                      "replicas": doc["config"]["replicas"], "epochs": doc["history"]["epochs"],
+                      "shard": doc["provenance"].get("shard"), "n_train_local": doc["provenance"]["n_train"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""ROC / AUC / TPR at fixed FPR / LR+ against values worked out by hand."""
+import numpy as np
+import pytest
+
+from sparkad.evaluate.metrics import agresti_coull, auc, roc_curve, tpr_at_fpr
+
+
+def test_auc_perfect_random_and_inverted():
+    b, s = np.arange(100.0), np.arange(100.0) + 1000
+    assert auc(b, s) == 1.0 and auc(s, b) == 0.0
+    assert auc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == pytest.approx(0.5)  # ties count half
+
+
+def test_roc_points():
+    fpr, tpr, thr = roc_curve(np.array([0.1, 0.4]), np.array([0.35, 0.8]))
+    assert list(fpr) == [0.0, 0.0, 0.5, 0.5, 1.0] and list(tpr) == [0.0, 0.5, 0.5, 1.0, 1.0]
+
+
+def test_tpr_at_fpr_and_lr_plus():
+    bkg = np.arange(10_000.0)  # exactly 10 events above 9989
+    sig = np.r_[np.full(30, 20_000.0), np.zeros(70)]
+    r = tpr_at_fpr(bkg, sig, 1e-3)
+    assert r["fpr"] == 1e-3 and r["threshold"] == 9989.0 and r["tpr"] == 0.3 and r["lr_plus"] == pytest.approx(300.0)
+    lo, hi = r["tpr_interval"]
+    assert lo < 0.3 < hi
+    assert tpr_at_fpr(bkg, sig, 1e-5)["tpr"] is None  # 10^4 background events cannot probe 1e-5
+
+
+def test_agresti_coull_contains_the_estimate_and_shrinks():
+    lo1, hi1 = agresti_coull(5, 50)
+    lo2, hi2 = agresti_coull(500, 5000)
+    assert lo1 < 0.1 < hi1 and lo2 < 0.1 < hi2 and (hi2 - lo2) < (hi1 - lo1) / 5

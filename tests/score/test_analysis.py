@@ -1,0 +1,180 @@
+"""Analysis products of the scoring pass: Spark and Dask aggregates equal an in-memory reference;
+exact thresholds (ties, the 1e-5 tail, weights); products on disk consistent with the scores."""
+import json
+import pickle
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W_ALL, H_W_SEL, merge
+from sparkad.score.run import run_analysis
+from sparkad.analysis.astf import BinCounts
+from sparkad.core.errors import SparkadError
+from sparkad.model.directory import Scorer
+from sparkad.score.engines import cut_top, exact_threshold
+
+KEYS = ["dataset", "run", "luminosityBlock", "event"]
+
+
+@pytest.fixture(scope="module")
+def hlf_scored(generated_hlf, trained_ae):
+    hlf = pd.read_parquet(generated_hlf)
+    hlf["dataset"] = hlf["dataset"].astype(str)
+    hlf["mse"] = Scorer(trained_ae).score_frame(hlf)["mse"].astype(np.float32)
+    return hlf
+
+
+@pytest.fixture(scope="module")
+def both_engines(spark, generated_hlf, trained_ae, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis")
+    kw = dict(fraction=0.02, select_on="data", background=["wjets", "dyjets"], batch_rows=997, target_rows=3000)
+    rs = run_analysis(generated_hlf, trained_ae, out / "spark", engine="spark", spark=spark, **kw)
+    rd = run_analysis(generated_hlf, trained_ae, out / "dask", engine="dask", workers=2, **kw)
+    return out, rs, rd
+
+
+def _agg(path):
+    with open(path / "products" / "aggregates.pkl", "rb") as fh:
+        return pickle.load(fh)
+
+
+def test_engines_give_identical_aggregates_equal_to_reference(both_engines, hlf_scored):
+    out, rs, rd = both_engines
+    a, b = _agg(out / "spark"), _agg(out / "dask")
+    assert rs["selection"]["threshold"] == rd["selection"]["threshold"]
+    assert a["partial"].hists.keys() == b["partial"].hists.keys()
+    for k in a["partial"].hists:  # bit-identical: partials merged in fragment order on both engines
+        np.testing.assert_array_equal(a["partial"].hists[k], b["partial"].hists[k])
+    for ds in a["partial"].per_ls:
+        np.testing.assert_array_equal(a["partial"].per_ls[ds], b["partial"].per_ls[ds])
+    # an independent in-memory reference (numpy histograms of the whole table)
+    spec, part = a["spec"], a["partial"]
+    t = rs["selection"]["threshold"]
+    for ds in ("data", "ttbar"):
+        d = hlf_scored[hlf_scored.dataset == ds]
+        sel = d.mse.to_numpy() > t
+        for f in ("HT", "NJ", "lep_pt", "MET"):
+            ref = BinCounts.from_values(d[f].to_numpy(), spec.edges[f], sel, d.weight.to_numpy(), flow=False)
+            rows = part.hists[(ds, f)][:, 1:-2]  # in-range bins
+            np.testing.assert_array_equal(rows[H_N_ALL], ref.n_all)
+            np.testing.assert_array_equal(rows[H_N_SEL], ref.n_sel)
+            np.testing.assert_allclose(rows[H_W_ALL], ref.sumw_all, rtol=1e-12)
+            np.testing.assert_allclose(rows[H_W_SEL], ref.sumw_sel, rtol=1e-12)
+        tot = part.totals[ds]
+        assert tot["all"][0] == len(d) and tot["selected"][0] == sel.sum()
+        pps = (d.NJ >= 6) & (d.NB >= 2)
+        assert tot["pps"][0] == pps.sum() and tot["pps_anomalous"][0] == (pps & sel).sum()
+    data = hlf_scored[hlf_scored.dataset == "data"]
+    per_ls = pd.read_parquet(out / "spark" / "products" / "per_ls.parquet")
+    ref = data.assign(sel=data.mse > t).groupby(["run", "luminosityBlock"]).agg(events=("sel", "size"), selected=("sel", "sum"))
+    got = per_ls.set_index(["run", "luminosityBlock"])
+    np.testing.assert_array_equal(got.events.to_numpy(), ref.events.to_numpy())
+    np.testing.assert_array_equal(got.selected.to_numpy(), ref.selected.to_numpy())
+
+
+def test_fraction_threshold_is_exact_on_the_data(both_engines, hlf_scored):
+    out, rs, _ = both_engines
+    data = hlf_scored[hlf_scored.dataset == "data"].mse.to_numpy()
+    k = int(np.floor(0.02 * len(data)))
+    t = rs["selection"]["threshold"]
+    assert t == np.sort(data)[::-1][k]  # the (k+1)-th largest score
+    assert (data > t).sum() == rs["selection"]["selected_events"] == rs["summary"]["datasets"]["data"]["anomalous"]
+    scores = pd.read_parquet(out / "spark" / "scores")
+    assert ((scores.label == "data") & (scores.mse > t)).sum() == (data > t).sum()
+
+
+def test_products_on_disk(both_engines):
+    import uproot
+    out, rs, _ = both_engines
+    p = out / "spark" / "products"
+    for f in ("astf.csv", "astf.parquet", "histograms.root", "histograms.pkl", "pps_yields.csv", "summary.json",
+              "plots/astf_grid.png", "plots/scores.png", "plots/data_before_after.png", "plots/anomalous_by_process.png"):
+        assert (p / f).is_file() and (p / f).stat().st_size > 0, f
+    astf = pd.read_csv(p / "astf.csv")
+    summ = json.loads((p / "summary.json").read_text())
+    nj = astf[astf.feature == "NJ"]
+    assert nj.data_n_sel.sum() == summ["datasets"]["data"]["anomalous"]  # flows folded in: all events counted
+    with uproot.open(p / "histograms.root") as f:
+        h = f["data/NJ_anomalous"].to_hist()
+        assert h.sum(flow=True).value == summ["datasets"]["data"]["anomalous"]
+    with open(p / "histograms.pkl", "rb") as fh:
+        hists = pickle.load(fh)
+    assert hists[("background", "HT", "all")].sum(flow=True).value == pytest.approx(
+        summ["datasets"]["wjets"]["sumw"] + summ["datasets"]["dyjets"]["sumw"])
+    rep = json.loads((out / "spark" / "_score_report.json").read_text())
+    assert rep["complete"] and rep["roles"]["ttbar"] == "other" and rep["roles"]["data"] == "data"
+    assert not list((out / "spark").glob(".products-*")) and not list((out / "spark").glob(".scores-*"))
+
+
+def test_exact_threshold_constructed():
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=1_000_000).astype(np.float32)
+    w = np.ones(len(s))
+    r = exact_threshold(s, w, 1e-5, len(s))  # the 1e-5 tail: exactly 10 events above
+    assert r["selected_events"] == 10 and (s > r["threshold"]).sum() == 10
+    # ties at the boundary: never more than the fraction, and the largest such selection
+    t = np.array([5, 4, 3, 3, 3, 2, 1, 0, 0, 0], np.float32)
+    r = exact_threshold(t, np.ones(10), 0.3, 10)
+    assert r["threshold"] == 3 and (t > 3).sum() == 2
+    r = exact_threshold(t, np.ones(10), 0.5, 10)
+    assert r["threshold"] == 2 and (t > 2).sum() == 5
+    # weights: a heavy event counts for its weight
+    r = exact_threshold(np.array([9.0, 8, 7, 6]), np.array([1.0, 5, 1, 1]), 0.2, 8)
+    assert r["threshold"] == 8 and r["selected_weight"] == 1.0
+    # partition-wise candidates merged = the exact global answer
+    parts = np.array_split(np.arange(len(s)), 7)
+    cands = [cut_top(s[i], w[i], 1e-5 * len(s)) for i in parts]
+    m = exact_threshold(np.concatenate([c[0] for c in cands]), np.concatenate([c[1] for c in cands]), 1e-5, len(s))
+    assert m["threshold"] == np.sort(s)[::-1][10]
+    with pytest.raises(SparkadError, match="keeps the whole"):  # total weight larger than the sample's
+        exact_threshold(s[:10], w[:10], 0.5, 100)
+
+
+def test_merge_is_associative(both_engines):
+    out, _, _ = both_engines
+    part = _agg(out / "spark")["partial"]
+    assert merge(None, part) is part
+    twice = merge(part, part)
+    for k, v in part.hists.items():
+        np.testing.assert_array_equal(twice.hists[k], 2 * v)
+
+
+def test_bad_selection_inputs_give_one_line(generated_hlf, trained_ae, tmp_path):
+    with pytest.raises(SparkadError, match="no score 'l9'"):
+        run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", score="l9")
+    with pytest.raises(SparkadError, match="no stored threshold at 7ppm"):
+        run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", ppm=7)
+    with pytest.raises(SparkadError, match="not in the HLF folder"):
+        run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", background=["nope"])
+    with pytest.raises(SparkadError, match="--threshold must be a finite number"):
+        run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", threshold=float("nan"))
+    with pytest.raises(SparkadError, match="--batch-rows must be a positive integer"):
+        run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", batch_rows=0)
+    # ASTF settings are used after the scoring pass: checked before it
+    for text, msg in (("astf: {cl: 2}\n", "astf.cl is a confidence level"),
+                      ("astf: {metod: x}\n", "astf: unknown key"),
+                      ("astf: {features_for_grid: [FOO]}\n", "FOO not HLF feature")):
+        (tmp_path / "a.yaml").write_text(text)
+        with pytest.raises(SparkadError, match=msg):
+            run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", analysis_config=tmp_path / "a.yaml")
+        assert not (tmp_path / "o" / "scores").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("postselection: {cuts: ['NJ >= six']}\n")
+    r = subprocess.run(["sparkad", "score", "--hlf", str(generated_hlf), "--model", str(trained_ae), "--out",
+                        str(tmp_path / "o"), "--engine", "dask", "--analysis-config", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "bad cut" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o" / "_score_report.json").exists()
+
+
+def test_fraction_threshold_on_weighted_mc(generated_hlf, trained_ae, hlf_scored, tmp_path):
+    rep = run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", fraction=0.01, select_on="mc",
+                       background=["wjets", "dyjets"], products=False)
+    bkg = hlf_scored[hlf_scored.dataset.isin(["wjets", "dyjets"])].sort_values("mse", ascending=False)
+    t, total = rep["selection"]["threshold"], bkg.weight.sum()
+    above = bkg.weight[bkg.mse > t].sum()
+    assert above <= 0.01 * total < above + bkg.weight[bkg.mse == t].sum()  # the largest selection within 1 %
+    assert rep["selection"]["selected_weight"] == pytest.approx(above)
+    assert not (tmp_path / "o" / "products").exists()
