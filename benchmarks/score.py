@@ -23,7 +23,8 @@ import numpy as np
 
 
 def make_hlf(scorer, n: int, out: Path, files: int = 16) -> Path:
-    from sparkad.core.parquet_io import hlf_table, write_atomic, write_json_atomic
+    from sparkad.core.parquet_io import hlf_table, write_atomic
+    from sparkad.core.atomic import write_json_atomic
 
     rng = np.random.default_rng(5)
     pre = scorer.pre

@@ -37,7 +37,7 @@ from pathlib import Path
 import click
 
 from sparkad.core.errors import SparkadError, one_line_errors
-from sparkad.core.parquet_io import write_json_atomic
+from sparkad.core.atomic import write_json_atomic, write_text_atomic
 
 PRESET = "demo"
 DEFAULT_OUT = "sparkad-demo"
@@ -268,12 +268,10 @@ def _stage_train(ctx) -> dict:
     if not ctx["resume"]:
         _remove(model)
     cfg = out / "train.yaml"  # the training configuration, kept beside the model for the reader
-    tmp = out / f".train.yaml.{os.getpid()}.tmp"
-    tmp.write_text("# written by `sparkad demo`: overrides of conf/train.yaml\n"
-                   + yaml.safe_dump({"cocktail": {"background": p["background"]},
-                                     "models": {"alad": {"model": {"learning_rate": p["learning_rate"]}}}},
-                                    sort_keys=False))
-    os.replace(tmp, cfg)
+    write_text_atomic("# written by `sparkad demo`: overrides of conf/train.yaml\n"
+                      + yaml.safe_dump({"cocktail": {"background": p["background"]},
+                                        "models": {"alad": {"model": {"learning_rate": p["learning_rate"]}}}},
+                                       sort_keys=False), cfg)
     epochs = p["epochs"]
 
     def on_epoch(record, _score):

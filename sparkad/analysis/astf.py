@@ -11,21 +11,18 @@ See docs/astf.md.
 from __future__ import annotations
 
 import math
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta, norm
 
+from sparkad.core.atomic import atomic_path
 from sparkad.core.errors import ConfigError
-from sparkad.evaluate.metrics import agresti_coull
+from sparkad.analysis.intervals import METHODS, binomial_interval, z_of_cl
 
-METHODS = ("clopper-pearson", "agresti-coull")
 
 ASTF_COLUMNS = (
     "feature", "bin", "bin_lo", "bin_hi",
@@ -135,42 +132,6 @@ def _check_counts(c: BinCounts, nbins: int, where: str) -> None:
 # intervals
 # ---------------------------------------------------------------------------------------------------
 
-def binomial_interval(k, n, *, method: str = "clopper-pearson", cl: float = 0.6827):
-    """Central interval of a binomial fraction k/n at confidence cl, vectorised.
-
-    k and n may be non-integer (effective counts of weighted samples): Clopper–Pearson is then the
-    same beta-quantile formula, continuous in k and n. k = 0 (k = n) gives lo = 0 (hi = 1); n = 0 NaN."""
-    if method not in METHODS:
-        raise ValueError(f"unknown interval method {method!r} (choose {' or '.join(METHODS)})")
-    if not 0 < cl < 1:
-        raise ValueError(f"confidence level must lie in (0, 1), got {cl}")
-    k, n = np.broadcast_arrays(np.asarray(k, np.float64), np.asarray(n, np.float64))
-    k, n = k.copy(), n.copy()
-    near = np.abs(k - np.round(k)) < 1e-9 * np.maximum(1.0, n)  # equal weights: Σw/w rounding
-    k[near] = np.round(k[near])
-    near = np.abs(n - np.round(n)) < 1e-9 * np.maximum(1.0, n)
-    n[near] = np.round(n[near])
-    k = np.minimum(k, n)
-    empty = ~(n > 0)
-    lo = np.full(k.shape, np.nan)
-    hi = np.full(k.shape, np.nan)
-    ok = ~empty
-    if method == "clopper-pearson":
-        a = (1 - cl) / 2
-        kk, nn = k[ok], n[ok]
-        with np.errstate(all="ignore"):
-            lo[ok] = np.where(kk > 0, beta.ppf(a, np.maximum(kk, 1e-300), nn - kk + 1), 0.0)
-            hi[ok] = np.where(kk < nn, beta.ppf(1 - a, kk + 1, np.maximum(nn - kk, 1e-300)), 1.0)
-    else:
-        lo[ok], hi[ok] = agresti_coull(k[ok], n[ok], cl)
-    return lo, hi
-
-
-def _z_cl(cl: float) -> float:
-    """Number of Gaussian standard deviations of a central interval at confidence cl (1 at 0.6827)."""
-    return float(norm.ppf(0.5 + cl / 2))
-
-
 def _sample(c: BinCounts, method: str, cl: float):
     """ASTF, interval and the Kish effective entries of one sample.
 
@@ -222,7 +183,7 @@ def astf_table(feature: str, edges, data: BinCounts | None, mc: BinCounts | None
         raise ValueError(f"unknown interval method {method!r} (choose {' or '.join(METHODS)})")
     if data is None and mc is None:
         raise ValueError(f"{feature}: neither data nor MC counts given")
-    z = _z_cl(cl)
+    z = z_of_cl(cl)
     nan = np.full(nb, np.nan)
     cols = {"feature": [feature] * nb, "bin": np.arange(nb), "bin_lo": edges[:-1], "bin_hi": edges[1:]}
     reasons = [[] for _ in range(nb)]
@@ -303,12 +264,8 @@ def write_astf(df: pd.DataFrame, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "astf.csv"
-    tmp = out / f".astf.csv.{uuid.uuid4().hex}.tmp"
-    try:
+    with atomic_path(csv) as tmp:
         df.to_csv(tmp, index=False)
-        os.replace(tmp, csv)
-    finally:
-        tmp.unlink(missing_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[METADATA_KEY] = json.dumps({"product": "astf", **{k: df.attrs[k] for k in ("method", "cl", "min_entries")
@@ -445,13 +402,11 @@ def _save(fig, plt, out_png) -> Path:
     """Atomic PNG write (temp + rename): a reader never sees half a picture."""
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.stem}.{uuid.uuid4().hex}.tmp.png"
     try:
-        fig.savefig(tmp, dpi=80, bbox_inches="tight")
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=80, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return out
 
 

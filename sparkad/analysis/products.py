@@ -21,7 +21,8 @@ import pandas as pd
 
 from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W2_ALL, H_W2_SEL, H_W_ALL, H_W_SEL, T_N, T_W, T_W2, Partial, compact_ls
 from sparkad.analysis.astf import BinCounts, astf_tables, plot_astf_grid, pps_closure, pps_yields_table, write_astf
-from sparkad.core.parquet_io import publish_dir, write_json_atomic
+from sparkad.core.parquet_io import publish_dir
+from sparkad.core.atomic import atomic_path, write_json_atomic
 
 
 def role_rows(partial: Partial, roles: dict, role: str, feature: str, nb: int) -> np.ndarray:
@@ -72,11 +73,10 @@ def to_hists(partial: Partial, spec, roles: dict) -> dict:
 def _write_root(hists: dict, path: Path) -> None:
     import uproot
 
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    with uproot.recreate(tmp) as f:
-        for (group, feat, which), h in hists.items():
-            f[f"{group}/{feat}_{which}"] = h
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        with uproot.recreate(tmp) as f:
+            for (group, feat, which), h in hists.items():
+                f[f"{group}/{feat}_{which}"] = h
 
 
 def _plt():

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from sparkad.analysis.intervals import clopper_pearson
+
 from sparkad.core.config import as_number, check_keys, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
 
@@ -149,17 +151,6 @@ def per_period(per_ls: pd.DataFrame, periods: list[dict]) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------------------- statistics
-
-def clopper_pearson(k, n, cl: float = 0.6827):
-    """Exact binomial interval (lo, hi) for k of n; NaN where n == 0."""
-    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
-    a = (1.0 - cl) / 2.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lo = np.where(k > 0, stats.beta.ppf(a, k, n - k + 1), 0.0)
-        hi = np.where(k < n, stats.beta.ppf(1 - a, k + 1, n - k), 1.0)
-    bad = n <= 0
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
-
 
 def overdispersion(n, k, *, chi2_scale: float = 1.0) -> float:
     """Intra-class correlation ρ of a beta-binomial, method of moments, floored at 0.

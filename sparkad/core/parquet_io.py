@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from sparkad.core.atomic import atomic_path
 
 METADATA_KEY = b"sparkad"
 ID_COLUMNS = ("dataset", "run", "luminosityBlock", "event", "weight", "label")
@@ -35,24 +35,11 @@ def write_atomic(table: pa.Table, path: str | Path) -> Path:
     """Write to a hidden temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        # dictionary encoding only where it pays (dataset, label): on float features it is slower and larger;
-        # LZ4: half the write time of zstd-1 for 26 % larger files (float features compress poorly anyway)
-        dict_cols = [c for c in ("dataset", "label") if c in table.column_names]
+    # dictionary encoding only where it pays (dataset, label): on float features it is slower and larger;
+    # LZ4: half the write time of zstd-1 for 26 % larger files (float features compress poorly anyway)
+    dict_cols = [c for c in ("dataset", "label") if c in table.column_names]
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="lz4", use_dictionary=dict_cols)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def write_json_atomic(obj, path: str | Path) -> Path:
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
     return path
 
 

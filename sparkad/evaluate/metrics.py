@@ -3,7 +3,8 @@ Agresti–Coull intervals (seeds/000 sec. 3). Larger score = more anomalous."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
+
+from sparkad.analysis.intervals import agresti_coull
 
 
 def roc_curve(bkg: np.ndarray, sig: np.ndarray, w_bkg=None, w_sig=None):
@@ -24,15 +25,6 @@ def roc_curve(bkg: np.ndarray, sig: np.ndarray, w_bkg=None, w_sig=None):
 def auc(bkg, sig, w_bkg=None, w_sig=None) -> float:
     fpr, tpr, _ = roc_curve(bkg, sig, w_bkg, w_sig)
     return float(np.trapezoid(tpr, fpr))
-
-
-def agresti_coull(k, n, cl: float = 0.6827):
-    """Agresti–Coull interval for a binomial fraction k/n."""
-    z = norm.ppf(0.5 + cl / 2)
-    n_t = n + z * z
-    p_t = (k + z * z / 2) / n_t
-    half = z * np.sqrt(p_t * (1 - p_t) / n_t)
-    return np.clip(p_t - half, 0, 1), np.clip(p_t + half, 0, 1)
 
 
 def tpr_at_fpr(bkg, sig, fpr_target: float) -> dict:

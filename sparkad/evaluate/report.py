@@ -11,7 +11,7 @@ from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
 from sparkad.core.errors import SparkadError
 from sparkad.evaluate.metrics import FPR_POINTS, evaluate_scores, roc_curve, supervised_reference
 from sparkad.model.directory import Scorer
-from sparkad.core.parquet_io import write_json_atomic
+from sparkad.core.atomic import write_json_atomic
 
 
 def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, background=None, log=print) -> dict:

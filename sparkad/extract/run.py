@@ -25,7 +25,8 @@ from sparkad.core.errors import ConfigError, FeatureUnavailableError, InputFileE
 from sparkad.extract.fileset import Fileset, FileCheck, check_unique_files, dataset_weighting, inspect_file
 from sparkad.extract.formats import NEEDED_INPUTS
 from sparkad.extract.hlf import KNOWN_FEATURES, missing_capabilities
-from sparkad.core.parquet_io import hlf_table, write_atomic, write_json_atomic
+from sparkad.core.parquet_io import hlf_table, write_atomic
+from sparkad.core.atomic import write_json_atomic
 from sparkad.extract.selection import Selection, load_selection
 from sparkad.core.version import code_version
 

@@ -8,13 +8,13 @@ renamed when complete; the fileset YAML (the input of `sparkad extract`) is writ
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from sparkad.core.atomic import write_text_atomic
 from sparkad.core.heap import freeze_long_lived, keep_freed_memory
 from sparkad.generate import layout, runs
 from sparkad.generate.config import GeneratorConfigError, load_preset, scale_events
@@ -226,9 +226,7 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
                       "exact_layout": bool(cfg["exact_layout"]), "pf_candidates": bool(cfg["pf_candidates"])},
     }
     path = out_dir / FILESET_NAME
-    tmp = out_dir / f".{FILESET_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, path)
+    write_text_atomic(yaml.safe_dump(doc, sort_keys=False), path)
     return path
 
 

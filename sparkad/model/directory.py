@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import numpy as np
 from sparkad.core.errors import SparkadError
 from sparkad.model.networks import fold, pack, unpack
 from sparkad.model.scores import SCORERS
-from sparkad.core.parquet_io import write_json_atomic
+from sparkad.core.atomic import write_bytes_atomic, write_json_atomic
 from sparkad.model.preprocessing import Preprocessor
 
 THRESHOLD_PPM = (1000.0, 100.0, 10.0, 5.4)
@@ -64,9 +62,7 @@ def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     blob = buf.getvalue()
-    tmp = out / f".networks.{uuid.uuid4().hex}.tmp"
-    tmp.write_bytes(blob)
-    os.replace(tmp, out / "networks.npz")
+    write_bytes_atomic(blob, out / "networks.npz")
     write_json_atomic({k: _hist(v) for k, v in val_scores.items()}, out / "validation_scores.json")
     doc = {
         "kind": kind,

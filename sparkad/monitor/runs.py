@@ -25,8 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +38,7 @@ import pyarrow.parquet as pq
 from sparkad.analysis import run_checks
 from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, require_mapping
 from sparkad.core.errors import SparkadError
-from sparkad.core.parquet_io import write_json_atomic
+from sparkad.core.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 MONITOR_DEFAULTS = {"prometheus_runs": 50, "plot": True}
 LUMI_COLUMNS = ["run", "luminosityBlock", "events", "selected", "source", "first_seen_utc", "added_utc"]
@@ -252,19 +250,8 @@ def _locked(mon_dir: Path):
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_text(text: str, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_lumis(mon_dir) -> pd.DataFrame:
@@ -454,17 +441,13 @@ def update_monitor(mon_dir, per_ls: pd.DataFrame, source: str, conf: dict | None
         check_doc = {**check, "updated_utc": last_change}
         write_json_atomic(check_doc, mon_dir / "check.json")
         write_json_atomic(_alarms(runs, check, last_change), mon_dir / "alarms.json")
-        _write_text(prometheus_text(runs, check, last_change, conf["monitor"]["prometheus_runs"]),
+        write_text_atomic(prometheus_text(runs, check, last_change, conf["monitor"]["prometheus_runs"]),
                     mon_dir / "metrics.prom")
         files = ["lumis.parquet", "runs.parquet", "check.json", "alarms.json", "metrics.prom"]
         if conf["monitor"]["plot"] and len(runs):
-            tmp = mon_dir / f".rate_vs_run.{uuid.uuid4().hex}.png"
-            try:
+            with atomic_path(mon_dir / "rate_vs_run.png") as tmp:
                 run_checks.plot_rate_vs_run(check, tmp, title=f"anomaly rate per run ({check['settings']['method']}, "
                                                                 f"alpha {check['settings']['alpha']:g})")
-                os.replace(tmp, mon_dir / "rate_vs_run.png")
-            finally:
-                tmp.unlink(missing_ok=True)
             files.append("rate_vs_run.png")
     return {**info, "runs_total": int(len(runs)), "lumi_sections_total": int(len(lumis)),
             "flagged": [int(r) for r in runs.run[runs.flagged]] if len(runs) else [],

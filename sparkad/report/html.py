@@ -8,12 +8,11 @@ import base64
 import datetime as _dt
 import html
 import json
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 
+from sparkad.core.atomic import write_text_atomic
 from sparkad.core.errors import SparkadError
 
 CSS = """
@@ -165,7 +164,5 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_html.parent / f".{out_html.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, out_html)
+    write_text_atomic(page, out_html)
     return out_html

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import re
 import time
@@ -28,7 +27,8 @@ import pyarrow.parquet as pq
 from sparkad.analysis.aggregates import AnalysisSpec, Partial, aggregate_batch, merge
 from sparkad.core.errors import SparkadError
 from sparkad.model.directory import Scorer, read_model_files
-from sparkad.core.parquet_io import ID_COLUMNS, publish_dir, write_json_atomic
+from sparkad.core.parquet_io import ID_COLUMNS, publish_dir
+from sparkad.core.atomic import atomic_path, write_json_atomic
 from sparkad.score.batches import get_scorer, output_schema, score_batch, single_threaded_numpy
 
 ENGINES = ("spark", "dask")
@@ -122,35 +122,33 @@ def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, fl
     scorer = get_scorer(job.model_path, job.model_files)  # once per worker process
     dst = Path(job.staging) / f"dataset={frag.dataset}" / f"part-{frag.index:05d}.parquet"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
     writer, n, partial, nan = None, 0, None, 0
-    try:
-        for b in _batches(frag, _columns(scorer, job.spec), job.batch_rows):
-            sb = score_batch(b, scorer)
-            out = sb.drop_columns(["dataset"])  # the hive folder holds it
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, out.schema, compression="zstd", compression_level=1)
-            writer.write_batch(out)
-            n += b.num_rows
-            # NaN/inf features (e.g. filled by `extract --missing nan`) give NaN scores: never above a threshold
-            nan += int(np.isnan(sb.column(scorer.score_names[0]).to_numpy(zero_copy_only=False)).sum())
-            if job.spec is not None:
-                cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in job.spec.features}
-                for c in job.spec.cuts:
-                    cols.setdefault(c.feature, b.column(c.feature).to_numpy(zero_copy_only=False))
-                scores = {s: sb.column(s).to_numpy() for s in scorer.score_names}
-                p = aggregate_batch(cols, frag.dataset, b.column("weight").to_numpy(), b.column("run").to_numpy(),
-                                    b.column("luminosityBlock").to_numpy(), scores, job.spec)
-                partial = p if partial is None else partial.add(p)
-        if writer is None:  # an empty fragment still gets its (empty) file: the dataset exists
-            writer = pq.ParquetWriter(tmp, output_schema(scorer).remove(0), compression="zstd")
-        writer.close()
-        writer = None
-        os.replace(tmp, dst)
-    finally:
-        if writer is not None:
+    with atomic_path(dst) as tmp:
+        try:
+            for b in _batches(frag, _columns(scorer, job.spec), job.batch_rows):
+                sb = score_batch(b, scorer)
+                out = sb.drop_columns(["dataset"])  # the hive folder holds it
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, out.schema, compression="zstd", compression_level=1)
+                writer.write_batch(out)
+                n += b.num_rows
+                # NaN/inf features (e.g. filled by `extract --missing nan`) give NaN scores: never above a threshold
+                nan += int(np.isnan(sb.column(scorer.score_names[0]).to_numpy(zero_copy_only=False)).sum())
+                if job.spec is not None:
+                    cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in job.spec.features}
+                    for c in job.spec.cuts:
+                        cols.setdefault(c.feature, b.column(c.feature).to_numpy(zero_copy_only=False))
+                    scores = {s: sb.column(s).to_numpy() for s in scorer.score_names}
+                    p = aggregate_batch(cols, frag.dataset, b.column("weight").to_numpy(), b.column("run").to_numpy(),
+                                        b.column("luminosityBlock").to_numpy(), scores, job.spec)
+                    partial = p if partial is None else partial.add(p)
+            if writer is None:  # an empty fragment still gets its (empty) file: the dataset exists
+                writer = pq.ParquetWriter(tmp, output_schema(scorer).remove(0), compression="zstd")
             writer.close()
-        tmp.unlink(missing_ok=True)
+            writer = None
+        finally:
+            if writer is not None:
+                writer.close()
     return n, partial, _peak_rss_mb(), nan
 
 

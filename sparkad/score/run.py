@@ -16,7 +16,7 @@ from sparkad.analysis.astf import parse_cuts
 from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
 from sparkad.model.directory import Scorer
-from sparkad.core.parquet_io import write_json_atomic
+from sparkad.core.atomic import write_json_atomic
 
 SELECT_ON = ("data", "mc")
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from sparkad.core.atomic import write_bytes_atomic
 from sparkad.train.cocktail import TrainingData, is_int
 from sparkad.core.config import as_number, check_keys, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
@@ -165,9 +164,7 @@ def _config_hash(kind: str, cfg: TrainConfig, data: TrainingData, pre: Preproces
 def _save_checkpoint(path: Path, variables, counters: dict) -> None:
     buf = io.BytesIO()
     np.savez(buf, **{f"v{i}": v.numpy() for i, v in enumerate(variables)}, counters=json.dumps(counters))
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomic(buf.getvalue(), path)
 
 
 def _load_checkpoint(path: Path, variables) -> dict:

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from scipy.stats import binomtest, norm
 
-from sparkad.analysis.astf import ASTF_COLUMNS, BinCounts, Cut, CutError, astf_table, astf_tables, binning_edges, binomial_interval, cuts_mask, parse_cuts, plot_astf, plot_astf_grid, plot_pps_yields, pps_closure, pps_yields_table, write_astf
+from sparkad.analysis.intervals import binomial_interval
+from sparkad.analysis.astf import ASTF_COLUMNS, BinCounts, Cut, CutError, astf_table, astf_tables, binning_edges, cuts_mask, parse_cuts, plot_astf, plot_astf_grid, plot_pps_yields, pps_closure, pps_yields_table, write_astf
 from sparkad.core.config import conf_file
 from sparkad.core.errors import ConfigError
 

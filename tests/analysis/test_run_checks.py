@@ -9,6 +9,7 @@ import pytest
 from scipy import special, stats
 
 from sparkad.analysis import run_checks as rc
+from sparkad.analysis.intervals import clopper_pearson
 from sparkad.core.config import load_conf
 from sparkad.core.errors import ConfigError, SparkadError
 
@@ -38,10 +39,10 @@ def flagged_runs(res):
 
 
 def test_intervals_and_exact_tails():
-    lo, hi = rc.clopper_pearson([5, 0, 10], [10, 10, 10], 0.95)
+    lo, hi = clopper_pearson([5, 0, 10], [10, 10, 10], 0.95)
     assert lo[0] == pytest.approx(0.1871, abs=1e-4) and hi[0] == pytest.approx(0.8129, abs=1e-4)
     assert lo[1] == 0 and hi[2] == 1
-    assert np.isnan(rc.clopper_pearson([0], [0])[0][0])
+    assert np.isnan(clopper_pearson([0], [0])[0][0])
     k, n = np.array([30, 2, 50, 0, 400]), np.array([1000, 1000, 5000, 100, 20000])
     a, b = np.array([10., 10, 50, 1, 100]), np.array([990., 990, 4950, 99, 9900])
     up, down = rc._log_tails(k, n, a, b)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from sparkad.evaluate.metrics import agresti_coull, auc, roc_curve, tpr_at_fpr
+from sparkad.analysis.intervals import agresti_coull
+from sparkad.evaluate.metrics import auc, roc_curve, tpr_at_fpr
 
 
 def test_auc_perfect_random_and_inverted():

@@ -148,7 +148,7 @@ def test_products_agree_with_the_table(tmp_path):
     assert [r["run"] for r in check["runs"]] == runs.run.tolist()
     png = (tmp_path / "rate_vs_run.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files behind
+    assert not list(tmp_path.rglob(".*.tmp*"))  # atomic writes leave no temporary files behind
 
 
 def test_prometheus_reader_rejects_bad_text():

@@ -1,0 +1,39 @@
+"""Atomic file writing, defined once: every output is written to a hidden temporary file in its own
+folder and renamed over the final name, so readers see the old file or the whole new one, never half
+a file, and an interrupted write leaves no temporary behind."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path`` (same suffix, so writers that infer the format from it
+    work); on a clean exit it replaces ``path``, on an error it is removed."""
+    path = Path(path)
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(data: bytes, path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(text: str, path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(obj, path) -> Path:
+    return write_text_atomic(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", path)
