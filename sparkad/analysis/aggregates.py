@@ -84,7 +84,8 @@ def _yield(w: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Partial:
-    """A mergeable partial result (plain numpy arrays, cheap to pickle)."""
+    """A mergeable partial result (plain numpy arrays: cheap to ship between tasks, and stored as an
+    npz of named arrays, never a pickle)."""
 
     hists: dict = field(default_factory=dict)        # (dataset, feature) → (6, nb+3)
     score_hists: dict = field(default_factory=dict)  # (dataset, score) → (3, nb+3) entries, Σw, Σw²
@@ -103,6 +104,44 @@ class Partial:
         for ds, arr in other.per_ls.items():
             self.per_ls[ds] = compact_ls(np.concatenate([self.per_ls[ds], arr], axis=1)) if ds in self.per_ls else arr
         return self
+
+
+def write_aggregates(partial: Partial, spec: AnalysisSpec, path) -> None:
+    """The merged aggregates and their binning as an npz of named arrays (``read_aggregates``):
+    hists/DATASET/FEATURE, score_hists/DATASET/SCORE, totals/DATASET/KIND, per_ls/DATASET, edges/FEATURE,
+    score_edges/SCORE. Portable and safe to open (no pickle)."""
+    from sparkad.core.atomic import atomic_path
+    arrays = {f"edges/{f}": np.asarray(e) for f, e in spec.edges.items()}
+    arrays |= {f"score_edges/{s}": np.asarray(e) for s, e in spec.score_edges.items()}
+    arrays |= {f"hists/{ds}/{f}": v for (ds, f), v in partial.hists.items()}
+    arrays |= {f"score_hists/{ds}/{s}": v for (ds, s), v in partial.score_hists.items()}
+    arrays |= {f"totals/{ds}/{k}": v for ds, parts in partial.totals.items() for k, v in parts.items()}
+    arrays |= {f"per_ls/{ds}": v for ds, v in partial.per_ls.items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def read_aggregates(path) -> tuple[Partial, dict, dict]:
+    """(partial, edges per feature, edges per score) from ``write_aggregates``' npz."""
+    part, edges, score_edges = Partial(), {}, {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            kind, *rest = key.split("/")
+            v = z[key]
+            if kind == "edges":
+                edges[rest[0]] = v
+            elif kind == "score_edges":
+                score_edges[rest[0]] = v
+            elif kind == "hists":
+                part.hists[tuple(rest)] = v
+            elif kind == "score_hists":
+                part.score_hists[tuple(rest)] = v
+            elif kind == "totals":
+                part.totals.setdefault(rest[0], {})[rest[1]] = v
+            elif kind == "per_ls":
+                part.per_ls[rest[0]] = v
+    return part, edges, score_edges
 
 
 def merge(a: Partial | None, b: Partial | None) -> Partial:

@@ -1,6 +1,8 @@
 """Turn the merged aggregates of a scoring pass into the analysis products (files under OUT/products).
 
-histograms.pkl / histograms.root   hist objects per dataset, role and feature, all and anomalous events
+histograms.json / histograms.root  hist objects per dataset, role and feature, all and anomalous events
+                                   (uhi's JSON schema; ROOT)
+aggregates.npz                     the merged aggregates and their binning (named arrays, no pickle)
 astf.csv / astf.parquet            ASTF per feature and bin, data vs MC background (sparkad.analysis.astf)
 pps_yields.csv, pps_closure.csv    post-processing selection yields and the closure test
 per_ls.parquet, run_check.json     per-(run, lumi section) counts of data and the run-period check
@@ -11,7 +13,7 @@ Everything is written into a staging folder that replaces OUT/products only when
 """
 from __future__ import annotations
 
-import pickle
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -19,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W2_ALL, H_W2_SEL, H_W_ALL, H_W_SEL, T_N, T_W, T_W2, Partial, compact_ls
+from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W2_ALL, H_W2_SEL, H_W_ALL, H_W_SEL, T_N, T_W, T_W2, Partial, compact_ls, write_aggregates
 from sparkad.analysis.astf import BinCounts, astf_tables, plot_astf_grid, pps_closure, pps_yields_table, write_astf
 from sparkad.core.parquet_io import publish_dir
-from sparkad.core.atomic import atomic_path, write_json_atomic
+from sparkad.core.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 
 def role_rows(partial: Partial, roles: dict, role: str, feature: str, nb: int) -> np.ndarray:
@@ -68,6 +70,25 @@ def to_hists(partial: Partial, spec, roles: dict) -> dict:
                 h.metadata = {"nan_entries": float(rows[inn, -1]), "entries": float(rows[inn, :-1].sum())}
                 out[(group, f, which)] = h
     return out
+
+
+def write_hists_json(hists: dict, path: Path) -> None:
+    """The histograms in uhi's portable JSON schema, keyed GROUP/FEATURE/WHICH like histograms.root;
+    read back with ``read_hists_json`` (or ``json.load(f, object_hook=uhi.io.json.object_hook)`` and
+    ``hist.Hist(entry)``)."""
+    import uhi.io.json
+
+    write_text_atomic(json.dumps({"/".join(k): h for k, h in hists.items()}, default=uhi.io.json.default), path)
+
+
+def read_hists_json(path) -> dict:
+    """{(group, feature, which): hist.Hist} from ``write_hists_json``."""
+    import hist
+    import uhi.io.json
+
+    with open(path) as fh:
+        doc = json.load(fh, object_hook=uhi.io.json.object_hook)
+    return {tuple(k.split("/")): hist.Hist(v) for k, v in doc.items()}
 
 
 def _write_root(hists: dict, path: Path) -> None:
@@ -208,11 +229,9 @@ def write_products(out: Path, result: dict, roles: dict, labels: dict, conf: dic
 
 
 def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, run_check, log) -> dict:
-    with open(d / "aggregates.pkl", "wb") as fh:
-        pickle.dump({"partial": partial, "spec": spec, "roles": roles, "labels": labels}, fh)
+    write_aggregates(partial, spec, d / "aggregates.npz")
     hists = to_hists(partial, spec, roles)
-    with open(d / "histograms.pkl", "wb") as fh:
-        pickle.dump(hists, fh)
+    write_hists_json(hists, d / "histograms.json")
     _write_root(hists, d / "histograms.root")
     aconf = conf.get("astf") or {}
     grid = [f for f in aconf.get("features_for_grid") or [] if f in spec.features] or spec.features[:4]

@@ -1,14 +1,14 @@
 """Analysis products of the scoring pass: Spark and Dask aggregates equal an in-memory reference;
 exact thresholds (ties, the 1e-5 tail, weights); products on disk consistent with the scores."""
 import json
-import pickle
 import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W_ALL, H_W_SEL, merge
+from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W_ALL, H_W_SEL, merge, read_aggregates
+from sparkad.analysis.products import read_hists_json
 from sparkad.score.run import run_analysis
 from sparkad.analysis.astf import BinCounts
 from sparkad.core.errors import SparkadError
@@ -36,8 +36,8 @@ def both_engines(spark, generated_hlf, trained_ae, tmp_path_factory):
 
 
 def _agg(path):
-    with open(path / "products" / "aggregates.pkl", "rb") as fh:
-        return pickle.load(fh)
+    part, edges, _ = read_aggregates(path / "products" / "aggregates.npz")
+    return {"partial": part, "edges": edges}
 
 
 def test_engines_give_identical_aggregates_equal_to_reference(both_engines, hlf_scored):
@@ -50,13 +50,13 @@ def test_engines_give_identical_aggregates_equal_to_reference(both_engines, hlf_
     for ds in a["partial"].per_ls:
         np.testing.assert_array_equal(a["partial"].per_ls[ds], b["partial"].per_ls[ds])
     # an independent in-memory reference (numpy histograms of the whole table)
-    spec, part = a["spec"], a["partial"]
+    edges, part = a["edges"], a["partial"]
     t = rs["selection"]["threshold"]
     for ds in ("data", "ttbar"):
         d = hlf_scored[hlf_scored.dataset == ds]
         sel = d.mse.to_numpy() > t
         for f in ("HT", "NJ", "lep_pt", "MET"):
-            ref = BinCounts.from_values(d[f].to_numpy(), spec.edges[f], sel, d.weight.to_numpy(), flow=False)
+            ref = BinCounts.from_values(d[f].to_numpy(), edges[f], sel, d.weight.to_numpy(), flow=False)
             rows = part.hists[(ds, f)][:, 1:-2]  # in-range bins
             np.testing.assert_array_equal(rows[H_N_ALL], ref.n_all)
             np.testing.assert_array_equal(rows[H_N_SEL], ref.n_sel)
@@ -89,7 +89,7 @@ def test_products_on_disk(both_engines):
     import uproot
     out, rs, _ = both_engines
     p = out / "spark" / "products"
-    for f in ("astf.csv", "astf.parquet", "histograms.root", "histograms.pkl", "pps_yields.csv", "summary.json",
+    for f in ("astf.csv", "astf.parquet", "histograms.root", "histograms.json", "aggregates.npz", "pps_yields.csv", "summary.json",
               "plots/astf_grid.png", "plots/scores.png", "plots/data_before_after.png", "plots/anomalous_by_process.png"):
         assert (p / f).is_file() and (p / f).stat().st_size > 0, f
     astf = pd.read_csv(p / "astf.csv")
@@ -99,8 +99,11 @@ def test_products_on_disk(both_engines):
     with uproot.open(p / "histograms.root") as f:
         h = f["data/NJ_anomalous"].to_hist()
         assert h.sum(flow=True).value == summ["datasets"]["data"]["anomalous"]
-    with open(p / "histograms.pkl", "rb") as fh:
-        hists = pickle.load(fh)
+    hists = read_hists_json(p / "histograms.json")
+    with uproot.open(p / "histograms.root") as f:  # the portable JSON and the ROOT file hold the same counts
+        np.testing.assert_array_equal(f["data/NJ_anomalous"].to_hist().values(flow=True),
+                                      hists[("data", "NJ", "anomalous")].values(flow=True))
+    assert not list(p.rglob("*.pkl"))  # no pickle among the outputs
     assert hists[("background", "HT", "all")].sum(flow=True).value == pytest.approx(
         summ["datasets"]["wjets"]["sumw"] + summ["datasets"]["dyjets"]["sumw"])
     rep = json.loads((out / "spark" / "_score_report.json").read_text())
