@@ -183,8 +183,6 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
             raise
         except Exception as e:
             raise InputFileError(path, f"tree '{treename}' cannot be read ({type(e).__name__}: {str(e)[:160]})") from None
-        if not hasattr(tree, "num_entries"):
-            raise InputFileError(path, f"'{treename}' is not a TTree")
         if entries == 0:
             raise InputFileError(path, f"tree '{treename}' is empty (0 entries)", entries=0)
         try:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
-from sparkad.core.errors import InputFileError
 from sparkad.extract.hlf import EventObjects
 from sparkad.extract.kinematics import ELECTRON_MASS, MUON_MASS, cone_sum
 
@@ -270,7 +269,3 @@ def _flat(x) -> np.ndarray:
     return ak.to_numpy(x).astype(np.float64)
 
 
-def check_file_branches(path: str, info: FormatInfo) -> None:
-    if info.missing_branches:
-        raise InputFileError(path, f"missing branch{'es' if len(info.missing_branches) > 1 else ''} "
-                                   f"{', '.join(info.missing_branches)} required for format {info.name}")

@@ -12,12 +12,6 @@ from sparkad.model.dense import dense
 from sparkad.model.networks import forward
 from sparkad.model.vae_likelihoods import score_vae
 
-SCORE_NAMES = {
-    "ae": ("mse",),
-    "alad": ("logits", "features", "l1", "l2"),
-    "vae": ("nll", "kl"),
-}
-
 
 def _softplus(x):
     return np.logaddexp(0.0, x)

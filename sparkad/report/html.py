@@ -105,7 +105,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                      + _table(flagged, [c for c in ("unit", "run", "first_ls", "last_ls", "period", "events", "selected",
                                                     "rate", "expected", "pull", "p_value", "p_global")
                                         if any(c in f for f in flagged)] if flagged else None)
-                     + _img(prod / "plots" / "run_astf.png", "anomaly rate versus run") + "</section>")
+                     + _img(prod / "plots" / "rate_vs_run.png", "anomaly rate versus run") + "</section>")
 
     if monitor_dir is not None:
         mon = Path(monitor_dir)

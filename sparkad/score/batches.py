@@ -1,6 +1,8 @@
 """Engine-free scoring kernel: an Arrow batch of HLF rows → an Arrow batch of event ids and scores.
 
-Spark (``mapInArrow``), Dask (``map_partitions``) and in-process code all call ``score_batch``; the
+The scoring tasks of both engines (``sparkad.score.engines.run_fragment``: a Spark task or a Dask
+task reads its fragment with pyarrow inside the Python worker), the Spark UDF and in-process code all
+call ``score_batch``; the
 model is loaded once per Python process (``get_scorer`` caches by directory and content hash), numpy
 is kept to one thread per worker, and no TensorFlow is involved (the exported numpy networks).
 """

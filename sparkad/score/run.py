@@ -193,9 +193,9 @@ def _run_check(per_ls, out_dir: Path) -> dict:
 
     res = run_period_check(per_ls, load_monitor_conf()["check"])
     write_json_atomic(res, out_dir / "run_check.json")
-    plot_rate_vs_run(res, out_dir / "plots" / "run_astf.png")
+    plot_rate_vs_run(res, out_dir / "plots" / "rate_vs_run.png")
     return {"flagged": res["flagged"], "n_runs": len(res["runs"]), "change_points": res["change_points"],
-            "plot": "plots/run_astf.png"}
+            "plot": "plots/rate_vs_run.png"}
 
 
 def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str | None = None, spark=None,
