@@ -105,7 +105,7 @@ def test_scores_do_not_depend_on_threads_batch_or_offset(model, generated_hlf):
 
 SCORE_IN_SUBPROCESS = """
 import sys, numpy as np, pandas as pd
-from sparkad.modeldir import Scorer
+from sparkad.model.directory import Scorer
 s = Scorer(sys.argv[1])
 df = pd.read_parquet(sys.argv[2]).sort_values(["dataset", "run", "luminosityBlock", "event"])
 np.savez(sys.argv[3], **s.score(df[s.features].to_numpy(np.float64)))

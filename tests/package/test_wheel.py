@@ -23,7 +23,7 @@ os.environ["PYSPARK_PYTHON"] = sys.executable
 from pyspark.sql import SparkSession
 spark = SparkSession.builder.master("local-cluster[2,1,1024]").config("spark.ui.enabled", "false").getOrCreate()
 def where(_):
-    import sparkad, sparkad.models.dense as d
+    import sparkad, sparkad.model.dense as d
     yield (sparkad.__file__, d.__file__, sys.executable)
 print(sorted(set(spark.sparkContext.parallelize(range(4), 4).mapPartitions(where).collect())))
 spark.stop()
