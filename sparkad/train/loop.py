@@ -35,7 +35,9 @@ class TrainConfig:
     early_stopping: dict | None = None  # {"patience": 20, "min_delta": 0.005}
     reduce_lr: dict | None = None       # {"patience": 8, "min_delta": 0.01, "factor": 0.5}
     threads: int | None = None          # TensorFlow intra/inter-op threads (None: TF default)
-    deterministic: bool = True          # TF op determinism: same data + seed give the same weights
+    # TF op determinism. Same data + seed give the same weights bit for bit at threads: 1 (two runs,
+    # 2026-12-07); at TensorFlow's default thread count two ALAD trainings differed in the last bits
+    deterministic: bool = True
     model: dict = field(default_factory=dict)
 
     @classmethod
