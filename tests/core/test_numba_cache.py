@@ -36,37 +36,38 @@ def _clean_env(tmp_path):
     return env
 
 
-SETUP = "import os\nfrom sparkad.core.runtime import setup_process\nsetup_process()\nprint(os.environ['NUMBA_CACHE_DIR'])"
+SETUP = "import os\nfrom sparkad.core.runtime import setup_process\nsetup_process()\n"
+
+
+def _python(code: str, tmp_path) -> str:
+    """stdout of ``code`` in a fresh interpreter whose cache home is tmp_path (asserting it succeeded)."""
+    p = subprocess.run([sys.executable, "-c", code], env=_clean_env(tmp_path), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return p.stdout
 
 
 def test_importing_sparkad_does_no_work(tmp_path):
     """No cache folder, no NUMBA_CACHE_DIR, no patched uproot: set-up is the entry points' explicit call."""
-    code = ("import os, sys, sparkad, sparkad.model.directory, sparkad.extract.run, sparkad.score.engines\n"
-            "import uproot\n"
-            "print(os.environ.get('NUMBA_CACHE_DIR'), uproot.ZLIB.library)\n")
-    p = subprocess.run([sys.executable, "-c", code], env=_clean_env(tmp_path), capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.split() == ["None", "zlib"]
+    out = _python("import os, sys, sparkad, sparkad.model.directory, sparkad.extract.run, sparkad.score.engines\n"
+                  "import uproot\nprint(os.environ.get('NUMBA_CACHE_DIR'), uproot.ZLIB.library)\n", tmp_path)
+    assert out.split() == ["None", "zlib"]
     assert not (tmp_path / "sparkad").exists()
 
 
 def test_kernels_are_cached_under_the_source_key(tmp_path):
-    code = ("import numpy as np, os\nfrom sparkad.core.runtime import setup_process\nsetup_process()\nimport sparkad.extract.kernels as k\n"
-            "k.lepton_met(np.ones(3), np.zeros(3), np.ones(3), np.zeros(3))\n"
-            "print(os.environ['NUMBA_CACHE_DIR'])\n")
-    p = subprocess.run([sys.executable, "-c", code], env=_clean_env(tmp_path), capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
+    out = _python(SETUP + "import numpy as np, sparkad.extract.kernels as k\n"
+                  "k.lepton_met(np.ones(3), np.zeros(3), np.ones(3), np.zeros(3))\n"
+                  "print(os.environ['NUMBA_CACHE_DIR'])\n", tmp_path)
     folder = tmp_path / "sparkad" / "numba" / numba_cache.source_key()
-    assert p.stdout.strip() == str(folder)
+    assert out.strip() == str(folder)
     assert any(f.name.startswith("kernels.lepton_met") for f in folder.rglob("*.nbi")), list(folder.rglob("*"))
 
 
 def test_a_users_numba_cache_dir_is_kept(tmp_path):
     env = _clean_env(tmp_path)
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")
-    p = subprocess.run([sys.executable, "-c", SETUP], env=env,
+    p = subprocess.run([sys.executable, "-c", SETUP + "print(os.environ['NUMBA_CACHE_DIR'])"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == str(tmp_path / "mine"), p.stderr[-2000:]
 
@@ -78,7 +79,6 @@ def test_folders_of_old_sources_are_pruned(tmp_path):
         d.mkdir(parents=True)
     stale = time.time() - (numba_cache.KEEP_UNUSED_DAYS + 1) * 86400
     os.utime(old, (stale, stale))
-    p = subprocess.run([sys.executable, "-c", SETUP],
-                       env=_clean_env(tmp_path), capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and p.stdout.strip() == str(root / numba_cache.source_key()), p.stderr[-2000:]
+    out = _python(SETUP + "print(os.environ['NUMBA_CACHE_DIR'])", tmp_path)
+    assert out.strip() == str(root / numba_cache.source_key())
     assert not old.exists() and recent.exists()
