@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -38,6 +37,7 @@ import click
 
 from sparkad.core.errors import SparkadError, one_line_errors
 from sparkad.core.atomic import write_json_atomic, write_text_atomic
+from sparkad.core.jsonsafe import jsonable
 
 PRESET = "demo"
 DEFAULT_OUT = "sparkad-demo"
@@ -477,12 +477,6 @@ def _fmt_s(s) -> str:
     return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {s % 60:.0f} s"
 
 
-def _clean(v):
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    return v
-
-
 def build_summary(out: Path, state: dict, timings: dict, total_s: float) -> dict:
     """What the demo found, from the products on disk (the same numbers the report shows)."""
     import pandas as pd
@@ -512,7 +506,7 @@ def build_summary(out: Path, state: dict, timings: dict, total_s: float) -> dict
         rule = ">= 3σ bins, largest data/MC ratio first" if len(strong) >= 3 else "most significant first"
         t = (strong.sort_values("ratio", ascending=False) if len(strong) >= 3
              else t.sort_values("significance", ascending=False)).head(6)
-        excess = [{k: _clean(r[k]) for k in ("feature", "bin_lo", "bin_hi", "data_n_sel", "data_astf", "mc_astf",
+        excess = [{k: jsonable(r[k]) for k in ("feature", "bin_lo", "bin_hi", "data_n_sel", "data_astf", "mc_astf",
                                              "ratio", "significance")} for r in t.to_dict("records")]
     run_check = _read_json(prod / "run_check.json") or {}
     flagged_check = sorted({int(f["run"]) for f in run_check.get("flagged") or [] if f.get("unit") == "run"})

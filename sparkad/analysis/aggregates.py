@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparkad.analysis.astf import cuts_mask
+from sparkad.analysis.lumi_counts import count_per_ls, merge_counts
 
 #: row layout of a feature histogram: entries and weight sums for all and for selected events
 H_N_ALL, H_N_SEL, H_W_ALL, H_W2_ALL, H_W_SEL, H_W2_SEL = range(6)
@@ -102,7 +103,7 @@ class Partial:
             for k, v in parts.items():
                 mine[k] = mine[k] + v if k in mine else v.copy()
         for ds, arr in other.per_ls.items():
-            self.per_ls[ds] = compact_ls(np.concatenate([self.per_ls[ds], arr], axis=1)) if ds in self.per_ls else arr
+            self.per_ls[ds] = merge_counts(self.per_ls[ds], arr) if ds in self.per_ls else arr
         return self
 
 
@@ -156,19 +157,6 @@ def merge(a: Partial | None, b: Partial | None) -> Partial:
     return out
 
 
-def compact_ls(arr: np.ndarray) -> np.ndarray:
-    """Sum the counts of repeated (run, lumi section) columns; sorted by run, then lumi section.
-    Data arrive in run / lumi order, so the sorted case is a linear pass (no sort)."""
-    if arr.shape[1] == 0:
-        return arr
-    key = (arr[0] << 32) | arr[1]  # run < 2^31, lumi section < 2^32
-    if np.any(key[1:] < key[:-1]):
-        order = np.argsort(key, kind="stable")
-        arr, key = arr[:, order], key[order]
-    starts = np.concatenate([[0], np.flatnonzero(key[1:] != key[:-1]) + 1])
-    return np.concatenate([arr[:2, starts], np.add.reduceat(arr[2:], starts, axis=1)]).astype(np.int64)
-
-
 def aggregate_batch(cols: dict, dataset: str, weight: np.ndarray, run: np.ndarray, lumi: np.ndarray,
                     scores: dict, spec: AnalysisSpec) -> Partial:
     """One batch of one dataset → its partial aggregates. ``cols`` holds the HLF feature arrays."""
@@ -186,7 +174,5 @@ def aggregate_batch(cols: dict, dataset: str, weight: np.ndarray, run: np.ndarra
     p.totals[dataset] = {"all": _yield(w), "selected": _yield(w[sel]), "pps": _yield(w[pps]),
                          "pps_anomalous": _yield(w[pps & sel])}
     if dataset in spec.data_datasets:
-        run = np.asarray(run, np.int64)
-        lumi = np.asarray(lumi, np.int64)
-        p.per_ls[dataset] = compact_ls(np.stack([run, lumi, np.ones_like(run), sel.astype(np.int64)]))
+        p.per_ls[dataset] = count_per_ls(run, lumi, sel)
     return p

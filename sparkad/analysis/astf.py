@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sparkad.core.atomic import atomic_path
+from sparkad.core.config import as_number
 from sparkad.core.errors import ConfigError
 from sparkad.analysis.intervals import METHODS, binomial_interval, z_of_cl
 
@@ -427,11 +428,9 @@ def binning_edges(spec: Mapping, where: str = "histograms") -> np.ndarray:
             raise ConfigError(f"{where}: {e}") from None
     if set(spec) != {"bins", "lo", "hi"}:
         raise ConfigError(f"{where}: needs exactly bins, lo, hi (or edges), got {', '.join(map(str, spec)) or 'nothing'}")
-    try:
-        n, lo, hi = spec["bins"], float(spec["lo"]), float(spec["hi"])
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: lo and hi must be numbers") from None
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+    n = spec["bins"]
+    lo, hi = as_number(spec["lo"], f"{where}.lo"), as_number(spec["hi"], f"{where}.hi")  # finite numbers
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or not hi > lo:
         raise ConfigError(f"{where}: need an integer bins >= 1 and finite lo < hi (got bins={n!r}, lo={lo}, hi={hi})")
     return np.linspace(lo, hi, n + 1)
 
@@ -507,7 +506,7 @@ _YIELD_KEYS = ("label", "is_data", "n", "sumw", "sumw2")
 PPS_COLUMNS = ("row", "kind", "n", "yield", "error", "fraction")
 
 
-def _records(yields: Mapping) -> list[dict]:
+def _yield_rows(yields: Mapping) -> list[dict]:
     out = []
     for ds, r in yields.items():
         missing = [k for k in _YIELD_KEYS if k not in r]
@@ -534,7 +533,7 @@ def pps_yields_table(yields: Mapping[str, Mapping]) -> pd.DataFrame:
     yields: {dataset: {"label", "is_data", "n", "sumw", "sumw2"}}. yield = Σw, error = sqrt(Σw²)
     (Poisson sqrt(n) for data); fraction = share of the MC total. The "data/MC" row holds the ratio of the
     data total to the MC total in `yield` and its propagated error in `error`."""
-    recs = _records(yields)
+    recs = _yield_rows(yields)
     rows = []
     groups: dict[tuple, dict] = {}
     for r in recs:
@@ -572,7 +571,7 @@ def pps_closure(yields: Mapping[str, Mapping], process: str | Sequence[str]) -> 
     (data − expected)/sqrt(σ_data² + σ_expected²) with Gaussian errors (sqrt(n) for data, sqrt(Σw²) for MC).
     Closure holds when the second pull is small while the first is not."""
     names = {process} if isinstance(process, str) else set(process)
-    recs = _records(yields)
+    recs = _yield_rows(yields)
     data = [r for r in recs if r["is_data"]]
     mc = [r for r in recs if not r["is_data"]]
     sig = [r for r in mc if r["label"] in names or r["dataset"] in names]

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W2_ALL, H_W2_SEL, H_W_ALL, H_W_SEL, T_N, T_W, T_W2, Partial, compact_ls, write_aggregates
+from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W2_ALL, H_W2_SEL, H_W_ALL, H_W_SEL, T_N, T_W, T_W2, Partial, write_aggregates
+from sparkad.analysis.lumi_counts import counts_frame, merge_counts
 from sparkad.analysis.astf import BinCounts, astf_tables, plot_astf_grid, pps_closure, pps_yields_table, write_astf
 from sparkad.core.parquet_io import publish_dir
 from sparkad.core.atomic import atomic_path, write_json_atomic, write_text_atomic
+from sparkad.core.jsonsafe import records
 
 
 def role_rows(partial: Partial, roles: dict, role: str, feature: str, nb: int) -> np.ndarray:
@@ -193,20 +195,10 @@ def _save(fig, plt, out_png: Path) -> None:
 
 def per_ls_table(partial: Partial) -> pd.DataFrame:
     """Per-(run, lumi section) events and anomalous events, all data datasets together."""
-    arrs = [a for a in partial.per_ls.values() if a.shape[1]]
-    if not arrs:
-        return pd.DataFrame({c: pd.Series(dtype="int64") for c in ("run", "luminosityBlock", "events", "selected")})
-    a = compact_ls(np.concatenate(arrs, axis=1))
-    return pd.DataFrame({"run": a[0], "luminosityBlock": a[1], "events": a[2], "selected": a[3]})
+    return counts_frame(merge_counts(*partial.per_ls.values()))
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows: numpy scalars as Python numbers, NaN / NA as None."""
-    rows = df.astype(object).where(df.notna(), None).to_dict("records")
-    return [{k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()} for r in rows]
-
-
-def yields_records(partial: Partial, roles: dict, labels: dict, key: str) -> dict:
+def yieldsrecords(partial: Partial, roles: dict, labels: dict, key: str) -> dict:
     return {ds: {"label": labels.get(ds, ds), "is_data": roles[ds] == "data", "n": int(t[key][T_N]),
                  "sumw": float(t[key][T_W]), "sumw2": float(t[key][T_W2])}
             for ds, t in partial.totals.items()}
@@ -271,23 +263,23 @@ def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, 
         summary["plots"]["astf_grid"] = "plots/astf_grid.png"
         ok = table[~table.masked & table.significance.notna()]
         top = ok.reindex(ok.significance.abs().sort_values(ascending=False).index).head(10)
-        summary["astf_top_bins"] = _records(top[["feature", "bin_lo", "bin_hi", "data_astf", "mc_astf", "ratio",
+        summary["astf_top_bins"] = records(top[["feature", "bin_lo", "bin_hi", "data_astf", "mc_astf", "ratio",
                                                  "significance"]])
 
     if spec.cuts:
         log("products: post-processing selection")
-        pps = yields_records(partial, roles, labels, "pps_anomalous")
+        pps = yieldsrecords(partial, roles, labels, "pps_anomalous")
         table = pps_yields_table(pps)
         table.to_csv(d / "pps_yields.csv", index=False)
-        pps_yields_table(yields_records(partial, roles, labels, "pps")).to_csv(d / "pps_yields_before_anomaly.csv",
+        pps_yields_table(yieldsrecords(partial, roles, labels, "pps")).to_csv(d / "pps_yields_before_anomaly.csv",
                                                                                index=False)
-        summary["pps"] = {"cuts": [str(c) for c in spec.cuts], "table": _records(table)}
+        summary["pps"] = {"cuts": [str(c) for c in spec.cuts], "table": records(table)}
         others = sorted({labels.get(x, x) for x, r in roles.items() if r == "other"})
         if has_data and has_bkg and others:
             closure = pps_closure({k: v for k, v in pps.items() if roles[k] != "other" or labels.get(k, k) in others},
                                   others)
             closure.to_csv(d / "pps_closure.csv", index=False)
-            summary["pps"]["closure"] = _records(closure)
+            summary["pps"]["closure"] = records(closure)
 
     if has_data:
         per_ls = per_ls_table(partial)

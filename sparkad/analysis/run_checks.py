@@ -35,8 +35,9 @@ from sparkad.analysis.intervals import clopper_pearson
 
 from sparkad.core.config import as_number, check_keys, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
+from sparkad.core.jsonsafe import jsonable, records
+from sparkad.analysis.lumi_counts import COUNT_COLUMNS, counts_frame, counts_table
 
-COUNT_COLUMNS = ("run", "luminosityBlock", "events", "selected")
 METHODS = ("binomial", "beta-binomial")
 ALTERNATIVES = ("two-sided", "greater", "less")
 
@@ -114,8 +115,7 @@ def check_counts(per_ls: pd.DataFrame) -> pd.DataFrame:
     df = per_ls[list(COUNT_COLUMNS)].astype("int64")
     if (df.events < 0).any() or (df.selected < 0).any() or (df.selected > df.events).any():
         raise SparkadError("per-LS count table: counts must satisfy 0 <= selected <= events")
-    df = df.groupby(["run", "luminosityBlock"], as_index=False, sort=True)[["events", "selected"]].sum()
-    return df
+    return counts_frame(counts_table(df))
 
 
 def per_run(per_ls: pd.DataFrame) -> pd.DataFrame:
@@ -419,23 +419,6 @@ def changepoints(n, k, penalty: float, min_size: int = 1, dispersion: float = 1.
 
 # ------------------------------------------------------------------------------------------- top level
 
-def _records(df: pd.DataFrame) -> list[dict]:
-    """JSON-able rows: Python scalars, NaN → None."""
-    out = []
-    for row in df.to_dict("records"):
-        rec = {}
-        for key, v in row.items():
-            if isinstance(v, (np.integer,)):
-                v = int(v)
-            elif isinstance(v, (np.floating, float)):
-                v = None if not np.isfinite(v) else float(v)
-            elif isinstance(v, np.bool_):
-                v = bool(v)
-            rec[key] = v
-        out.append(rec)
-    return out
-
-
 def _add_stats(units: pd.DataFrame, s: dict) -> tuple[pd.DataFrame, dict]:
     n, k = units.events.to_numpy(), units.selected.to_numpy()
     res = homogeneity_test(n, k, alpha=s["alpha"], method=s["method"], alternative=s["alternative"],
@@ -518,20 +501,10 @@ def run_period_check(per_ls: pd.DataFrame, conf: dict | None = None) -> dict:
                "runs": run_sum, "ranges": range_sum, "periods": period_sum,
                "runs_outside_periods": int((~in_period).sum()) if s["periods"] else None,
                "segments": len(seg)}
-    return {"settings": s, "summary": _clean(summary), "runs": _records(runs), "ranges": _records(ranges),
-            "periods": _records(periods_df) if periods_df is not None else [],
-            "segments": _records(seg), "change_points": [int(x) for x in seg.first_run.iloc[1:]],
-            "flagged": _records(pd.DataFrame(flagged)) if flagged else []}
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    return obj
+    return {"settings": s, "summary": jsonable(summary), "runs": records(runs), "ranges": records(ranges),
+            "periods": records(periods_df) if periods_df is not None else [],
+            "segments": records(seg), "change_points": [int(x) for x in seg.first_run.iloc[1:]],
+            "flagged": records(pd.DataFrame(flagged)) if flagged else []}
 
 
 # ------------------------------------------------------------------------------------------------- plot

@@ -36,4 +36,7 @@ def write_text_atomic(text: str, path) -> Path:
 
 
 def write_json_atomic(obj, path) -> Path:
-    return write_text_atomic(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", path)
+    """``obj`` as standard JSON (``jsonsafe.jsonable``: NaN and infinities as null, numpy as Python)."""
+    from sparkad.core.jsonsafe import jsonable
+
+    return write_text_atomic(json.dumps(jsonable(obj), indent=2, allow_nan=False, default=str) + "\n", path)

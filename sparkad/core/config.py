@@ -1,6 +1,7 @@
 """Configuration is data: YAML files in conf/, validated on load with one-line errors."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -65,6 +66,36 @@ def load_yaml(path: str | Path) -> Any:
 def load_conf(name: str) -> Any:
     """Load <name>.yaml from the configuration folders (``conf_file``)."""
     return load_yaml(conf_file(f"{name}.yaml"))
+
+
+def merge_config(base: dict, *overrides: dict | None, whole: tuple[str, ...] = ()) -> dict:
+    """The one merge rule of configuration layers (packaged defaults ← user file ← flags): mappings
+    merge key by key, recursively; any other value (lists included) replaces the one below. A mapping
+    whose dotted path is in ``whole`` (``*`` matches one key, e.g. ``histograms.*``: a binning given
+    as ``{edges}`` must not inherit ``bins/lo/hi``) replaces as one value too. Inputs are not modified."""
+    return _merge_into(copy.deepcopy(base), overrides, whole, "")
+
+
+def _merge_into(out: dict, overrides, whole, prefix: str) -> dict:
+    for over in overrides:
+        for k, v in (over or {}).items():
+            path = f"{prefix}{k}"
+            is_whole = any(_path_matches(path, w) for w in whole)
+            if isinstance(v, dict) and isinstance(out.get(k), dict) and not is_whole:
+                out[k] = _merge_into(out[k], (v,), whole, path + ".")
+            else:
+                out[k] = copy.deepcopy(v)
+    return out
+
+
+def _path_matches(path: str, pattern: str) -> bool:
+    p, q = path.split("."), pattern.split(".")
+    return len(p) == len(q) and all(b in ("*", a) for a, b in zip(p, q))
+
+
+def given(flags: dict) -> dict:
+    """The command-line flags the user gave: a flag left out arrives as None and overrides nothing."""
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def require_mapping(value, where: str) -> dict:

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import uproot
 
-from sparkad.core.config import load_conf, name_problem
+from sparkad.core.config import given, load_conf, merge_config, name_problem
 from sparkad.core.errors import ConfigError, FeatureUnavailableError, InputFileError, SparkadError
 from sparkad.extract.fileset import Fileset, FileCheck, check_unique_files, dataset_weighting, inspect_file
 from sparkad.extract.formats import NEEDED_INPUTS
@@ -65,8 +65,7 @@ class ExtractOptions:
     def from_conf(cls, out, **overrides) -> "ExtractOptions":
         conf = load_conf("extract")
         keys = {"feature_set", "selection", "on_missing", "chunksize", "executor", "workers"}
-        base = {k: conf[k] for k in keys if k in conf}
-        base.update({k: v for k, v in overrides.items() if v is not None})
+        base = merge_config({k: conf[k] for k in keys if k in conf}, given(overrides))
         opts = cls(out=Path(out), **base)
         opts.validate()
         return opts

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from sparkad.core.config import name_problem
+from sparkad.core.config import merge_config, name_problem
 from sparkad.generate.detector import DETECTOR_DEFAULTS, FAULT_CODES
 from sparkad.generate.processes import LABELS, PROCESSES, SIGNALS, branching_fraction, qcd_trigger_acceptance
 from sparkad.generate.runs import RUNS_DEFAULTS, selected_runs
@@ -255,7 +255,7 @@ def validate(raw: dict, name: str = "custom") -> dict:
     unknown = set(raw) - TOP_KEYS - {"name"}
     if unknown:
         raise GeneratorConfigError(f"preset {name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    cfg = {**copy.deepcopy(TOP_DEFAULTS), **raw, "name": name}
+    cfg = merge_config(TOP_DEFAULTS, raw, {"name": name})
     cfg["sqrt_s"] = _num(cfg["sqrt_s"], "sqrt_s")
     cfg["luminosity"] = _num(cfg["luminosity"], "luminosity")
     cfg["seed"] = _num(cfg["seed"], "seed", positive=False, integer=True)

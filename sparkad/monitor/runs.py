@@ -36,9 +36,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sparkad.analysis import run_checks
-from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, require_mapping
+from sparkad.core.config import as_number, check_keys, given, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import SparkadError
 from sparkad.core.atomic import atomic_path, write_json_atomic, write_text_atomic
+from sparkad.core.jsonsafe import records
+from sparkad.analysis.lumi_counts import COUNT_COLUMNS, count_per_ls, counts_frame, merge_counts
 
 MONITOR_DEFAULTS = {"prometheus_runs": 50, "plot": True}
 LUMI_COLUMNS = ["run", "luminosityBlock", "events", "selected", "source", "first_seen_utc", "added_utc"]
@@ -55,9 +57,9 @@ def load_monitor_conf(config_file=None, **overrides) -> dict:
         check_keys(user, ("check", "monitor"), str(config_file))
         for sec in ("check", "monitor"):
             require_mapping(user.get(sec) or {}, f"{config_file}: {sec}")
-        conf = {sec: {**(conf.get(sec) or {}), **(user.get(sec) or {})} for sec in ("check", "monitor")}
+        conf = merge_config(conf, {sec: user.get(sec) or {} for sec in ("check", "monitor")})
     check_keys(conf, ("check", "monitor"), "monitor configuration")
-    check = {**(conf.get("check") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    check = merge_config(conf.get("check") or {}, given(overrides))
     return normalise_conf({"check": check, "monitor": conf.get("monitor") or {}})
 
 
@@ -144,21 +146,6 @@ def _score_files(scores_dir: Path, datasets) -> list[tuple[str, Path]]:
     return out
 
 
-def count_batch(run, lumi, score_values, threshold: float) -> pd.DataFrame:
-    """Per-(run, LS) events and events with score > threshold (strictly) of one batch: a mergeable
-    partial (partials add up by key). A NaN score is never above the threshold."""
-    run = np.asarray(run, np.int64)
-    lumi = np.asarray(lumi, np.int64)
-    sel = np.asarray(score_values, np.float64) > threshold
-    if run.size == 0:
-        return pd.DataFrame({c: pd.Series(dtype="int64") for c in run_checks.COUNT_COLUMNS})
-    keys, inv = np.unique(np.stack([run, lumi], axis=1), axis=0, return_inverse=True)
-    inv = inv.ravel()
-    return pd.DataFrame({"run": keys[:, 0], "luminosityBlock": keys[:, 1],
-                         "events": np.bincount(inv, minlength=len(keys)).astype(np.int64),
-                         "selected": np.bincount(inv, weights=sel, minlength=len(keys)).astype(np.int64)})
-
-
 def per_ls_counts_from_scores(scores_dir, score: str, threshold: float, datasets=None) -> pd.DataFrame:
     """Per-(run, luminosityBlock) events and anomalous events (score > threshold) of the data in a
     scores folder, read with pyarrow (only run, luminosityBlock, label and the score). Default: rows
@@ -189,12 +176,8 @@ def per_ls_counts_from_scores(scores_dir, score: str, threshold: float, datasets
             if keep is not None:
                 run, lumi, s = run[keep], lumi[keep], s[keep]
             nan_scores += int(np.isnan(s).sum())
-            parts.append(count_batch(run, lumi, s, threshold))
-    if parts:
-        df = pd.concat(parts, ignore_index=True).groupby(["run", "luminosityBlock"], as_index=False, sort=True).sum()
-    else:
-        df = count_batch([], [], [], threshold)
-    df = df.astype("int64")
+            parts.append(count_per_ls(run, lumi, s > threshold))  # strictly above; NaN never is
+    df = counts_frame(merge_counts(*parts))
     df.attrs["nan_scores"] = nan_scores
     if df.empty:
         what = f"dataset(s) {', '.join(sorted(datasets))}" if datasets is not None else 'rows with label "data"'
@@ -409,7 +392,7 @@ def _alarms(runs: pd.DataFrame, check: dict, last_change_utc) -> dict:
     flagged = runs[runs.flagged][cols] if len(runs) else pd.DataFrame(columns=cols)
     return {"updated_utc": last_change_utc, "alpha": s["alpha"], "method": s["method"],
             "alternative": s["alternative"], "runs_total": int(len(runs)), "runs_tested": check["summary"]["runs"]["units_tested"],
-            "flagged_runs": run_checks._records(flagged),
+            "flagged_runs": records(flagged),
             "flagged_ls_ranges": [f for f in check["flagged"] if f["unit"] == "ls_range"],
             "flagged_periods": [f for f in check["flagged"] if f["unit"] == "period"]}
 
@@ -431,7 +414,7 @@ def update_monitor(mon_dir, per_ls: pd.DataFrame, source: str, conf: dict | None
         old = read_lumis(mon_dir)
         previous = read_runs(mon_dir)
         lumis, info = _merge(old, new, str(source), now, replace)
-        check = run_checks.run_period_check(lumis[list(run_checks.COUNT_COLUMNS)], conf["check"])
+        check = run_checks.run_period_check(lumis[list(COUNT_COLUMNS)], conf["check"])
         runs = _run_table(lumis, check, previous, now) if len(lumis) else pd.DataFrame()
         last_change = str(lumis.added_utc.max()) if len(lumis) else None
         changed = info["lumis_added"] > 0 or info["runs_replaced"]

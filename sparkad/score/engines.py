@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from sparkad.analysis.aggregates import AnalysisSpec, Partial, aggregate_batch, merge
 from sparkad.core.errors import SparkadError
+from sparkad.core.jsonsafe import jsonable
 from sparkad.model.directory import Scorer, read_model_files
 from sparkad.core.parquet_io import ID_COLUMNS, publish_dir
 from sparkad.core.atomic import atomic_path, write_json_atomic
@@ -354,7 +355,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             shutil.rmtree(staging, ignore_errors=True)
     doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": str(Path(model_dir).resolve()),
            "model_hash": scorer.content_hash, "model_kind": scorer.kind, "scores": scorer.score_names,
-           "thresholds": scorer.thresholds, "selection": _jsonable(sel) if sel else None,
+           "thresholds": scorer.thresholds, "selection": jsonable(sel) if sel else None,
            "hlf": str(hlf_dir.resolve()), "hlf_feature_set": report.get("feature_set"),
            "datasets": {n: {"is_data": bool(d.get("is_data")), "label": d.get("label"),
                             "sumw": d.get("sumw_written")} for n, d in datasets.items()},
@@ -362,10 +363,6 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
            "batch_rows": batch_rows, "timings": timings,
            "worker_peak_rss_mb": round(peak_rss, 1)}
     return {"report": doc, "partial": partial, "spec": spec, "scorer": scorer, "t0": t0}
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (list(v) if isinstance(v, (tuple, frozenset, set)) else v) for k, v in d.items()}
 
 
 def finish(out: Path, result: dict, extra: dict | None = None) -> dict:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from sparkad.analysis.aggregates import AnalysisSpec
-from sparkad.analysis.astf import parse_cuts
-from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, require_mapping
+from sparkad.analysis.astf import binning_edges, parse_cuts
+from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
 from sparkad.model.directory import Scorer
 from sparkad.core.atomic import write_json_atomic
@@ -35,7 +35,7 @@ def load_analysis_conf(path: str | Path | None = None) -> dict:
                 check_keys(v, doc[k].keys(), f"{path}: {k}")
                 if k == "astf" and "features_for_grid" in v:
                     doc["_grid_given"] = True  # the default grid falls back quietly; a user's must exist
-            doc[k] = {**doc[k], **v} if isinstance(doc.get(k), dict) and isinstance(v, dict) else v
+        doc = merge_config(doc, user, whole=("histograms.*",))
     doc["_source"] = where
     _check_astf(doc.get("astf"), where)
     return doc
@@ -118,18 +118,7 @@ def feature_edges(feature: str, conf_hist: dict, scorer: Scorer, source: str = "
     spec = conf_hist.get(feature)
     where = f"{source} histograms.{feature}"
     if spec is not None:
-        spec = require_mapping(spec, where)
-        if "edges" in spec:
-            e = np.asarray(spec["edges"], np.float64)
-            if e.ndim != 1 or len(e) < 2 or np.any(np.diff(e) <= 0):
-                raise ConfigError(f"{where}: edges must be increasing, at least two")
-            return e
-        check_keys(spec, {"bins", "lo", "hi"}, where)
-        bins = int(as_number(spec.get("bins"), f"{where}.bins", positive=True))
-        lo, hi = as_number(spec.get("lo"), f"{where}.lo"), as_number(spec.get("hi"), f"{where}.hi")
-        if not hi > lo:
-            raise ConfigError(f"{where}: hi must be > lo")
-        return np.linspace(lo, hi, bins + 1)
+        return binning_edges(spec, where)
     pre = scorer.pre
     if feature in pre.discrete:
         cats = np.asarray(sorted(pre.discrete[feature]), np.float64)

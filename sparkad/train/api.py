@@ -2,19 +2,11 @@
 into the training loop. Kept apart from the loop so that jobs (Spark, scripts) share it."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
-from sparkad.core.config import check_keys, load_conf, load_yaml, require_mapping
+from sparkad.core.config import check_keys, given, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 SECTIONS = ("cocktail", "training", "models")
@@ -46,11 +38,9 @@ def resolve_config(kind: str, config_file=None, **overrides) -> tuple[CocktailCo
 
     conf = _check_sections(load_conf("train"), "conf/train.yaml", kind)
     if config_file:
-        conf = _merge(conf, _check_sections(load_yaml(config_file), str(config_file), kind))
-    training = _merge(conf.get("training") or {}, (conf.get("models") or {}).get(kind) or {})
-    for k in ("epochs", "batch_size"):
-        if overrides.get(k) is not None:
-            training[k] = overrides[k]
+        conf = merge_config(conf, _check_sections(load_yaml(config_file), str(config_file), kind))
+    training = merge_config(conf.get("training") or {}, (conf.get("models") or {}).get(kind) or {},
+                            given({k: overrides.get(k) for k in ("epochs", "batch_size")}))
     cocktail = dict(conf.get("cocktail") or {})
     if overrides.get("train_on_data"):
         cocktail["train_on_data"] = True
