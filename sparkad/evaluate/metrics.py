@@ -8,23 +8,23 @@ from sparkad.analysis.intervals import agresti_coull
 
 
 def roc_curve(bkg: np.ndarray, sig: np.ndarray, w_bkg=None, w_sig=None):
-    """(fpr, tpr, thresholds) for the selection score > threshold, scanning every distinct score."""
+    """(fpr, tpr, thresholds) for the selection score >= threshold, at every distinct score
+    (scikit-learn's weighted ROC, no point dropped; the first point is (0, 0) at +inf)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     s = np.concatenate([bkg, sig]).astype(np.float64)
     y = np.concatenate([np.zeros(len(bkg)), np.ones(len(sig))])
-    w = np.concatenate([np.ones(len(bkg)) if w_bkg is None else w_bkg, np.ones(len(sig)) if w_sig is None else w_sig])
-    order = np.argsort(-s, kind="stable")
-    s, y, w = s[order], y[order], w[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each run of equal scores
-    tp = np.cumsum(w * y)[last]
-    fp = np.cumsum(w * (1 - y))[last]
-    tpr = np.r_[0.0, tp / tp[-1]]
-    fpr = np.r_[0.0, fp / fp[-1]]
-    return fpr, tpr, np.r_[np.inf, s[last]]
+    w = None if w_bkg is None and w_sig is None else np.concatenate(
+        [np.ones(len(bkg)) if w_bkg is None else w_bkg, np.ones(len(sig)) if w_sig is None else w_sig])
+    return sk_roc_curve(y, s, sample_weight=w, drop_intermediate=False)
 
 
 def auc(bkg, sig, w_bkg=None, w_sig=None) -> float:
+    """Area under the ROC curve (trapezoidal, ties as one point: the Mann–Whitney U with ties at ½)."""
+    from sklearn.metrics import auc as sk_auc
+
     fpr, tpr, _ = roc_curve(bkg, sig, w_bkg, w_sig)
-    return float(np.trapezoid(tpr, fpr))
+    return float(sk_auc(fpr, tpr))
 
 
 def tpr_at_fpr(bkg, sig, fpr_target: float) -> dict:

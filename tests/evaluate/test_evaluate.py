@@ -31,3 +31,16 @@ def test_agresti_coull_contains_the_estimate_and_shrinks():
     lo1, hi1 = agresti_coull(5, 50)
     lo2, hi2 = agresti_coull(500, 5000)
     assert lo1 < 0.1 < hi1 and lo2 < 0.1 < hi2 and (hi2 - lo2) < (hi1 - lo1) / 5
+
+
+def test_weighted_auc_is_the_weighted_pair_probability():
+    """AUC = P(s_sig > s_bkg) + ½ P(tie), each pair weighted by w_sig·w_bkg: brute force over all pairs."""
+    rng = np.random.default_rng(3)
+    b, s = rng.integers(0, 20, 300).astype(float), rng.integers(5, 25, 200).astype(float)  # many ties
+    wb, ws = rng.random(300), rng.random(200)
+    pair_w = ws[:, None] * wb[None, :]
+    truth = ((s[:, None] > b[None, :]) * pair_w + 0.5 * (s[:, None] == b[None, :]) * pair_w).sum() / pair_w.sum()
+    assert auc(b, s, wb, ws) == pytest.approx(truth, rel=1e-12)
+    fpr, tpr, thr = roc_curve(b, s, wb, ws)
+    k = 7  # a point of the curve: the weighted fractions above its threshold
+    assert fpr[k] == pytest.approx(wb[b >= thr[k]].sum() / wb.sum()) and tpr[k] == pytest.approx(ws[s >= thr[k]].sum() / ws.sum())
