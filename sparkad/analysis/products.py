@@ -34,7 +34,7 @@ def role_rows(partial: Partial, roles: dict, role: str, feature: str, nb: int) -
     out = np.zeros((6, nb + 3))
     for (ds, f), v in partial.hists.items():
         if f == feature and roles.get(ds) == role:
-            out += v
+            out += v.rows()
     return out
 
 
@@ -61,7 +61,7 @@ def to_hists(partial: Partial, spec, roles: dict) -> dict:
     for group, members in groups.items():
         for f in spec.features:
             nb = len(spec.edges[f]) - 1
-            rows = sum((partial.hists.get((d, f), np.zeros((6, nb + 3))) for d in members), np.zeros((6, nb + 3)))
+            rows = sum((partial.hists[(d, f)].rows() for d in members if (d, f) in partial.hists), np.zeros((6, nb + 3)))
             for which, (iw, iw2, inn) in {"all": (H_W_ALL, H_W2_ALL, H_N_ALL),
                                           "anomalous": (H_W_SEL, H_W2_SEL, H_N_SEL)}.items():
                 h = hist.Hist(hist.axis.Variable(spec.edges[f], name=f, label=f), storage=hist.storage.Weight(),
@@ -154,9 +154,10 @@ def plot_scores(partial: Partial, spec, roles: dict, labels: dict, out_png: Path
     plt, hep = _plt()
     edges = spec.score_edges[spec.score]
     fig, ax = plt.subplots(figsize=(12, 8))
-    for (ds, name), rows in sorted(partial.score_hists.items()):
+    for (ds, name), fh in sorted(partial.score_hists.items()):
         if name != spec.score:
             continue
+        rows = fh.rows()[[H_N_ALL, H_W_ALL, H_W2_ALL]]
         w = rows[1, 1:-2].copy()
         w[0] += rows[1, 0]
         w[-1] += rows[1, -2]
