@@ -3,7 +3,7 @@ that uses numba.
 
 numba's on-disk cache (`cache=True`) is invalidated only when the file that defines a kernel changes,
 not when a helper it inlines from another file does (numba/numba#8396, still open): after an edit to
-generator/kinematics.py, the cached detector kernel of generator/detector.py would go on running the
+generate/kinematics.py, the cached detector kernel of generate/detector.py would go on running the
 old helper, silently. Keying the cache folder on a hash of all those modules makes any change compile
 afresh (~1 min once), and processes that run the same source (Spark and Dask workers, which inherit
 NUMBA_CACHE_DIR) share one cache. A NUMBA_CACHE_DIR set by the user is left alone.

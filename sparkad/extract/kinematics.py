@@ -1,4 +1,5 @@
-"""Pure kinematic helpers on numpy / awkward arrays (no engine, no I/O).
+"""Kinematic helpers on numpy / awkward arrays for the isolation cone sums (no engine, no I/O); the
+per-event HLF kernels are in extract/kernels.py.
 
 Conventions of ../shared/spec/HLF.md: GeV, radians, Δφ wrapped into [-π, π).
 """
@@ -19,17 +20,6 @@ def delta_phi(phi1, phi2):
 def delta_r(eta1, phi1, eta2, phi2):
     """ΔR = sqrt(Δη² + Δφ²) with Δφ wrapped."""
     return np.sqrt((eta1 - eta2) ** 2 + delta_phi(phi1, phi2) ** 2)
-
-
-def transverse_mass(lep_pt, met, dphi):
-    """MT = sqrt(2 pT^ℓ MET (1 − cos Δφ)) — with the square root (HLF.md)."""
-    return np.sqrt(np.clip(2.0 * lep_pt * met * (1.0 - np.cos(dphi)), 0.0, None))
-
-
-def met_projections(met, met_phi, lep_phi):
-    """Signed components of p_T^miss parallel and perpendicular to the lepton direction."""
-    dphi = delta_phi(met_phi, lep_phi)
-    return met * np.cos(dphi), met * np.sin(dphi)
 
 
 def cone_sum(lep_eta, lep_phi, cand_pt, cand_eta, cand_phi, cone: float = 0.3):

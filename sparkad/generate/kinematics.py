@@ -1,140 +1,17 @@
-"""Vectorised relativistic kinematics and sampling helpers for the generator.
-
-Four-vectors are float64 numpy arrays whose last axis is (E, px, py, pz); every function works on
-whole batches of events at once (no per-event Python loops).
+"""Kinematics and sampling for the generator: scalar numba kernels called inside the event loops of
+processes.py and detector.py (four-vectors as (E, px, py, pz) floats), plus the two vectorised
+angle helpers the PF-candidate builder uses.
 """
 from __future__ import annotations
 
-import numpy as np
+import math
 
-MASS = {11: 0.000511, 13: 0.10566, 15: 1.77686, 1: 0.0, 2: 0.0, 3: 0.0, 4: 1.5, 5: 4.8, 21: 0.0,
-        22: 0.0, 12: 0.0, 14: 0.0, 16: 0.0}
+import numpy as np
+from numba import njit
+
 M_W, G_W = 80.385, 2.085
 M_Z, G_Z = 91.1876, 2.4952
 M_TOP, G_TOP = 172.5, 1.41
-
-
-def mass_of(pdg: np.ndarray) -> np.ndarray:
-    """Rest mass for an array of PDG ids (0 for anything not in MASS)."""
-    apdg = np.abs(pdg)
-    out = np.zeros(apdg.shape, dtype=np.float64)
-    for k, m in MASS.items():
-        if m:
-            out[apdg == k] = m
-    return out
-
-
-def p4_ptetaphim(pt, eta, phi, m):
-    pt = np.asarray(pt, dtype=np.float64)
-    px = pt * np.cos(phi)
-    py = pt * np.sin(phi)
-    pz = pt * np.sinh(eta)
-    e = np.sqrt(px * px + py * py + pz * pz + np.square(m))
-    return np.stack([e, px, py, pz], axis=-1)
-
-
-def p4_ptyphim(pt, y, phi, m):
-    """Four-vector from transverse momentum, rapidity, azimuth and mass."""
-    pt = np.asarray(pt, dtype=np.float64)
-    mt = np.sqrt(pt * pt + np.square(m))
-    return np.stack([mt * np.cosh(y), pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y)], axis=-1)
-
-
-def pt_of(p4):
-    return np.hypot(p4[..., 1], p4[..., 2])
-
-
-def ptetaphim(p4):
-    """(pt, eta, phi, mass) of four-vectors; eta is clipped to +-10 for zero-pt entries."""
-    e, px, py, pz = p4[..., 0], p4[..., 1], p4[..., 2], p4[..., 3]
-    pt = np.hypot(px, py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), 0.0)
-    eta = np.clip(eta, -10.0, 10.0)
-    phi = np.arctan2(py, px)
-    m2 = e * e - px * px - py * py - pz * pz
-    m = np.sqrt(np.maximum(m2, 0.0))
-    return pt, eta, phi, m
-
-
-def inv_mass(p4):
-    m2 = p4[..., 0] ** 2 - p4[..., 1] ** 2 - p4[..., 2] ** 2 - p4[..., 3] ** 2
-    return np.sqrt(np.maximum(m2, 0.0))
-
-
-def boost(p4, beta):
-    """Lorentz-boost four-vectors p4 (..., 4) by velocity beta (..., 3)."""
-    b2 = np.sum(beta * beta, axis=-1)
-    b2 = np.minimum(b2, 1.0 - 1e-12)
-    gamma = 1.0 / np.sqrt(1.0 - b2)
-    bp = np.sum(beta * p4[..., 1:], axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g2 = np.where(b2 > 0, (gamma - 1.0) / np.where(b2 > 0, b2, 1.0), 0.0)
-    p3 = p4[..., 1:] + (g2 * bp + gamma * p4[..., 0])[..., None] * beta
-    e = gamma * (p4[..., 0] + bp)
-    return np.concatenate([e[..., None], p3], axis=-1)
-
-
-def two_body_decay(rng, parent, m1, m2, cos_theta=None):
-    """Isotropic two-body decay of `parent` (n, 4) into masses m1, m2 (scalars or (n,)).
-
-    Returns the two daughter four-vectors in the lab frame. Parent masses below m1+m2 are
-    treated as m1+m2 (zero momentum in the rest frame)."""
-    n = parent.shape[0]
-    mp = inv_mass(parent)
-    m1 = np.broadcast_to(np.asarray(m1, dtype=np.float64), (n,))
-    m2 = np.broadcast_to(np.asarray(m2, dtype=np.float64), (n,))
-    mp = np.maximum(mp, m1 + m2)
-    arg = (mp * mp - (m1 + m2) ** 2) * (mp * mp - (m1 - m2) ** 2)
-    pstar = np.sqrt(np.maximum(arg, 0.0)) / (2.0 * mp)
-    ct = rng.uniform(-1.0, 1.0, n) if cos_theta is None else cos_theta
-    st = np.sqrt(np.maximum(1.0 - ct * ct, 0.0))
-    ph = rng.uniform(-np.pi, np.pi, n)
-    d = np.stack([st * np.cos(ph), st * np.sin(ph), ct], axis=-1) * pstar[:, None]
-    e1 = np.sqrt(pstar ** 2 + m1 ** 2)
-    e2 = np.sqrt(pstar ** 2 + m2 ** 2)
-    q1 = np.concatenate([e1[:, None], d], axis=-1)
-    q2 = np.concatenate([e2[:, None], -d], axis=-1)
-    beta = parent[:, 1:] / parent[:, 0:1]
-    return boost(q1, beta), boost(q2, beta)
-
-
-def breit_wigner(rng, n, m0, width, lo, hi):
-    """Relativistic-ish (Cauchy) Breit-Wigner truncated to [lo, hi], sampled by inverse CDF."""
-    a = np.arctan(2.0 * (lo - m0) / width)
-    b = np.arctan(2.0 * (hi - m0) / width)
-    return m0 + 0.5 * width * np.tan(rng.uniform(a, b, n))
-
-
-def power_law(rng, n, xmin, index, xmax=None):
-    """Sample pdf ~ x^-index on [xmin, xmax) (index > 1) by inverse CDF."""
-    u = rng.random(n)
-    k = 1.0 - index
-    if xmax is None:
-        return xmin * (1.0 - u) ** (1.0 / k)
-    a, b = xmin ** k, xmax ** k
-    return (a + u * (b - a)) ** (1.0 / k)
-
-
-def geometric(rng, n, mean, kmax):
-    """Number of emissions with P(k) ~ r^k (Berends-Giele-like scaling), capped at kmax."""
-    if mean <= 0:
-        return np.zeros(n, dtype=np.int64)
-    r = mean / (1.0 + mean)
-    u = rng.random(n)
-    k = np.floor(np.log1p(-u) / np.log(r)).astype(np.int64)
-    return np.minimum(k, kmax)
-
-
-def rapidity_width(sqrt_s, mass):
-    """Width of the (Gaussian) rapidity distribution of a system of `mass` at `sqrt_s`."""
-    return 0.42 * np.log(sqrt_s / np.maximum(mass, 1.0))
-
-
-def sample_rapidity(rng, n, sqrt_s, mass):
-    ymax = np.log(sqrt_s / np.maximum(mass, 1.0))
-    y = rng.normal(0.0, 1.0, n) * rapidity_width(sqrt_s, mass)
-    return np.clip(y, -(ymax - 0.2), ymax - 0.2)
 
 
 def delta_phi(a, b):
@@ -146,26 +23,9 @@ def wrap_phi(phi):
     return (phi + np.pi) % (2.0 * np.pi) - np.pi
 
 
-def tau_lepton_fraction(rng, n):
-    """Momentum fraction of the charged lepton in tau -> l nu nu (massless, unpolarised):
-    f(x) = (5 - 9x^2 + 4x^3)/3 on [0, 1]; sampled by vectorised rejection."""
-    out = np.empty(n)
-    todo = np.arange(n)
-    while todo.size:
-        x = rng.random(todo.size)
-        acc = rng.random(todo.size) * (5.0 / 3.0) < (5 - 9 * x * x + 4 * x ** 3) / 3.0
-        out[todo[acc]] = x[acc]
-        todo = todo[~acc]
-    return out
-
-
 # ---------------------------------------------------------------- scalar kernels for numba event loops
 # The event loops (processes.py, detector.py) draw from the numpy Generator passed into the jitted code,
 # so a given seed gives the same stream in every process and on every run.
-
-import math  # noqa: E402
-
-from numba import njit  # noqa: E402
 
 _PI = math.pi
 
