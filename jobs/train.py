@@ -5,11 +5,11 @@
 
 Each barrier task gathers the executors' addresses, builds TF_CONFIG and starts one training process
 (`python -m sparkad.train.distributed`); worker 0 writes MODEL_DIR. The job checks that every worker ended with
-identical weights and prints one JSON summary line.
+identical weights and prints one JSON summary line. The options are those of `sparkad train` (declared
+once, in sparkad/cli.py), plus --workers and --master.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -18,21 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 
-def parse(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, choices=["ae", "alad", "vae"])
-    ap.add_argument("--hlf", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--config")
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--master", default=None, help="Spark master when not launched by spark-submit")
-    args = ap.parse_args(argv)
-    if args.workers < 1:
-        ap.error(f"--workers must be >= 1, got {args.workers}")
-    return args
+# the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
+from sparkad.cli import train_options
+from sparkad.core.commands import run_command
+from sparkad.core.errors import one_line_errors
 
 
 def _free_port() -> int:
@@ -63,50 +54,53 @@ def barrier_task(worker_cmd: list[str], threads: int):
     return run
 
 
-def main(argv=None) -> int:
-    args = parse(argv)
-    # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
+@click.command(help=__doc__.splitlines()[0])
+@train_options
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="TensorFlow workers (Spark barrier tasks); 1 without --master trains in this process.")
+@click.option("--master", help="Spark master, only when not launched by spark-submit.")
+@one_line_errors
+def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, workers, master):
     from sparkad.core.runtime import setup_process
     setup_process()
-    from sparkad.core.errors import SparkadError
 
-    try:
-        if args.workers == 1 and not args.master and "SPARK_ENV_LOADED" not in os.environ:
-            from sparkad.train.api import train_from_config
-            doc = train_from_config(args.model, args.hlf, args.out, config_file=args.config, epochs=args.epochs,
-                                    batch_size=args.batch_size, progress=False)
-            print(json.dumps({"ok": True, "workers": 1, "out": args.out, "epochs": doc["history"]["epochs"]}))
-            return 0
-        from sparkad.core.spark import get_session
-        spark = get_session("sparkad-train", args.master,
-                            {"spark.task.cpus": "1", "spark.python.worker.reuse": "false"})
-        cmd = [sys.executable, "-m", "sparkad.train.distributed", "--model", args.model, "--hlf", str(Path(args.hlf).resolve()),
-               "--out", str(Path(args.out).resolve())]
-        for flag, val in (("--config", args.config), ("--epochs", args.epochs), ("--batch-size", args.batch_size)):
-            if val is not None:
-                cmd += [flag, str(Path(val).resolve()) if flag == "--config" else str(val)]
-        rdd = spark.sparkContext.parallelize(range(args.workers), args.workers)
-        results = [json.loads(r) for r in rdd.barrier().mapPartitions(barrier_task(cmd, threads=1)).collect()]
-        spark.stop()
-    except SparkadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if workers == 1 and not master and "SPARK_ENV_LOADED" not in os.environ:
+        from sparkad.train.api import train_from_config
+        doc = train_from_config(kind, hlf_dir, out, config_file=config_file, epochs=epochs, batch_size=batch_size,
+                                train_on_data=train_on_data, progress=False)
+        print(json.dumps({"ok": True, "workers": 1, "out": out, "epochs": doc["history"]["epochs"]}))
+        return
+    from sparkad.core.spark import get_session
+    spark = get_session("sparkad-train", master, {"spark.task.cpus": "1", "spark.python.worker.reuse": "false"})
+    cmd = [sys.executable, "-m", "sparkad.train.distributed", "--model", kind, "--hlf", str(Path(hlf_dir).resolve()),
+           "--out", str(Path(out).resolve())]
+    for flag, val in (("--config", config_file), ("--epochs", epochs), ("--batch-size", batch_size)):
+        if val is not None:
+            cmd += [flag, str(Path(val).resolve()) if flag == "--config" else str(val)]
+    if train_on_data:
+        cmd.append("--train-on-data")
+    rdd = spark.sparkContext.parallelize(range(workers), workers)
+    results = [json.loads(r) for r in rdd.barrier().mapPartitions(barrier_task(cmd, threads=1)).collect()]
+    spark.stop()
     bad = [r for r in results if not r.get("ok")]
     if bad:
         for r in bad:
             print(f"error: worker {r.get('worker')}: {r.get('error') or r.get('stderr_tail', '').strip().splitlines()[-1:]}",
                   file=sys.stderr)
-        return 1
+        sys.exit(1)
     hashes = {r["weights_sha256"] for r in results}
-    shutil.rmtree(Path(args.out) / "_workers", ignore_errors=True)
+    shutil.rmtree(Path(out) / "_workers", ignore_errors=True)
     summary = {"ok": len(hashes) == 1, "workers": len(results), "identical_weights": len(hashes) == 1,
-               "weights_sha256": sorted(hashes), "out": args.out, "replicas": results[0].get("replicas"),
+               "weights_sha256": sorted(hashes), "out": out, "replicas": results[0].get("replicas"),
                "shards": [r.get("shard") for r in results], "n_train_per_worker": [r.get("n_train_local") for r in results]}
     print(json.dumps(summary))
     if len(hashes) != 1:
         print("error: workers ended with different weights", file=sys.stderr)
-        return 1
-    return 0
+        sys.exit(1)
+
+
+def main(argv=None) -> int:
+    return run_command(train_job, argv)
 
 
 if __name__ == "__main__":

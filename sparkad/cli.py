@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sparkad.core.commands import option_group, split_list
 from sparkad.core.errors import one_line_errors
 
 
@@ -67,14 +68,20 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
         click.echo(f"  {name:<20} {d['events_in']:>10} in {d['written']:>10} written  ({d['weighting']['normalisation']})")
 
 
+#: the options `sparkad train` and jobs/train.py share
+train_options = option_group(
+    click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae"]), required=True, help="Model to train."),
+    click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder written by `sparkad extract`."),
+    click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model directory to write."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML overriding conf/train.yaml."),
+    click.option("--epochs", type=click.IntRange(min=1), help="Epochs."),
+    click.option("--batch-size", type=click.IntRange(min=1), help="Batch size per worker."),
+    click.option("--train-on-data", is_flag=True, help="Train on the data datasets (seeds/000 sec. 4)."),
+)
+
+
 @main.command()
-@click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae"]), required=True, help="Model to train.")
-@click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder written by `sparkad extract`.")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML overriding conf/train.yaml.")
-@click.option("--epochs", type=int, help="Epochs.")
-@click.option("--batch-size", type=int, help="Batch size per worker.")
-@click.option("--train-on-data", is_flag=True, help="Train on the data datasets (seeds/000 sec. 4).")
+@train_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors
 def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, quiet):
@@ -109,35 +116,49 @@ def evaluate(model_dir, hlf_dir, out, signals, bdt, background):
     click.echo(f"SM reference: {res['sm_reference']} ({res['n_sm']} events); table and plots in {out}")
 
 
+#: the options `sparkad score` and jobs/score.py share
+score_options = option_group(
+    click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder (sparkad extract)."),
+    click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory (sparkad train)."),
+    click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder."),
+    click.option("--score", "score_name", help="Score that defines the anomalous events (default: the model's first)."),
+    click.option("--threshold", type=float, help="Anomalous: score > this value."),
+    click.option("--ppm", type=float, help="Use the model's stored threshold at this many ppm of its SM validation sample (default 1000)."),
+    click.option("--select-fraction", type=float, help="Set the threshold exactly so that this fraction of --select-on is anomalous."),
+    click.option("--select-on", type=click.Choice(["data", "mc"]), default="data", show_default=True,
+                 help="Reference sample of --select-fraction: the data, or the weighted MC background."),
+    click.option("--background", help="Comma-separated MC background datasets for the ASTF (default: the model's cocktail)."),
+    click.option("--analysis-config", type=click.Path(dir_okay=False), help="YAML overriding conf/analysis.yaml."),
+    click.option("--no-products", is_flag=True, help="Scores only: no histograms, ASTF, yields or run check."),
+    click.option("--batch-rows", type=click.IntRange(min=1), default=200_000, show_default=True, help="Rows per Arrow batch."),
+    click.option("--target-rows", type=click.IntRange(min=1), default=2_000_000, show_default=True,
+                 help="Events per scoring task (a fragment of the input)."),
+)
+
+
+def score_arguments(hlf_dir, model_dir, out, score_name, threshold, ppm, select_fraction, select_on, background,
+                    analysis_config, no_products, batch_rows, target_rows) -> dict:
+    """The ``score_options`` values as the arguments of ``sparkad.score.run.run_analysis``."""
+    return dict(hlf_dir=hlf_dir, model_dir=model_dir, out=out, score=score_name, threshold=threshold, ppm=ppm,
+                fraction=select_fraction, select_on=select_on, background=split_list(background),
+                analysis_config=analysis_config, products=not no_products, batch_rows=batch_rows,
+                target_rows=target_rows)
+
+
 @main.command()
-@click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder (sparkad extract).")
-@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory (sparkad train).")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@score_options
 @click.option("--engine", type=click.Choice(["spark", "dask"]), default="spark", show_default=True)
 @click.option("--master", help="Spark master (default: local[*]).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Local Dask workers.")
 @click.option("--scheduler", help="Dask scheduler address instead of a local cluster.")
-@click.option("--score", "score_name", help="Score that defines the anomalous events (default: the model's first).")
-@click.option("--threshold", type=float, help="Anomalous: score > this value.")
-@click.option("--ppm", type=float, help="Use the model's stored threshold at this many ppm of its SM validation sample (default 1000).")
-@click.option("--select-fraction", type=float, help="Set the threshold exactly so that this fraction of --select-on is anomalous.")
-@click.option("--select-on", type=click.Choice(["data", "mc"]), default="data", show_default=True,
-              help="Reference sample of --select-fraction: the data, or the weighted MC background.")
-@click.option("--background", help="Comma-separated MC background datasets for the ASTF (default: the model's cocktail).")
-@click.option("--analysis-config", type=click.Path(dir_okay=False), help="YAML overriding conf/analysis.yaml.")
-@click.option("--no-products", is_flag=True, help="Scores only: no histograms, ASTF, yields or run check.")
-@click.option("--batch-rows", type=int, default=200_000, show_default=True, help="Rows per Arrow batch.")
 @one_line_errors
-def score(hlf_dir, model_dir, out, engine, master, workers, scheduler, score_name, threshold, ppm, select_fraction,
-          select_on, background, analysis_config, no_products, batch_rows):
+def score(engine, master, workers, scheduler, **options):
     """Score every event of an HLF folder and build the analysis products (OUT/scores, OUT/products)."""
     from sparkad.score.run import run_analysis
 
-    rep = run_analysis(hlf_dir, model_dir, out, engine=engine, master=master or "local[*]", workers=workers,
-                       scheduler=scheduler, score=score_name, threshold=threshold, ppm=ppm, fraction=select_fraction,
-                       select_on=select_on, background=background.split(",") if background else None,
-                       analysis_config=analysis_config, products=not no_products, batch_rows=batch_rows,
-                       log=lambda m: click.echo(m, err=True))
+    out = options["out"]
+    rep = run_analysis(engine=engine, master=master or "local[*]", workers=workers, scheduler=scheduler,
+                       **score_arguments(**options), log=lambda m: click.echo(m, err=True))
     sel = rep["selection"]
     click.echo(f"scored {rep['total_events']} events with {rep['model_kind']} ({', '.join(rep['scores'])}) "
                f"on {engine} in {rep['elapsed_s']:.1f} s → {out}")

@@ -36,6 +36,7 @@ def worker_args(argv=None):
     ap.add_argument("--config")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--train-on-data", action="store_true")
     return ap.parse_args(argv)
 
 
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if index == 0 else Path(args.out) / "_workers" / str(index)
     try:
         doc = train_from_config(args.model, args.hlf, out, config_file=args.config, epochs=args.epochs,
-                                batch_size=args.batch_size, strategy=strategy, progress=False,
+                                batch_size=args.batch_size, train_on_data=args.train_on_data, strategy=strategy, progress=False,
                                 shard=(index, n_workers) if n_workers > 1 else None,
                                 log=lambda m: print(m, file=sys.stderr))
     except SparkadError as e:

@@ -1,0 +1,34 @@
+"""Helpers shared by the click commands and the spark-submit jobs that reuse their options."""
+from __future__ import annotations
+
+import click
+
+
+def option_group(*decorators):
+    """One decorator applying click options in the order given (as they appear in --help), so that a
+    command and a job declare an option once."""
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+def run_command(command: click.Command, argv=None) -> int:
+    """Run a click command as a function (the spark-submit jobs' ``main``) and return its exit code;
+    usage errors are printed as click prints them (exit code 2)."""
+    try:
+        command.main(args=argv, standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+def split_list(value: str | None) -> list[str] | None:
+    """A comma-separated option value as a list (None when not given)."""
+    return value.split(",") if value else None
