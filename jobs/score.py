@@ -31,7 +31,7 @@ def score_job(master, **options):
 
     report = run_analysis(engine="spark", master=master, **score_arguments(**options),
                           log=lambda m: print(m, file=sys.stderr))
-    print(json.dumps({k: report.get(k) for k in ("engine", "model_hash", "events", "total_events", "selection",
+    print(json.dumps({k: report.get(k) for k in ("engine", "model_hash", "events", "total_events", "anomaly_threshold",
                                                  "elapsed_s")}))
 
 

@@ -159,7 +159,7 @@ def score(engine, master, workers, scheduler, **options):
     out = options["out"]
     rep = run_analysis(engine=engine, master=master or "local[*]", workers=workers, scheduler=scheduler,
                        **score_arguments(**options), log=lambda m: click.echo(m, err=True))
-    sel = rep["selection"]
+    sel = rep["anomaly_threshold"]
     click.echo(f"scored {rep['total_events']} events with {rep['model_kind']} ({', '.join(rep['scores'])}) "
                f"on {engine} in {rep['elapsed_s']:.1f} s → {out}")
     click.echo(f"anomalous: {sel['score']} > {sel['threshold']:.6g} ({sel['source']})")

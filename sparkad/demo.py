@@ -321,7 +321,7 @@ def _stage_score(ctx) -> dict:
     finally:
         if existing is None:  # a session someone else opened (e.g. a notebook's) stays open
             spark.stop()
-    return {"events": rep["events"], "selection": rep["selection"], "engine_cores": rep.get("cores")}
+    return {"events": rep["events"], "anomaly_threshold": rep["anomaly_threshold"], "engine_cores": rep.get("cores")}
 
 
 def _stage_monitor(ctx) -> dict:
@@ -523,7 +523,7 @@ def build_summary(out: Path, state: dict, timings: dict, total_s: float) -> dict
         "luminosity_pb": gen.get("luminosity_pb"),
         "seed": gen.get("seed"),
         "events": events,
-        "selection": summ.get("selection"),
+        "anomaly_threshold": summ.get("anomaly_threshold"),
         "anomalous_fraction_data": (n_anom / n_data) if n_data else None,
         "astf_top_bins": (summ.get("astf_top_bins") or [])[:5],
         "astf_excess_grid": excess,
@@ -548,7 +548,7 @@ def format_summary(s: dict) -> list[str]:
         lines.append(f"    {name:<8} {e['generated']:>10,} → {e['selected'] if e['selected'] is not None else '?':>7} → "
                      f"{e['anomalous'] if e['anomalous'] is not None else '?':>5}"
                      + (f"  ({100 * frac:.2f}%)" if frac is not None else "") + (f"  [{e['role']}]" if e.get("role") else ""))
-    sel = s.get("selection") or {}
+    sel = s.get("anomaly_threshold") or {}
     if s.get("anomalous_fraction_data") is not None:
         lines.append(f"  anomalous: {sel.get('score')} > {sel.get('threshold', float('nan')):.4g}, "
                      f"{100 * s['anomalous_fraction_data']:.2f}% of the data")

@@ -230,7 +230,7 @@ def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, 
     grid = [f for f in aconf.get("features_for_grid") or [] if f in spec.features] or spec.features[:4]
     has_data = any(r == "data" for r in roles.values())
     has_bkg = any(r == "background" for r in roles.values())
-    summary: dict = {"selection": {"score": spec.score, "threshold": spec.threshold},
+    summary: dict = {"anomaly_threshold": {"score": spec.score, "threshold": spec.threshold},
                      "datasets": {}, "grid_features": grid, "plots": {}}
     for ds, t in sorted(partial.totals.items()):
         a, s = t["all"], t["selected"]

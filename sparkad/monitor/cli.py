@@ -14,7 +14,7 @@ monitor_options = option_group(
                  help="Scores folder of `sparkad score` (SCORES/scores/dataset=*/, SCORES/_score_report.json)."),
     click.option("--out", "mon_dir", required=True, type=click.Path(file_okay=False),
                  help="Monitor folder (created; runs.parquet, alarms.json, metrics.prom, rate_vs_run.png)."),
-    click.option("--score", default=None, help="Score column (default: the report's selection, else its first score)."),
+    click.option("--score", default=None, help="Score column (default: the score report's anomaly threshold, else its first score)."),
     click.option("--threshold", type=float, default=None, help="Anomalous: score > THRESHOLD."),
     click.option("--ppm", type=float, default=None,
                  help="Use the model's threshold at this background fraction (default 1000 ppm)."),

@@ -5,7 +5,7 @@ MON_DIR/
                     and the time each LS was added — the only input of everything else
   runs.parquet      per run: lumi_sections, events, anomalous, rate (+ interval), expected, pull, p-values,
                     flagged, segment, source, first_seen_utc, updated_utc, flagged_since_utc
-  selection.json    score, threshold and model hash of the counts: one selection per folder (another
+  anomaly_threshold.json  score, threshold and model hash of the counts: one per folder (another
                     one is refused by `sparkad monitor`, its rates would not compare)
   check.json        the full run-period check (runs, LS ranges, periods, change-point segments, settings)
   alarms.json       the flagged runs (and LS ranges) with pull, p-values, rate and expected rate
@@ -99,14 +99,14 @@ def read_score_report(scores_dir) -> dict:
     return report
 
 
-def resolve_selection(report: dict, scores_dir, score: str | None = None, threshold: float | None = None,
-                      ppm: float | None = None) -> tuple[str, float, str]:
+def resolve_anomaly_threshold(report: dict, scores_dir, score: str | None = None, threshold: float | None = None,
+                              ppm: float | None = None) -> tuple[str, float, str]:
     """(score, threshold, how it was chosen): --threshold, else --ppm from the model's thresholds,
-    else the report's ``selection``, else the model's 1000 ppm threshold."""
+    else the score report's ``anomaly_threshold``, else the model's 1000 ppm threshold."""
     if threshold is not None and ppm is not None:
         raise SparkadError("give either a threshold or a background fraction (ppm), not both")
     names = list(report.get("scores") or [])
-    sel = report.get("selection") if isinstance(report.get("selection"), dict) else None
+    sel = report.get("anomaly_threshold") if isinstance(report.get("anomaly_threshold"), dict) else None
     if score is None:
         score = sel["score"] if (sel and threshold is None and ppm is None and sel.get("score")) else \
             (names[0] if names else None)
@@ -119,7 +119,7 @@ def resolve_selection(report: dict, scores_dir, score: str | None = None, thresh
             raise SparkadError(f"--threshold must be a finite number, got {threshold}")
         return score, float(threshold), "given"
     if ppm is None and sel and sel.get("score") == score and sel.get("threshold") is not None:
-        return score, float(sel["threshold"]), "report selection"
+        return score, float(sel["threshold"]), "score report"
     ppm = 1000.0 if ppm is None else float(ppm)
     key = f"{ppm:g}ppm"
     entry = ((report.get("thresholds") or {}).get(score) or {}).get(key)
@@ -446,22 +446,22 @@ def monitor_scores(scores_dir, mon_dir, *, score: str | None = None, threshold: 
     count per (run, LS) (pyarrow, or Spark when ``spark`` is given), update the monitor folder."""
     scores_dir = Path(scores_dir)
     report = read_score_report(scores_dir)
-    score, thr, how = resolve_selection(report, scores_dir, score, threshold, ppm)
+    score, thr, how = resolve_anomaly_threshold(report, scores_dir, score, threshold, ppm)
     if spark is not None:
         per_ls = per_ls_counts_with_spark(spark, scores_dir, score, thr, datasets)
     else:
         per_ls = per_ls_counts_from_scores(scores_dir, score, thr, datasets)
-    selection = {"score": score, "threshold": thr, "model_hash": report.get("model_hash")}
-    sel_path = Path(mon_dir) / "selection.json"
+    counted_with = {"score": score, "threshold": thr, "model_hash": report.get("model_hash")}
+    sel_path = Path(mon_dir) / "anomaly_threshold.json"
     if sel_path.exists():
         held = json.loads(sel_path.read_text())
-        if {k: held.get(k) for k in selection} != selection:
+        if {k: held.get(k) for k in counted_with} != counted_with:
             raise SparkadError(f"{mon_dir}: holds runs counted with {held.get('score')} > {held.get('threshold'):.6g} "
                                f"(model {held.get('model_hash')}); this input uses {score} > {thr:.6g} (model "
-                               f"{selection['model_hash']}): rates would not compare — use another monitor folder")
+                               f"{counted_with['model_hash']}): rates would not compare — use another monitor folder")
     src = source or f"{scores_dir.resolve()}#{report.get('model_hash') or 'model?'}:{score}>{thr:.9g}"
     res = update_monitor(mon_dir, per_ls, src, conf, replace=replace)
     if not sel_path.exists():
-        write_json_atomic(selection, sel_path)
+        write_json_atomic(counted_with, sel_path)
     return {**res, "score": score, "threshold": thr, "threshold_from": how, "input_runs": int(per_ls.run.nunique()),
             "input_events": int(per_ls.events.sum()), "nan_scores": int(per_ls.attrs.get("nan_scores", 0))}

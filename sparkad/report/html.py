@@ -80,7 +80,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
     model_dir = Path(model_dir or rep["model"])
     model = _read_json(model_dir / "model.json") or {}
     hlf = _read_json(Path(rep["hlf"]) / "_report.json") or {}
-    sel = rep.get("selection") or {}
+    sel = rep.get("anomaly_threshold") or {}
     parts = [f"<header><h1>{html.escape(title)}</h1><p>{rep['total_events']:,} events scored with "
              f"{html.escape(rep['model_kind'])} on {html.escape(rep['engine'])} · generated "
              f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p></header><main>"]
@@ -150,7 +150,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                   "training events": (model.get("provenance") or {}).get("n_train"),
                   "trained on": ", ".join((model.get("provenance") or {}).get("datasets", []))}
     prov_data = {"HLF folder": rep.get("hlf"), "feature set": hlf.get("feature_set"),
-                 "selection": (hlf.get("selection") or {}).get("name"), "fileset": hlf.get("fileset"),
+                 "event selection": (hlf.get("selection") or {}).get("name"), "fileset": hlf.get("fileset"),
                  "files read": len(hlf.get("files_read", [])), "files skipped": len(hlf.get("files_skipped", [])),
                  "extraction code version": hlf.get("code_version")}
     prov_run = {"engine": rep.get("engine"), "cores": rep.get("cores"), "fragments": rep.get("fragments"),

@@ -183,7 +183,7 @@ def exact_threshold(scores: np.ndarray, weights: np.ndarray, fraction: float, to
     target = fraction * total_weight
     s, w = cut_top(np.asarray(scores), np.asarray(weights, np.float64), target)
     if len(s) == 0 or np.sum(w) <= target:
-        raise SparkadError(f"selection fraction {fraction:g} keeps the whole reference sample: nothing to cut on")
+        raise SparkadError(f"--select-fraction {fraction:g} keeps the whole reference sample: nothing to cut on")
     t = float(s[-1])
     passing = s > t
     return {"threshold": t, "selected_weight": float(w[passing].sum()), "selected_events": int(passing.sum()),
@@ -291,11 +291,11 @@ def _tasks(engine, fn, frags, job, hlf_dir):
             raise SparkadError(msg) from None
         raise SparkadError(f"{hlf_dir}: a scoring task failed ({msg})") from None
 
-def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, selection=None,
+def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, anomaly=None,
                  batch_rows: int = 200_000, target_rows: int = 2_000_000, log=lambda m: None) -> dict:
     """Score every dataset of an HLF folder; with ``spec_builder`` also aggregate the analysis products.
 
-    ``selection`` (from ``resolve_selection``) says how the anomaly threshold is found; when it is a
+    ``anomaly`` (from ``resolve_anomaly_threshold``) says how the anomaly threshold is found; when it is a
     fraction of a reference sample, a first pass over that sample finds the exact threshold.
     """
     t0 = time.time()
@@ -308,7 +308,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     scorer = Scorer(model_dir, files=files)
     frags = plan_fragments(hlf_dir, datasets, scorer, target_rows)
     timings = {}
-    sel = dict(selection or {})
+    sel = dict(anomaly or {})
     if sel.get("fraction") is not None:
         t = time.time()
         ref = [f for f in frags if f.dataset in sel["reference_datasets"]]
@@ -355,7 +355,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             shutil.rmtree(staging, ignore_errors=True)
     doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": str(Path(model_dir).resolve()),
            "model_hash": scorer.content_hash, "model_kind": scorer.kind, "scores": scorer.score_names,
-           "thresholds": scorer.thresholds, "selection": jsonable(sel) if sel else None,
+           "thresholds": scorer.thresholds, "anomaly_threshold": jsonable(sel) if sel else None,
            "hlf": str(hlf_dir.resolve()), "hlf_feature_set": report.get("feature_set"),
            "datasets": {n: {"is_data": bool(d.get("is_data")), "label": d.get("label"),
                             "sumw": d.get("sumw_written")} for n, d in datasets.items()},

@@ -77,8 +77,8 @@ def dataset_roles(hlf_report: dict, scorer: Scorer, background: list[str] | None
     return {n: "data" if d.get("is_data") else ("background" if n in bkg else "other") for n, d in datasets.items()}
 
 
-def resolve_selection(scorer: Scorer, roles: dict, *, score: str | None = None, threshold: float | None = None,
-                      ppm: float | None = None, fraction: float | None = None, on: str = "data") -> dict:
+def resolve_anomaly_threshold(scorer: Scorer, roles: dict, *, score: str | None = None, threshold: float | None = None,
+                              ppm: float | None = None, fraction: float | None = None, on: str = "data") -> dict:
     """How the anomaly threshold is set, in order of precedence: a value given by the user; a
     fraction of a reference sample (data, or the weighted MC background), found exactly by a first
     pass; the model's stored threshold at ``ppm`` of its SM validation sample (default 1000 ppm)."""
@@ -91,7 +91,7 @@ def resolve_selection(scorer: Scorer, roles: dict, *, score: str | None = None, 
         return {"score": score, "threshold": float(threshold), "source": "given"}
     if fraction is not None:
         if not 0 < fraction < 1:
-            raise SparkadError(f"selection fraction must be in (0, 1), got {fraction}")
+            raise SparkadError(f"--select-fraction must be in (0, 1), got {fraction}")
         if on not in SELECT_ON:
             raise SparkadError(f"--select-on must be one of {', '.join(SELECT_ON)}, got {on!r}")
         ref = sorted(n for n, r in roles.items() if r == ("data" if on == "data" else "background"))
@@ -142,7 +142,7 @@ def score_edges(model_dir: Path, names: list[str]) -> dict:
     return out
 
 
-def build_spec(scorer: Scorer, selection: dict, roles: dict, hlf_features: list[str], conf: dict) -> AnalysisSpec:
+def build_spec(scorer: Scorer, anomaly: dict, roles: dict, hlf_features: list[str], conf: dict) -> AnalysisSpec:
     """The AnalysisSpec: every HLF feature histogrammed, the PPS cuts parsed and checked."""
     hist_conf = conf.get("histograms") or {}
     where = conf.get("_source", "conf/analysis.yaml")
@@ -160,7 +160,7 @@ def build_spec(scorer: Scorer, selection: dict, roles: dict, hlf_features: list[
                           f"({', '.join(hlf_features)})")
     return AnalysisSpec(features=list(hlf_features),
                         edges={f: feature_edges(f, hist_conf, scorer, where) for f in hlf_features},
-                        score=selection["score"], threshold=float(selection["threshold"]),
+                        score=anomaly["score"], threshold=float(anomaly["threshold"]),
                         score_edges=score_edges(scorer.model_dir, scorer.score_names), cuts=cuts,
                         data_datasets=frozenset(n for n, r in roles.items() if r == "data"))
 
@@ -204,19 +204,19 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
     scorer = Scorer(model_dir)
     roles = dataset_roles(report, scorer, background)
     labels = {n: str(d.get("label") or n) for n, d in report["datasets"].items()}
-    selection = resolve_selection(scorer, roles, score=score, threshold=threshold, ppm=ppm, fraction=fraction,
-                                  on=select_on)
+    anomaly = resolve_anomaly_threshold(scorer, roles, score=score, threshold=threshold, ppm=ppm, fraction=fraction,
+                                        on=select_on)
     conf = load_analysis_conf(analysis_config)
     builder = (lambda sc, sel: build_spec(sc, sel, roles, list(report["features"]), conf)) if products else None
     with Engine(engine, master=master, spark=spark, workers=workers, scheduler=scheduler) as eng:
-        res = score_folder(hlf_dir, model_dir, out, engine=eng, spec_builder=builder, selection=selection,
+        res = score_folder(hlf_dir, model_dir, out, engine=eng, spec_builder=builder, anomaly=anomaly,
                            batch_rows=batch_rows, target_rows=target_rows, log=log)
     extra = {"roles": roles}
     if products:
         t = time.time()
         summary = write_products(out, res, roles, labels, conf, _luminosity_text(report), run_check=_run_check, log=log)
         extra["products"] = "products"
-        extra["summary"] = {k: summary.get(k) for k in ("selection", "datasets")}
+        extra["summary"] = {k: summary.get(k) for k in ("anomaly_threshold", "datasets")}
         extra["timings"] = dict(res["report"]["timings"], products_s=round(time.time() - t, 3))
     elif (out / "products").exists():  # products of an earlier pass would not match these scores
         shutil.rmtree(out / "products")

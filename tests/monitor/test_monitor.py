@@ -213,17 +213,17 @@ def test_counts_from_a_scores_folder(scores_dir, tmp_path):
     with pytest.raises(SparkadError, match="lacks column"):
         mon.per_ls_counts_from_scores(root, "vae_nll", 2.0)
     rep = json.loads((root / "_score_report.json").read_text())
-    assert mon.resolve_selection(rep, root) == ("alad_l1", 2.0, "model 1000ppm")
-    assert mon.resolve_selection(rep, root, ppm=100) == ("alad_l1", 3.0, "model 100ppm")
-    assert mon.resolve_selection(rep, root, "alad_l2", threshold=1.5) == ("alad_l2", 1.5, "given")
+    assert mon.resolve_anomaly_threshold(rep, root) == ("alad_l1", 2.0, "model 1000ppm")
+    assert mon.resolve_anomaly_threshold(rep, root, ppm=100) == ("alad_l1", 3.0, "model 100ppm")
+    assert mon.resolve_anomaly_threshold(rep, root, "alad_l2", threshold=1.5) == ("alad_l2", 1.5, "given")
     with pytest.raises(SparkadError, match="finite"):  # `score > nan` would count no event, silently
-        mon.resolve_selection(rep, root, "alad_l2", threshold=float("nan"))
-    assert mon.resolve_selection({**rep, "selection": {"score": "alad_l2", "threshold": 4.0}}, root) == \
-        ("alad_l2", 4.0, "report selection")
+        mon.resolve_anomaly_threshold(rep, root, "alad_l2", threshold=float("nan"))
+    assert mon.resolve_anomaly_threshold({**rep, "anomaly_threshold": {"score": "alad_l2", "threshold": 4.0}}, root) == \
+        ("alad_l2", 4.0, "score report")
     with pytest.raises(SparkadError, match="no 10ppm threshold"):
-        mon.resolve_selection(rep, root, ppm=10)
+        mon.resolve_anomaly_threshold(rep, root, ppm=10)
     with pytest.raises(SparkadError, match="no score 'x'"):
-        mon.resolve_selection(rep, root, "x")
+        mon.resolve_anomaly_threshold(rep, root, "x")
 
 
 def test_cli(scores_dir, tmp_path):

@@ -43,7 +43,7 @@ def _agg(path):
 def test_engines_give_identical_aggregates_equal_to_reference(both_engines, hlf_scored):
     out, rs, rd = both_engines
     a, b = _agg(out / "spark"), _agg(out / "dask")
-    assert rs["selection"]["threshold"] == rd["selection"]["threshold"]
+    assert rs["anomaly_threshold"]["threshold"] == rd["anomaly_threshold"]["threshold"]
     assert a["partial"].hists.keys() == b["partial"].hists.keys()
     for k in a["partial"].hists:  # bit-identical: partials merged in fragment order on both engines
         np.testing.assert_array_equal(a["partial"].hists[k].rows(), b["partial"].hists[k].rows())
@@ -51,7 +51,7 @@ def test_engines_give_identical_aggregates_equal_to_reference(both_engines, hlf_
         np.testing.assert_array_equal(a["partial"].per_ls[ds], b["partial"].per_ls[ds])
     # an independent in-memory reference (numpy histograms of the whole table)
     edges, part = a["edges"], a["partial"]
-    t = rs["selection"]["threshold"]
+    t = rs["anomaly_threshold"]["threshold"]
     for ds in ("data", "ttbar"):
         d = hlf_scored[hlf_scored.dataset == ds]
         sel = d.mse.to_numpy() > t
@@ -78,9 +78,9 @@ def test_fraction_threshold_is_exact_on_the_data(both_engines, hlf_scored):
     out, rs, _ = both_engines
     data = hlf_scored[hlf_scored.dataset == "data"].mse.to_numpy()
     k = int(np.floor(0.02 * len(data)))
-    t = rs["selection"]["threshold"]
+    t = rs["anomaly_threshold"]["threshold"]
     assert t == np.sort(data)[::-1][k]  # the (k+1)-th largest score
-    assert (data > t).sum() == rs["selection"]["selected_events"] == rs["summary"]["datasets"]["data"]["anomalous"]
+    assert (data > t).sum() == rs["anomaly_threshold"]["selected_events"] == rs["summary"]["datasets"]["data"]["anomalous"]
     scores = pd.read_parquet(out / "spark" / "scores")
     assert ((scores.label == "data") & (scores.mse > t)).sum() == (data > t).sum()
 
@@ -176,8 +176,8 @@ def test_fraction_threshold_on_weighted_mc(generated_hlf, trained_ae, hlf_scored
     rep = run_analysis(generated_hlf, trained_ae, tmp_path / "o", engine="dask", fraction=0.01, select_on="mc",
                        background=["wjets", "dyjets"], products=False)
     bkg = hlf_scored[hlf_scored.dataset.isin(["wjets", "dyjets"])].sort_values("mse", ascending=False)
-    t, total = rep["selection"]["threshold"], bkg.weight.sum()
+    t, total = rep["anomaly_threshold"]["threshold"], bkg.weight.sum()
     above = bkg.weight[bkg.mse > t].sum()
     assert above <= 0.01 * total < above + bkg.weight[bkg.mse == t].sum()  # the largest selection within 1 %
-    assert rep["selection"]["selected_weight"] == pytest.approx(above)
+    assert rep["anomaly_threshold"]["selected_weight"] == pytest.approx(above)
     assert not (tmp_path / "o" / "products").exists()

@@ -94,7 +94,7 @@ def test_spark_submit_on_local_cluster(generated_hlf, trained_ae, reference, tmp
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["total_events"] == len(hlf)
-    assert summary["selection"]["source"].startswith("model: 1000ppm")
+    assert summary["anomaly_threshold"]["source"].startswith("model: 1000ppm")
     prod = json.loads((tmp_path / "o" / "products" / "summary.json").read_text())
     assert sum(d["events"] for d in prod["datasets"].values()) == len(hlf)
     np.testing.assert_array_equal(_read(tmp_path / "o").mse.to_numpy(), ref)
