@@ -113,6 +113,10 @@ def evaluate(model_dir, hlf_dir, out, signals, bdt, background):
     res = run_evaluation(model_dir, hlf_dir, out, signals=signals.split(",") if signals else None, bdt=bdt,
                          background=background.split(",") if background else None, log=lambda m: click.echo(m, err=True))
     click.echo(res["markdown"])
+    for sig, v in res["versus_baselines"].items():
+        click.echo(f"{sig}: best model score {v['best_model_score']} AUC {v['model_auc']:.4f} vs best baseline "
+                   f"{v['best_baseline']} {v['baseline_auc']:.4f}: "
+                   f"{'the model is better' if v['model_beats_baselines'] else 'THE BASELINE IS AS GOOD OR BETTER'}")
     click.echo(f"SM reference: {res['sm_reference']} ({res['n_sm']} events); table and plots in {out}")
 
 

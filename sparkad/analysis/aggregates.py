@@ -37,6 +37,9 @@ class AnalysisSpec:
     score_edges: dict[str, np.ndarray]
     cuts: list = field(default_factory=list)  # sparkad.analysis.astf.Cut: the post-processing selection
     data_datasets: frozenset = frozenset()
+    #: every score's own threshold (the model's 1000 ppm): yields above it compare the scores, the
+    #: model's and the classic baselines', on the same events
+    score_thresholds: dict = field(default_factory=dict)
 
     def cut_mask(self, cols: dict) -> np.ndarray:
         return cuts_mask(self.cuts, {c.feature: cols[c.feature] for c in self.cuts} or
@@ -230,6 +233,8 @@ def aggregate_batch(cols: dict, dataset: str, weight: np.ndarray, run: np.ndarra
     pps = spec.cut_mask(cols)
     p.totals[dataset] = {"all": _yield(w), "selected": _yield(w[sel]), "pps": _yield(w[pps]),
                          "pps_anomalous": _yield(w[pps & sel])}
+    for name, thr in spec.score_thresholds.items():
+        p.totals[dataset][f"above:{name}"] = _yield(w[np.asarray(scores[name], np.float64) > thr])
     if dataset in spec.data_datasets:
         p.per_ls[dataset] = count_per_ls(run, lumi, sel)
     return p

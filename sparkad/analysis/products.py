@@ -213,7 +213,8 @@ def write_products(out: Path, result: dict, roles: dict, labels: dict, conf: dic
     staging = out / f".products-{uuid.uuid4().hex}"
     (staging / "plots").mkdir(parents=True)
     try:
-        summary = _write_all(staging, partial, spec, roles, labels, conf, luminosity_text, run_check, log)
+        baselines = result["scorer"].baseline_scores if result.get("scorer") is not None else ()
+        summary = _write_all(staging, partial, spec, roles, labels, conf, luminosity_text, run_check, log, baselines)
         publish_dir(staging, out / "products")
     finally:
         if staging.exists():
@@ -221,7 +222,23 @@ def write_products(out: Path, result: dict, roles: dict, labels: dict, conf: dic
     return summary
 
 
-def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, run_check, log) -> dict:
+def score_comparison(partial: Partial, spec, roles: dict, baselines=()) -> dict:
+    """Every score (the model's and the classic baselines') at its own 1000 ppm SM threshold, on the
+    same events: per dataset the events and Σw above it and the fraction of the dataset."""
+    out = {}
+    for name, thr in spec.score_thresholds.items():
+        per = {}
+        for ds, t in sorted(partial.totals.items()):
+            above, total = t.get(f"above:{name}"), t["all"]
+            if above is None:
+                continue
+            per[ds] = {"role": roles.get(ds), "events": int(above[T_N]), "sumw": float(above[T_W]),
+                       "fraction": float(above[T_W] / total[T_W]) if total[T_W] > 0 else None}
+        out[name] = {"kind": "baseline" if name in baselines else "model", "threshold": thr, "datasets": per}
+    return out
+
+
+def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, run_check, log, baselines=()) -> dict:
     write_aggregates(partial, spec, d / "aggregates.npz")
     hists = to_hists(partial, spec, roles)
     write_hists_json(hists, d / "histograms.json")
@@ -237,6 +254,7 @@ def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, 
         summary["datasets"][ds] = {"role": roles[ds], "label": labels.get(ds, ds), "events": int(a[T_N]),
                                    "anomalous": int(s[T_N]), "sumw": float(a[T_W]), "sumw_anomalous": float(s[T_W]),
                                    "fraction": float(s[T_W] / a[T_W]) if a[T_W] > 0 else None}
+    summary["score_comparison"] = score_comparison(partial, spec, roles, baselines)
     log("products: histograms")
     if has_data:
         plot_before_after(hists, "data", grid, d / "plots" / "data_before_after.png", "data: before / after the anomaly selection")

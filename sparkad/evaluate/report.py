@@ -65,8 +65,10 @@ def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, bac
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    flat = [_table_row(r["signal"], r["score"], r, r["n_sm"], r["n_signal"]) for r in rows]
-    flat += [_table_row(n, "supervised_bdt", b, b["n_sm_test"], b["n_signal_test"]) for n, b in bdt_rows.items()]
+    kinds = {s: ("baseline" if s in scorer.baseline_scores else "model") for s in scorer.score_names}
+    flat = [_table_row(r["signal"], r["score"], kinds[r["score"]], r, r["n_sm"], r["n_signal"]) for r in rows]
+    flat += [_table_row(n, "supervised_bdt", "supervised", b, b["n_sm_test"], b["n_signal_test"])
+             for n, b in bdt_rows.items()]
     with (out / "performance.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(flat[0]))
         w.writeheader()
@@ -76,13 +78,29 @@ def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, bac
     (out / "performance.md").write_text("\n".join(md) + "\n")
     _plots(out, sm_scores, sig_scores, scorer)
     doc = {"model": str(model_dir), "model_hash": scorer.content_hash, "hlf": str(hlf_dir), "sm_reference": sm_note,
-           "n_sm": int(len(x_sm)), "rows": rows, "supervised_reference": bdt_rows}
+           "n_sm": int(len(x_sm)), "rows": rows, "supervised_reference": bdt_rows,
+           "versus_baselines": versus_baselines(rows, kinds)}
     write_json_atomic(doc, out / "performance.json")
     return {"table": flat, "markdown": "\n".join(md), **doc}
 
 
-def _table_row(signal, score, r, n_sm, n_signal) -> dict:
-    d = {"signal": signal, "score": score, "auc": round(r["auc"], 5), "n_sm": n_sm, "n_signal": n_signal}
+def versus_baselines(rows: list[dict], kinds: dict) -> dict:
+    """Per signal: the model's best score and the best classic baseline by AUC, and whether the model
+    beats every baseline (empty for a model saved without baselines)."""
+    out = {}
+    for sig in dict.fromkeys(r["signal"] for r in rows):
+        mine = [r for r in rows if r["signal"] == sig and kinds.get(r["score"]) == "model"]
+        base = [r for r in rows if r["signal"] == sig and kinds.get(r["score"]) == "baseline"]
+        if mine and base:
+            m, b = max(mine, key=lambda r: r["auc"]), max(base, key=lambda r: r["auc"])
+            out[sig] = {"best_model_score": m["score"], "model_auc": m["auc"], "best_baseline": b["score"],
+                        "baseline_auc": b["auc"], "model_beats_baselines": bool(m["auc"] > b["auc"])}
+    return out
+
+
+def _table_row(signal, score, kind, r, n_sm, n_signal) -> dict:
+    d = {"signal": signal, "score": score, "kind": kind, "auc": round(r["auc"], 5), "n_sm": n_sm,
+         "n_signal": n_signal}
     for f in FPR_POINTS:
         p = r[f"fpr_{f:g}"]
         d[f"tpr@{f:g}"] = None if p["tpr"] is None else round(p["tpr"], 6)

@@ -4,7 +4,7 @@ MODEL_DIR/
   model.json        kind, features, pre-processing, score names, thresholds, training config,
                     data provenance, cocktail composition, versions, content hash (written last:
                     its presence marks a complete model)
-  networks.npz      exported network weights (numpy; scoring needs no TensorFlow)
+  networks.npz      exported network weights and the fitted baselines (numpy; scoring needs no TensorFlow)
   validation_scores.json   per-score histograms of the SM validation sample
   history.jsonl     per-epoch training and validation metrics
   checkpoint/       training state for resuming (not needed to score)
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sparkad.core.errors import SparkadError
+from sparkad.model.baselines import NAMES as BASELINE_NAMES, from_npz_entries, score_baselines, to_npz_entries
 from sparkad.model.networks import fold, pack, unpack
 from sparkad.model.scores import SCORERS
 from sparkad.core.atomic import write_bytes_atomic, write_json_atomic
@@ -55,10 +56,14 @@ def _hist(values: np.ndarray, bins: int = 100) -> dict:
 
 
 def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_scores: dict, config: dict,
-                    provenance: dict, composition: dict, history_summary: dict) -> dict:
+                    provenance: dict, composition: dict, history_summary: dict, baselines: dict | None = None) -> dict:
+    """``val_scores``: the model's scores, then the baselines' (``sparkad.model.baselines``), on the SM
+    validation sample; ``baselines``: the fitted baseline arrays."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
     spec, arrays = pack(nets)
+    if baselines:
+        arrays.update(to_npz_entries(baselines))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     blob = buf.getvalue()
@@ -67,6 +72,7 @@ def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_
     doc = {
         "kind": kind,
         "score_names": list(val_scores),
+        "baseline_scores": [n for n in val_scores if n in BASELINE_NAMES] if baselines else [],
         "features": pre.features,
         "preprocessing": pre.to_dict(),
         "n_inputs": pre.n_inputs,
@@ -128,9 +134,10 @@ class Scorer:
             self.score_names = list(self.meta["score_names"])
             self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
             self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
+            self.baselines = from_npz_entries(arrays) if self.meta.get("baseline_scores") else None
             self.thresholds = self.meta["thresholds"]
             # one event through the networks: shapes that do not chain fail here, not in a Spark task
-            SCORERS[self.kind](self.nets, np.zeros((1, self.pre.n_inputs), np.float32))
+            self._score_block(np.zeros((1, self.pre.n_inputs), np.float32))
         except SparkadError:
             raise
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, zipfile.BadZipFile) as e:
@@ -154,12 +161,23 @@ class Scorer:
         x = self.pre.transform(np.asarray(features))
         b = self.ROW_BLOCK
         with np.errstate(invalid="ignore"):  # NaN features give NaN scores: counted by the callers
-            parts = [SCORERS[self.kind](self.nets, x[i:i + b]) for i in range(0, len(x), b)]
+            parts = [self._score_block(x[i:i + b]) for i in range(0, len(x), b)]
             if not parts:
-                parts = [SCORERS[self.kind](self.nets, x[:0])]
+                parts = [self._score_block(x[:0])]
         if len(parts) == 1:
             return parts[0]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _score_block(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = SCORERS[self.kind](self.nets, x)
+        if self.baselines is not None:
+            out.update(score_baselines(self.baselines, x))
+        return out
+
+    @property
+    def baseline_scores(self) -> list[str]:
+        """The names among ``score_names`` that are classic baselines, not the model's own scores."""
+        return list(self.meta.get("baseline_scores") or [])
 
     def score_frame(self, df) -> dict[str, np.ndarray]:
         self.check_columns(df.columns)

@@ -92,6 +92,18 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                  + _table(ds, ["dataset", "role", "label", "events", "anomalous", "sumw", "sumw_anomalous", "fraction"])
                  + _img(prod / "plots" / "scores.png", "score distributions") + "</section>")
 
+    comparison = summary.get("score_comparison") or {}
+    if comparison:
+        names = list(dict.fromkeys(d for v in comparison.values() for d in v["datasets"]))
+        rows = [{"score": n, "kind": v["kind"], "threshold": v["threshold"],
+                 **{d: (v["datasets"].get(d) or {}).get("fraction") for d in names}} for n, v in comparison.items()]
+        parts.append("<section><h2>Every score on the same events, beside the classic baselines</h2>"
+                     "<p>Fraction of each dataset above each score's own threshold at 1000 ppm of the model's SM "
+                     "validation sample. The baselines (Mahalanobis distance, PCA reconstruction error, isolation "
+                     "forest) were fitted on the model's training sample: a deep model that does not enrich a "
+                     "signal more than they do has not earned its cost.</p>"
+                     + _table(rows, ["score", "kind", "threshold", *names]) + "</section>")
+
     run = _read_json(prod / "run_check.json")
     if run is not None:
         flagged = run.get("flagged") or []

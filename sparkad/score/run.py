@@ -162,7 +162,18 @@ def build_spec(scorer: Scorer, anomaly: dict, roles: dict, hlf_features: list[st
                         edges={f: feature_edges(f, hist_conf, scorer, where) for f in hlf_features},
                         score=anomaly["score"], threshold=float(anomaly["threshold"]),
                         score_edges=score_edges(scorer.model_dir, scorer.score_names), cuts=cuts,
-                        data_datasets=frozenset(n for n, r in roles.items() if r == "data"))
+                        data_datasets=frozenset(n for n, r in roles.items() if r == "data"),
+                        score_thresholds=comparison_thresholds(scorer))
+
+
+def comparison_thresholds(scorer: Scorer, ppm: float = 1000.0) -> dict:
+    """Each score's threshold at ``ppm`` of the model's SM validation sample (scores without one left out)."""
+    out = {}
+    for name in scorer.score_names:
+        value = (scorer.thresholds.get(name, {}).get(f"{ppm:g}ppm") or {}).get("value")
+        if value is not None:
+            out[name] = float(value)
+    return out
 
 
 def _luminosity_text(hlf_report: dict) -> str:

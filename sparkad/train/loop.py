@@ -22,6 +22,7 @@ from sparkad.core.atomic import write_bytes_atomic
 from sparkad.train.cocktail import TrainingData, is_int
 from sparkad.core.config import as_number, check_keys, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
+from sparkad.model.baselines import FIT_EVENTS, fit_baselines, score_baselines
 from sparkad.model.directory import write_model_dir
 from sparkad.model.preprocessing import Preprocessor, check_finite
 
@@ -369,10 +370,17 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     nets = model.export()
     # the networks as the Scorer runs them (batch norm folded), so the thresholds are the scores' own bits
     val_scores = SCORERS[kind]({k: fold(v) for k, v in nets.items()}, x_val)
+    # the classic baselines, fitted on the same training sample (every worker: the same gathered one)
+    if sharded:
+        per_worker = min(int(min(gather(np.array([len(x_train)])))), FIT_EVENTS // n_workers)
+        baselines = fit_baselines(gather(x_train[:per_worker]), gather(w_train[:per_worker]), cfg.seed)
+    else:
+        baselines = fit_baselines(x_train, w_train, cfg.seed)
+    val_scores.update(score_baselines(baselines, x_val))
     if sharded:  # thresholds from the whole SM validation sample, every worker's share
         val_scores = {k: gather(np.asarray(v)) for k, v in val_scores.items()}
     history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
-    return write_model_dir(out, kind=kind, pre=pre, nets=nets, val_scores=val_scores,
+    return write_model_dir(out, kind=kind, pre=pre, nets=nets, val_scores=val_scores, baselines=baselines,
                            config={"model": kind, "training": cfg.__dict__, "model_config": model_cfg,
                                    "replicas": replicas, "workers": n_workers, "global_batch": global_batch},
                            provenance=data.provenance, composition=data.composition,

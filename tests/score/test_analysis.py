@@ -181,3 +181,23 @@ def test_fraction_threshold_on_weighted_mc(generated_hlf, trained_ae, hlf_scored
     assert above <= 0.01 * total < above + bkg.weight[bkg.mse == t].sum()  # the largest selection within 1 %
     assert rep["anomaly_threshold"]["selected_weight"] == pytest.approx(above)
     assert not (tmp_path / "o" / "products").exists()
+
+
+def test_every_score_is_compared_at_its_own_threshold(both_engines, generated_hlf, trained_ae):
+    """products/summary.json score_comparison: per score (the model's and the classic baselines') and
+    dataset, the events above that score's 1000 ppm threshold, recomputed here from the Scorer."""
+    out, _, _ = both_engines
+    comp = json.loads((out / "spark" / "products" / "summary.json").read_text())["score_comparison"]
+    sc = Scorer(trained_ae)
+    assert list(comp) == sc.score_names and sc.baseline_scores == ["mahalanobis", "pca", "iforest"]
+    assert {n: v["kind"] for n, v in comp.items()} == {"mse": "model", "mahalanobis": "baseline", "pca": "baseline",
+                                                       "iforest": "baseline"}
+    hlf = pd.read_parquet(generated_hlf)
+    hlf["dataset"] = hlf["dataset"].astype(str)
+    scores = sc.score_frame(hlf)
+    for name, v in comp.items():
+        thr = sc.threshold(name, 1000)
+        assert v["threshold"] == thr
+        for ds, d in v["datasets"].items():
+            m = (hlf.dataset == ds).to_numpy()
+            assert d["events"] == int((scores[name][m] > thr).sum()), (name, ds)

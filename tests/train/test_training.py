@@ -25,7 +25,8 @@ def test_ae_trains_and_separates_ttbar(generated_hlf, tmp_path):
     doc = train_from_config("ae", generated_hlf, out, config_file=_cfg(tmp_path), epochs=6, batch_size=64, progress=False)
     hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert len(hist) == 6 and hist[-1]["val_loss"] < hist[0]["val_loss"] and hist[-1]["train_loss"] < hist[0]["train_loss"]
-    assert doc["n_inputs"] == 43 and doc["kind"] == "ae" and doc["score_names"] == ["mse"]
+    assert doc["n_inputs"] == 43 and doc["kind"] == "ae" and doc["score_names"] == ["mse", "mahalanobis", "pca", "iforest"]
+    assert doc["baseline_scores"] == ["mahalanobis", "pca", "iforest"]
     t = doc["thresholds"]["mse"]["1000ppm"]
     assert t["value"] is not None and t["passing"] == t["k"] >= 1
     assert doc["thresholds"]["mse"]["5.4ppm"]["value"] is None  # too few validation events: said, not invented
@@ -156,13 +157,20 @@ def test_cli_evaluate_table_plots_and_supervised_reference(generated_hlf, tmp_pa
     r = subprocess.run(["sparkad", "evaluate", "--model", str(m), "--hlf", str(generated_hlf), "--out", str(tmp_path / "ev"),
                         "--bdt"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-1500:]
-    assert "| ttbar | mse |" in r.stdout and "| ttbar | supervised_bdt |" in r.stdout
+    assert "| ttbar | mse | model |" in r.stdout and "| ttbar | supervised_bdt | supervised |" in r.stdout
+    for base in ("mahalanobis", "pca", "iforest"):  # the classic baselines, on the same events
+        assert f"| ttbar | {base} | baseline |" in r.stdout
+    assert "ttbar: best model score mse AUC" in r.stdout and "vs best baseline" in r.stdout
     doc = json.loads((tmp_path / "ev" / "performance.json").read_text())
     assert doc["sm_reference"] == "the model's held-out SM validation sample"
     row = doc["rows"][0]
     assert row["signal"] == "ttbar" and row["auc"] > 0.75
     assert doc["supervised_reference"]["ttbar"]["auc"] > row["auc"]  # the supervised reference bounds it from above
     assert row["fpr_0.001"]["tpr"] is not None and row["fpr_1e-05"]["tpr"] is None
+    vs = doc["versus_baselines"]["ttbar"]
+    aucs = {r["score"]: r["auc"] for r in doc["rows"] if r["signal"] == "ttbar"}
+    assert vs["baseline_auc"] == max(aucs[b] for b in ("mahalanobis", "pca", "iforest"))
+    assert vs["model_beats_baselines"] == (aucs["mse"] > vs["baseline_auc"])
     png = (tmp_path / "ev" / "roc_mse.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     r = subprocess.run(["sparkad", "evaluate", "--model", str(m), "--hlf", str(generated_hlf), "--out", str(tmp_path / "e2"),

@@ -333,7 +333,7 @@ def test_vae_trains_on_generated_events(trained_vae, generated_hlf):
     from sparkad.model.directory import Scorer
     out, doc = trained_vae
     hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-    assert len(hist) == 8 and doc["kind"] == "vae" and doc["score_names"] == ["nll", "kl"]
+    assert len(hist) == 8 and doc["kind"] == "vae" and doc["score_names"] == ["nll", "kl", "mahalanobis", "pca", "iforest"]
     # the mean validation loss of 1.6k training events can be dominated by a few events far in the tails of an
     # over-confident decoder: its best epoch (what early stopping keeps watching) is well below the first
     assert min(h["val_loss"] for h in hist) < hist[0]["val_loss"] - 10
