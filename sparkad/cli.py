@@ -41,6 +41,7 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
     """Stream ROOT FILES (or a --fileset) through the coffea HLF processor into OUT/<dataset>/*.parquet."""
     from sparkad.extract.run import ExtractOptions, run_extraction
     from sparkad.extract.fileset import DatasetSpec, Fileset, load_fileset
+    from sparkad.extract.remote import expand_url, is_url
 
     if bool(files) == bool(fileset):
         raise click.UsageError("give either ROOT FILES or --fileset YAML")
@@ -50,8 +51,8 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
             for ds in fs.datasets.values():
                 ds.format = fmt
     else:
-        name = dataset or Path(files[0]).stem
-        paths = [f if "://" in f else str(Path(f).resolve()) for f in files]
+        paths = [u for f in files for u in (expand_url(f, "FILES") if is_url(f) else [str(Path(f).resolve())])]
+        name = dataset or Path(paths[0]).stem
         fs = Fileset({name: DatasetSpec(name=name, files=paths, is_data=is_data,
                                         label=label or ("data" if is_data else name), format=fmt)})
     opts = ExtractOptions.from_conf(out, feature_set=feature_set, selection=selection, on_missing=on_missing,

@@ -70,15 +70,17 @@ def events_arrays(events=EVENTS, extras: bool = True, drop=()):
     return out
 
 
-def write_root(path, branches: dict | None = None, treename: str = "Events", repeat: int = 1) -> Path:
-    """Write a TTree with uproot (jagged records become nX counters + X_field branches)."""
+def write_root(path, branches: dict | list | None = None, treename: str = "Events", repeat: int = 1) -> Path:
+    """Write a TTree with uproot (jagged records become nX counters + X_field branches); a list of
+    branch dictionaries is written as one basket (one ROOT cluster) each."""
     path = Path(path)
-    branches = events_arrays() if branches is None else branches
-    types = {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()}
+    batches = branches if isinstance(branches, list) else [events_arrays() if branches is None else branches]
+    types = {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in batches[0].items()}
     with uproot.recreate(path) as f:
         tree = f.mktree(treename, types, counter_name=lambda c: "n" + c, field_name=lambda o, i: f"{o}_{i}")
         for _ in range(repeat):
-            tree.extend(branches)
+            for b in batches:
+                tree.extend(b)
     return path
 
 

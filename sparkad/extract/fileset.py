@@ -10,6 +10,7 @@ from pathlib import Path
 from sparkad.core.config import as_number, check_keys, load_yaml, name_problem, require_mapping
 from sparkad.core.errors import ConfigError, InputFileError
 from sparkad.extract.formats import FORMATS, FormatInfo, branch_type_problem, default_treename, describe, detect_format
+from sparkad.extract.remote import expand_url, is_url, remote_size
 
 _DATASET_KEYS = {"files", "xsec", "n_gen", "sum_w", "is_data", "label", "golden_json", "treename", "format"}
 
@@ -44,8 +45,8 @@ def _resolve_files(entries, base: Path, where: str) -> list[str]:
     for e in entries:
         if not isinstance(e, str):
             raise ConfigError(f"{where}.files: expected paths, got {e!r}")
-        if "://" in e:  # remote (root://, https://): passed to uproot unchanged
-            out.append(e)
+        if is_url(e):  # remote: root:// wildcards listed on the server, other URLs passed to uproot unchanged
+            out.extend(expand_url(e, f"{where}.files"))
             continue
         p = Path(os.path.expanduser(e))
         p = p if p.is_absolute() else base / p
@@ -147,21 +148,23 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
 
     use_isal()
 
-    if "://" not in path:
+    if is_url(path):
+        size = remote_size(path)  # None where the server does not say (https://)
+    else:
         p = Path(path)
         if not p.exists():
             raise InputFileError(path, "file not found")
         if not os.access(p, os.R_OK) or p.is_dir():
             raise InputFileError(path, "cannot be read (permission denied or not a file)")
+        size = p.stat().st_size
     try:
         f = uproot.open(path)
     except Exception as e:  # uproot raises many types for corrupt files
         raise InputFileError(path, f"not a readable ROOT file ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     with f:
-        if "://" not in path:
-            size, end = Path(path).stat().st_size, int(getattr(f.file, "fEND", 0) or 0)
-            if size < end:  # the header says where the file ends: an interrupted copy or write
-                raise InputFileError(path, f"truncated ROOT file ({size} of {end} bytes: incomplete copy or write)")
+        end = int(getattr(f.file, "fEND", 0) or 0)
+        if size is not None and size < end:  # the header says where the file ends: an interrupted copy or write
+            raise InputFileError(path, f"truncated ROOT file ({size} of {end} bytes: incomplete copy or write)")
         try:
             keys = f.keys(cycle=False)
         except Exception as e:
