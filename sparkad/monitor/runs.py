@@ -42,7 +42,7 @@ from sparkad.core.atomic import atomic_path, write_json_atomic, write_text_atomi
 from sparkad.core.jsonsafe import records
 from sparkad.analysis.lumi_counts import COUNT_COLUMNS, count_per_ls, counts_frame, merge_counts
 
-MONITOR_DEFAULTS = {"prometheus_runs": 50, "plot": True}
+MONITOR_DEFAULTS = {"prometheus_runs": 50, "plot": True, "min_expected_per_run": 10.0, "max_fraction": 0.05}
 LUMI_COLUMNS = ["run", "luminosityBlock", "events", "selected", "source", "first_seen_utc", "added_utc"]
 
 
@@ -77,6 +77,10 @@ def normalise_conf(conf: dict | None) -> dict:
         raise SparkadError(f"monitor.prometheus_runs: must be >= 0, got {mon['prometheus_runs']}")
     if not isinstance(mon["plot"], bool):
         raise SparkadError(f"monitor.plot: expected true or false, got {mon['plot']!r}")
+    mon["min_expected_per_run"] = as_number(mon["min_expected_per_run"], "monitor.min_expected_per_run")
+    mon["max_fraction"] = as_number(mon["max_fraction"], "monitor.max_fraction", positive=True)
+    if mon["min_expected_per_run"] < 0 or not mon["max_fraction"] < 1:
+        raise SparkadError("monitor: min_expected_per_run must be >= 0 and max_fraction in (0, 1)")
     return {"check": run_checks.settings(conf.get("check") or {}), "monitor": mon}
 
 
@@ -150,11 +154,24 @@ def per_ls_counts_from_scores(scores_dir, score: str, threshold: float, datasets
     """Per-(run, luminosityBlock) events and anomalous events (score > threshold) of the data in a
     scores folder, read with pyarrow (only run, luminosityBlock, label and the score). Default: rows
     with label == "data"; with ``datasets``: every row of those datasets."""
+    parts = []
+    nan_scores = 0
+    for run, lumi, s in _data_scores(scores_dir, score, datasets):
+        nan_scores += int(np.isnan(s).sum())
+        parts.append(count_per_ls(run, lumi, s > threshold))  # strictly above; NaN never is
+    df = counts_frame(merge_counts(*parts))
+    df.attrs["nan_scores"] = nan_scores
+    if df.empty:
+        what = f"dataset(s) {', '.join(sorted(datasets))}" if datasets is not None else 'rows with label "data"'
+        raise SparkadError(f"{scores_dir}: no {what} in the scores (give --dataset for data with another label)")
+    return df
+
+
+def _data_scores(scores_dir, score: str, datasets=None):
+    """(run, luminosityBlock, score as float64) per batch of the data rows of a scores folder (pyarrow)."""
     scores_dir = Path(scores_dir)
     read_score_report(scores_dir)
     datasets = None if datasets is None else set(datasets)
-    parts = []
-    nan_scores = 0
     for _, f in _score_files(scores_dir, datasets):
         cols = ["run", "luminosityBlock", score] + ([] if datasets is not None else ["label"])
         try:
@@ -175,14 +192,28 @@ def per_ls_counts_from_scores(scores_dir, score: str, threshold: float, datasets
             s = b.column(2).to_numpy(zero_copy_only=False).astype(np.float64)
             if keep is not None:
                 run, lumi, s = run[keep], lumi[keep], s[keep]
-            nan_scores += int(np.isnan(s).sum())
-            parts.append(count_per_ls(run, lumi, s > threshold))  # strictly above; NaN never is
-    df = counts_frame(merge_counts(*parts))
-    df.attrs["nan_scores"] = nan_scores
-    if df.empty:
-        what = f"dataset(s) {', '.join(sorted(datasets))}" if datasets is not None else 'rows with label "data"'
-        raise SparkadError(f"{scores_dir}: no {what} in the scores (give --dataset for data with another label)")
-    return df
+            yield run, lumi, s
+
+
+def operating_fraction(run_events, min_expected: float, max_fraction: float, floor: float = 1e-3) -> float:
+    """The anomalous fraction of the data at which the median run expects ``min_expected`` anomalous
+    events — a run's excess or deficit is testable only with a few events expected — kept within
+    [``floor``, ``max_fraction``] (the tail, not the bulk)."""
+    median = float(np.median(np.asarray(run_events, np.float64))) if len(run_events) else 0.0
+    if median <= 0:
+        return max_fraction
+    return float(min(max_fraction, max(floor, min_expected / median)))
+
+
+def data_threshold(scores_dir, score: str, fraction: float, datasets=None) -> float:
+    """The exact threshold t with ⌊fraction · N⌋ of the N data events (NaN scores not counted) above
+    it: the (k+1)-th largest score."""
+    values = [s[~np.isnan(s)] for _, _, s in _data_scores(scores_dir, score, datasets)]
+    s = np.concatenate(values) if values else np.zeros(0)
+    k = int(np.floor(fraction * len(s) + 1e-9))
+    if not 0 < k < len(s):
+        raise SparkadError(f"{scores_dir}: {len(s)} data events cannot set a threshold at fraction {fraction:g}")
+    return float(np.partition(s, len(s) - 1 - k)[len(s) - 1 - k])
 
 
 def per_ls_counts_with_spark(spark, scores_dir, score: str, threshold: float, datasets=None) -> pd.DataFrame:
@@ -446,15 +477,33 @@ def monitor_scores(scores_dir, mon_dir, *, score: str | None = None, threshold: 
     count per (run, LS) (pyarrow, or Spark when ``spark`` is given), update the monitor folder."""
     scores_dir = Path(scores_dir)
     report = read_score_report(scores_dir)
-    score, thr, how = resolve_anomaly_threshold(report, scores_dir, score, threshold, ppm)
-    if spark is not None:
-        per_ls = per_ls_counts_with_spark(spark, scores_dir, score, thr, datasets)
-    else:
-        per_ls = per_ls_counts_from_scores(scores_dir, score, thr, datasets)
-    counted_with = {"score": score, "threshold": thr, "model_hash": report.get("model_hash")}
+    conf = normalise_conf(conf)
     sel_path = Path(mon_dir) / "anomaly_threshold.json"
-    if sel_path.exists():
-        held = json.loads(sel_path.read_text())
+    held = json.loads(sel_path.read_text()) if sel_path.exists() else None
+    if held is not None and threshold is None and ppm is None and score in (None, held.get("score")):
+        score, thr, how = held["score"], float(held["threshold"]), "monitor folder"  # its runs were counted so
+    else:
+        score, thr, how = resolve_anomaly_threshold(report, scores_dir, score, threshold, ppm)
+
+    def count(t):
+        if spark is not None:
+            return per_ls_counts_with_spark(spark, scores_dir, score, t, datasets)
+        return per_ls_counts_from_scores(scores_dir, score, t, datasets)
+
+    per_ls = count(thr)
+    if threshold is None and ppm is None and how != "monitor folder":  # not the user's choice: make it testable
+        mon = conf["monitor"]
+        run_events = per_ls.groupby("run").events.sum()
+        expected = float(np.median(run_events)) * float(per_ls.selected.sum()) / max(int(per_ls.events.sum()), 1)
+        if expected < mon["min_expected_per_run"]:
+            fraction = operating_fraction(run_events, mon["min_expected_per_run"], mon["max_fraction"])
+            thr = data_threshold(scores_dir, score, fraction, datasets)
+            how = (f"operating point: {fraction:.3g} of the data, so that the median run "
+                   f"({int(np.median(run_events))} events) expects {fraction * np.median(run_events):.3g} anomalous "
+                   f"(at the {how} threshold it expected {expected:.2g})")
+            per_ls = count(thr)
+    counted_with = {"score": score, "threshold": thr, "model_hash": report.get("model_hash")}
+    if held is not None:
         if {k: held.get(k) for k in counted_with} != counted_with:
             raise SparkadError(f"{mon_dir}: holds runs counted with {held.get('score')} > {held.get('threshold'):.6g} "
                                f"(model {held.get('model_hash')}); this input uses {score} > {thr:.6g} (model "

@@ -226,6 +226,30 @@ def test_counts_from_a_scores_folder(scores_dir, tmp_path):
         mon.resolve_anomaly_threshold(rep, root, "x")
 
 
+def test_operating_point_rule_when_the_default_threshold_leaves_runs_untestable(scores_dir, tmp_path):
+    """alad_l2's model threshold (5.0 on a unit normal) puts ~0 anomalous events in a run: with no
+    threshold from the user, the monitor moves to the fraction of the data at which the median run
+    expects min_expected_per_run (10) anomalous events, sets it exactly on the data, keeps it in the
+    folder and reuses it; a threshold the user gives is never moved."""
+    root, df_ls, events = scores_dir
+    data = events[events.label == "data"]
+    median_run = data.groupby("run").size().median()
+    res = mon.monitor_scores(root, tmp_path / "m", score="alad_l2")
+    fraction = max(1e-3, 10 / median_run)
+    assert res["threshold_from"].startswith(f"operating point: {fraction:.3g} of the data")
+    s = np.sort(data.alad_l2.to_numpy(np.float64))[::-1]
+    k = int(np.floor(fraction * len(s) + 1e-9))
+    assert res["threshold"] == s[k] and (s > res["threshold"]).sum() == k
+    held = json.loads((tmp_path / "m" / "anomaly_threshold.json").read_text())
+    assert held["score"] == "alad_l2" and held["threshold"] == res["threshold"]
+    again = mon.monitor_scores(root, tmp_path / "m")  # no flags: the folder's own threshold
+    assert again["threshold_from"] == "monitor folder" and again["threshold"] == res["threshold"]
+    given = mon.monitor_scores(root, tmp_path / "g", score="alad_l2", ppm=1000)
+    assert given["threshold"] == 5.0 and given["threshold_from"] == "model 1000ppm"
+    assert mon.operating_fraction([100, 2000, 4000], 10, 0.05) == pytest.approx(10 / 2000)
+    assert mon.operating_fraction([10, 20, 30], 10, 0.05) == 0.05 and mon.operating_fraction([1e8], 10, 0.05) == 1e-3
+
+
 def test_cli(scores_dir, tmp_path):
     root, df_ls, _ = scores_dir
     out = tmp_path / "mon"
