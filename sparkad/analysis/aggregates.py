@@ -20,6 +20,7 @@ import numpy as np
 
 from sparkad.analysis.astf import cuts_mask
 from sparkad.analysis.lumi_counts import count_per_ls, merge_counts
+from sparkad.analysis.run_shapes import count_by_run, merge_run_counts
 
 #: row layout of a feature histogram: entries and weight sums for all and for selected events
 H_N_ALL, H_N_SEL, H_W_ALL, H_W2_ALL, H_W_SEL, H_W2_SEL = range(6)
@@ -40,6 +41,8 @@ class AnalysisSpec:
     #: every score's own threshold (the model's 1000 ppm): yields above it compare the scores, the
     #: model's and the classic baselines', on the same events
     score_thresholds: dict = field(default_factory=dict)
+    #: features whose per-run histograms of the data are kept (the anomaly score is always added)
+    run_shape_features: list = field(default_factory=list)
 
     def cut_mask(self, cols: dict) -> np.ndarray:
         return cuts_mask(self.cuts, {c.feature: cols[c.feature] for c in self.cuts} or
@@ -142,6 +145,7 @@ class Partial:
     score_hists: dict = field(default_factory=dict)  # (dataset, score) → FeatureHist
     totals: dict = field(default_factory=dict)       # dataset → {"all"|"selected"|"pps"|"pps_anomalous": (3,)}
     per_ls: dict = field(default_factory=dict)       # dataset → (4, k) run, ls, events, selected
+    run_counts: dict = field(default_factory=dict)   # (data dataset, feature or score) → {run: counts per bin}
 
     def add(self, other: "Partial") -> "Partial":
         for attr in ("hists", "score_hists"):
@@ -152,6 +156,8 @@ class Partial:
             mine = self.totals.setdefault(ds, {})
             for k, v in parts.items():
                 mine[k] = mine[k] + v if k in mine else v.copy()
+        for k, per_run in other.run_counts.items():
+            self.run_counts[k] = merge_run_counts(self.run_counts[k], per_run) if k in self.run_counts else dict(per_run)
         for ds, arr in other.per_ls.items():
             self.per_ls[ds] = merge_counts(self.per_ls[ds], arr) if ds in self.per_ls else arr
         return self
@@ -173,6 +179,10 @@ def write_aggregates(partial: Partial, spec: AnalysisSpec, path) -> None:
                        f"{kind}/{ds}/{name}/entries": fh.entry_view(), f"{kind}/{ds}/{name}/nan": fh.nan}
     arrays |= {f"totals/{ds}/{k}": v for ds, parts in partial.totals.items() for k, v in parts.items()}
     arrays |= {f"per_ls/{ds}": v for ds, v in partial.per_ls.items()}
+    for (ds, name), per_run in partial.run_counts.items():
+        runs = sorted(per_run)
+        arrays[f"run_counts/{ds}/{name}/runs"] = np.asarray(runs, np.int64)
+        arrays[f"run_counts/{ds}/{name}/counts"] = np.stack([per_run[r] for r in runs]) if runs else np.zeros((0, 0), np.int64)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
@@ -182,7 +192,7 @@ def read_aggregates(path) -> tuple[Partial, dict, dict]:
     """(partial, edges per feature, edges per score) from ``write_aggregates``' npz."""
     import hist
 
-    part, edges, score_edges, parts = Partial(), {}, {}, {}
+    part, edges, score_edges, parts, run_parts = Partial(), {}, {}, {}, {}
     with np.load(path, allow_pickle=False) as z:
         for key in z.files:
             kind, *rest = key.split("/")
@@ -197,6 +207,10 @@ def read_aggregates(path) -> tuple[Partial, dict, dict]:
                 part.totals.setdefault(rest[0], {})[rest[1]] = v
             elif kind == "per_ls":
                 part.per_ls[rest[0]] = v
+            elif kind == "run_counts":
+                run_parts.setdefault((rest[0], rest[1]), {})[rest[2]] = v
+    for key, a in run_parts.items():
+        part.run_counts[key] = {int(r): c for r, c in zip(a["runs"], a["counts"])}
     for (kind, ds, name), a in parts.items():
         axes = (hist.axis.Boolean(name="anomalous"),
                 feature_axis(edges[name] if kind == "hists" else score_edges[name]))
@@ -237,4 +251,7 @@ def aggregate_batch(cols: dict, dataset: str, weight: np.ndarray, run: np.ndarra
         p.totals[dataset][f"above:{name}"] = _yield(w[np.asarray(scores[name], np.float64) > thr])
     if dataset in spec.data_datasets:
         p.per_ls[dataset] = count_per_ls(run, lumi, sel)
+        for name in spec.run_shape_features:
+            p.run_counts[(dataset, name)] = count_by_run(run, cols[name], spec.edges[name])
+        p.run_counts[(dataset, spec.score)] = count_by_run(run, scores[spec.score], spec.score_edges[spec.score])
     return p

@@ -6,6 +6,7 @@ aggregates.npz                     the merged aggregates and their binning (name
 astf.csv / astf.parquet            ASTF per feature and bin, data vs MC background (sparkad.analysis.astf)
 pps_yields.csv, pps_closure.csv    post-processing selection yields and the closure test
 per_ls.parquet, run_check.json     per-(run, lumi section) counts of data and the run-period check
+run_shapes.json                    each data run's distributions against the other runs' (run_shapes.py)
 plots/*.png                        the pictures (mplhep)
 summary.json                       the headline numbers the report and the CLI print
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from sparkad.analysis.aggregates import H_N_ALL, H_N_SEL, H_W2_ALL, H_W2_SEL, H_W_ALL, H_W_SEL, T_N, T_W, T_W2, Partial, write_aggregates
 from sparkad.analysis.lumi_counts import counts_frame, merge_counts
+from sparkad.analysis.run_shapes import merge_run_counts, run_shape_check
 from sparkad.analysis.astf import BinCounts, astf_tables, plot_astf_grid, pps_closure, pps_yields_table, write_astf
 from sparkad.core.parquet_io import publish_dir
 from sparkad.core.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -194,6 +196,14 @@ def _save(fig, plt, out_png: Path) -> None:
     plt.close(fig)
 
 
+def data_run_counts(partial: Partial) -> dict:
+    """{feature or score: {run: counts per bin}} of all data datasets together."""
+    out: dict = {}
+    for (ds, name), per_run in partial.run_counts.items():
+        out[name] = merge_run_counts(out.get(name, {}), per_run)
+    return out
+
+
 def per_ls_table(partial: Partial) -> pd.DataFrame:
     """Per-(run, lumi section) events and anomalous events, all data datasets together."""
     return counts_frame(merge_counts(*partial.per_ls.values()))
@@ -306,5 +316,12 @@ def _write_all(d: Path, partial: Partial, spec, roles, labels, conf, lumi_text, 
         if run_check is not None:
             log("products: run-period check")
             summary["run_check"] = run_check(per_ls, d)
+    if partial.run_counts:
+        log("products: run shapes")
+        shapes = run_shape_check(data_run_counts(partial), **{k: v for k, v in (conf.get("run_shapes") or {}).items()
+                                                                  if k in ("alpha", "min_events")})
+        write_json_atomic(shapes, d / "run_shapes.json")
+        summary["run_shapes"] = {"tests": shapes["tests"], "flagged_runs": shapes["flagged_runs"],
+                                 "flagged": shapes["flagged"][:20]}
     write_json_atomic(summary, d / "summary.json")
     return summary

@@ -92,6 +92,18 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                  + _table(ds, ["dataset", "role", "label", "events", "anomalous", "sumw", "sumw_anomalous", "fraction"])
                  + _img(prod / "plots" / "scores.png", "score distributions") + "</section>")
 
+    shapes = summary.get("run_shapes")
+    if shapes is not None:
+        flagged = shapes.get("flagged") or []
+        status = (f'<p class="flag">{len(shapes.get("flagged_runs") or [])} run(s) with a distribution that moved</p>'
+                  if flagged else '<p class="ok">no run\'s distributions differ from the other runs\'</p>')
+        parts.append("<section><h2>Run distributions against the other runs</h2>" + status
+                     + f"<p>{shapes.get('tests', 0)} tests (run × feature, binned two-sample Kolmogorov–Smirnov, "
+                       "Šidák-corrected): a fault that moves the bulk of a distribution (e.g. a jet-energy-scale "
+                       "shift) changes no tail rate but shows here.</p>"
+                     + (_table(flagged, ["run", "feature", "events", "ks_d", "p", "p_global"]) if flagged else "")
+                     + "</section>")
+
     comparison = summary.get("score_comparison") or {}
     if comparison:
         names = list(dict.fromkeys(d for v in comparison.values() for d in v["datasets"]))

@@ -30,7 +30,7 @@ def load_analysis_conf(path: str | Path | None = None) -> dict:
         user = require_mapping(load_yaml(path) or {}, str(path))
         check_keys(user, doc.keys(), str(path))
         for k, v in user.items():
-            if k in ("astf", "postselection"):
+            if k in ("astf", "postselection", "run_shapes"):
                 require_mapping(v, f"{path}: {k}")
                 check_keys(v, doc[k].keys(), f"{path}: {k}")
                 if k == "astf" and "features_for_grid" in v:
@@ -38,7 +38,20 @@ def load_analysis_conf(path: str | Path | None = None) -> dict:
         doc = merge_config(doc, user, whole=("histograms.*",))
     doc["_source"] = where
     _check_astf(doc.get("astf"), where)
+    _check_run_shapes(doc.get("run_shapes"), where)
     return doc
+
+
+def _check_run_shapes(r, where: str) -> None:
+    r = require_mapping(r if r is not None else {}, f"{where}: run_shapes")
+    feats = r.get("features", [])
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        raise ConfigError(f"{where}: run_shapes.features must be a list of feature names, got {feats!r}")
+    alpha = as_number(r.get("alpha", 0.01), f"{where}: run_shapes.alpha")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"{where}: run_shapes.alpha must lie in (0, 1), got {alpha!r}")
+    if as_number(r.get("min_events", 100), f"{where}: run_shapes.min_events") < 1:
+        raise ConfigError(f"{where}: run_shapes.min_events must be >= 1")
 
 
 def _check_astf(a, where: str) -> None:
@@ -163,7 +176,9 @@ def build_spec(scorer: Scorer, anomaly: dict, roles: dict, hlf_features: list[st
                         score=anomaly["score"], threshold=float(anomaly["threshold"]),
                         score_edges=score_edges(scorer.model_dir, scorer.score_names), cuts=cuts,
                         data_datasets=frozenset(n for n, r in roles.items() if r == "data"),
-                        score_thresholds=comparison_thresholds(scorer))
+                        score_thresholds=comparison_thresholds(scorer),
+                        run_shape_features=[f for f in (conf.get("run_shapes") or {}).get("features") or []
+                                            if f in hlf_features])
 
 
 def comparison_thresholds(scorer: Scorer, ppm: float = 1000.0) -> dict:

@@ -201,3 +201,23 @@ def test_every_score_is_compared_at_its_own_threshold(both_engines, generated_hl
         for ds, d in v["datasets"].items():
             m = (hlf.dataset == ds).to_numpy()
             assert d["events"] == int((scores[name][m] > thr).sum()), (name, ds)
+
+
+def test_run_distributions_are_counted_per_run_and_checked(both_engines, hlf_scored):
+    """The pass keeps each data run's histogram of the run_shapes features and of the anomaly score;
+    the counts equal a groupby of the same events, and run_shapes.json holds the check of every run."""
+    from sparkad.analysis.run_shapes import count_by_run
+
+    out, rs, _ = both_engines
+    part, edges = _agg(out / "spark")["partial"], _agg(out / "spark")["edges"]
+    data = hlf_scored[hlf_scored.dataset == "data"]
+    assert ("data", "HT") in part.run_counts and ("data", "mse") in part.run_counts
+    ref = count_by_run(data.run.to_numpy(), data.HT.to_numpy(), edges["HT"])
+    got = part.run_counts[("data", "HT")]
+    assert got.keys() == ref.keys() and all((got[r] == ref[r]).all() for r in ref)
+    assert sum(c.sum() for c in got.values()) == len(data)
+    shapes = json.loads((out / "spark" / "products" / "run_shapes.json").read_text())
+    n_runs = sum(1 for c in got.values() if c[:-1].sum() >= 100)
+    assert shapes["tests"] >= n_runs and {m["run"] for m in shapes["most_moved"]} <= set(got)
+    summary = json.loads((out / "spark" / "products" / "summary.json").read_text())
+    assert summary["run_shapes"]["tests"] == shapes["tests"]
