@@ -134,14 +134,14 @@ def select(obj: EventObjects, sel: Selection, pre_steps=()):
     Returns (mask, lepton, cutflow): the event mask; the chosen lepton of every event (a
     ``ChosenLepton``: ``lepton["pt"]`` etc. for all events, NaN where there is none); and an
     ordered list of (step name, events passing so far). ``pre_steps`` are earlier (name, mask) cuts
-    such as the certified-luminosity mask. The cuts are kept in coffea's ``PackedSelection``.
+    such as the certified-luminosity mask.
     """
-    from coffea.analysis_tools import PackedSelection
-
     n = len(obj)
-    cuts = PackedSelection()
+    passing = np.ones(n, dtype=bool)
+    cutflow = [("all", n)]
     for name, m in pre_steps:
-        cuts.add(name, np.asarray(m, dtype=bool))
+        passing &= np.asarray(m, dtype=bool)
+        cutflow.append((name, int(passing.sum())))
 
     cut = sel.lepton
     mu_off, mu = obj.flat("muons", LEPTON_FIELDS)
@@ -149,22 +149,22 @@ def select(obj: EventObjects, sel: Selection, pre_steps=()):
     eta_max = np.inf if cut.eta_max is None else cut.eta_max
     pass_pt, pass_iso, pass_eta, which, is_ele = kernels.choose_lepton(
         mu_off, mu["pt"], mu["eta"], mu["iso"], el_off, el["pt"], el["eta"], el["iso"], cut.pt_min, cut.iso_max, eta_max)
-    cuts.add(f"lepton pT > {cut.pt_min:g}", pass_pt)
-    cuts.add(f"lepton Iso < {cut.iso_max:g}", pass_iso)
+    passing &= pass_pt
+    cutflow.append((f"lepton pT > {cut.pt_min:g}", int(passing.sum())))
+    passing &= pass_iso
+    cutflow.append((f"lepton Iso < {cut.iso_max:g}", int(passing.sum())))
     if cut.eta_max is not None:
-        cuts.add(f"lepton |eta| < {cut.eta_max:g}", pass_eta)
+        passing &= pass_eta
+        cutflow.append((f"lepton |eta| < {cut.eta_max:g}", int(passing.sum())))
 
     lepton = ChosenLepton(which, is_ele, mu, el)
 
-    if sel.min_jets > 0:  # jets are counted only for the events that passed so far (the costly step)
-        idx = np.flatnonzero(cuts.all(*cuts.names))
+    if sel.min_jets > 0:
+        idx = np.flatnonzero(passing)
         nj = _jets(obj, lepton, sel, idx)[0]
-        enough = np.zeros(n, dtype=bool)
-        enough[idx[nj >= sel.min_jets]] = True
-        cuts.add(f">= {sel.min_jets} jets pT > {sel.jets.pt_min:g}", enough)
-    flow = cuts.cutflow(*cuts.names).result()
-    cutflow = [("all", n)] + [(name, int(k)) for name, k in zip(flow.labels[1:], flow.nevcutflow[1:])]
-    return np.asarray(flow.maskscutflow[-1], dtype=bool), lepton, cutflow
+        passing[idx[nj < sel.min_jets]] = False
+        cutflow.append((f">= {sel.min_jets} jets pT > {sel.jets.pt_min:g}", int(passing.sum())))
+    return passing, lepton, cutflow
 
 
 def _jets(obj: EventObjects, lepton: ChosenLepton, sel: Selection, events: np.ndarray):
