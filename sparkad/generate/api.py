@@ -7,6 +7,7 @@ renamed when complete; the fileset YAML (the input of `sparkad extract`) is writ
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 from pathlib import Path
@@ -19,13 +20,14 @@ from sparkad.core.heap import freeze_long_lived, keep_freed_memory
 from sparkad.generate import layout, runs
 from sparkad.generate.config import GeneratorConfigError, load_preset, scale_events
 from sparkad.generate.detector import Packed, simulate
-from sparkad.generate.processes import SHAPES, Context, fill, generate_truth
+from sparkad.generate.processes import PROCESS_IDS, SHAPES, Context, fill, generate_truth
 from sparkad.generate.record import allocate
 
 __all__ = ["generate", "plan", "run_job", "GeneratorConfigError"]
 
 FILESET_NAME = "fileset.yaml"
 _RUNS_SALT = 0x52554E53  # "RUNS"
+_PYTHIA_SALT = 0x50594838  # "PYH8": the Pythia seed of a file
 
 
 def _rng(*key):
@@ -53,8 +55,9 @@ def _mc_pileup(rng, n, det):
     return rng.gamma((mean / sd) ** 2, sd * sd / mean, n)
 
 
-def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
-    """Generate events [a, b) of the sample (global indices); returns the uproot payload."""
+def _chunk(cfg, s, job, c, a, b, ctx, rstruct, source=None):
+    """Generate events [a, b) of the sample (global indices); returns the uproot payload. `source`: the
+    file's PythiaSource under engine pythia (its next b - a filtered events), else None (parametric)."""
     rng = _rng(cfg["seed"], job["sample_index"], job["file_index"], c)
     n = b - a
     det = cfg["detector"] or {}
@@ -74,7 +77,7 @@ def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
         lumi = (1 + k // 1000).astype(np.uint32)
         event = (k + 1).astype(np.uint64)
         mu = _mc_pileup(rng, n, det)
-        batch = generate_truth(s["process"], rng, n, ctx, s["params"])
+        batch = source.truth(n) if source is not None else generate_truth(s["process"], rng, n, ctx, s["params"])
         batch.is_signal[:] = s.get("is_signal", False)
         reco = simulate(batch, rng, det, mu, is_data=False, faults=[], pf_candidates=cfg["pf_candidates"])
     ids = {"run": run, "luminosityBlock": lumi, "event": event, "Truth_process": batch.process,
@@ -189,17 +192,27 @@ def run_job(cfg: dict, job: dict, progress=None) -> dict:
     rstruct = None
     if is_data:
         rstruct = runs.build(s["runs"], s["events"], _rng(cfg["seed"], job["sample_index"], _RUNS_SALT))
+    source = None
+    if cfg.get("engine") == "pythia":
+        from sparkad.generate.pythia import PythiaSource, pythia_seed
+
+        seq = np.random.SeedSequence([int(cfg["seed"]), job["sample_index"], job["file_index"], _PYTHIA_SALT])
+        source = PythiaSource(s["process"], s["params"], float(cfg["sqrt_s"]), pythia_seed(seq),
+                              PROCESS_IDS[s["process"]])
     start, stop = job["start"], job["start"] + job["count"]
     cs = cfg["chunk_size"]
     with layout.RootWriter(job["path"], cfg["compression"], is_mc=not is_data,
                            write_runs=not cfg["exact_layout"]) as w:
         for c, a in enumerate(range(start, stop, cs)):
             b = min(a + cs, stop)
-            w.extend(_chunk(cfg, s, job, c, a, b, ctx, rstruct))
+            w.extend(_chunk(cfg, s, job, c, a, b, ctx, rstruct, source))
             if progress:
                 progress(b - a)
         n, sumw = w.n, w.sumw
-    return {**job, "n": n, "sumw": sumw}
+    out = {**job, "n": n, "sumw": sumw}
+    if source is not None:
+        out["pythia"] = source.cross_section()
+    return out
 
 
 def _worker(args):
@@ -207,11 +220,29 @@ def _worker(args):
     return run_job(cfg, job)
 
 
+def pythia_cross_section(parts: list[dict], k_factor: float = 1.0) -> dict:
+    """A sample's cross section from its files' Pythia estimates: sigma_gen averaged with the files'
+    generated-event counts as weights, times the filter efficiency (passed / tried over all files) and
+    the k-factor; xsec (pb) is what the fileset's dataset gets."""
+    tried = sum(p["n_tried"] for p in parts)
+    passed = sum(p["n_passed"] for p in parts)
+    sigma = sum(p["sigma_gen_pb"] * p["n_tried"] for p in parts) / tried
+    err = math.sqrt(sum((p["sigma_err_pb"] * p["n_tried"]) ** 2 for p in parts)) / tried
+    eff = passed / tried
+    return {"sigma_gen_pb": float(f"{sigma:.6g}"), "sigma_err_pb": float(f"{err:.3g}"), "n_tried": int(tried),
+            "n_passed": int(passed), "filter_eff": float(f"{eff:.6g}"), "k_factor": float(k_factor),
+            "xsec": sigma * eff * k_factor}
+
+
 def _write_fileset(cfg, results, out_dir: Path) -> Path:
     datasets = {}
+    pythia = {}
     for name, s in cfg["samples"].items():
         res = sorted((r for r in results if r["sample"] == name), key=lambda r: r["file_index"])
         files = [Path(r["path"]).name for r in res]
+        if res and "pythia" in res[0]:
+            pythia[name] = pythia_cross_section([r["pythia"] for r in res], s["k_factor"])
+            s = {**s, "xsec": pythia[name].pop("xsec")}
         if s.get("data_like"):
             datasets[name] = {"files": files, "treename": "Events", "is_data": True, "label": s["label"]}
         else:
@@ -223,8 +254,11 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
         "luminosity": float(cfg["luminosity"]),
         "datasets": datasets,
         "generator": {"preset": cfg["name"], "seed": int(cfg["seed"]), "sqrt_s": float(cfg["sqrt_s"]),
-                      "exact_layout": bool(cfg["exact_layout"]), "pf_candidates": bool(cfg["pf_candidates"])},
+                      "exact_layout": bool(cfg["exact_layout"]), "pf_candidates": bool(cfg["pf_candidates"]),
+                      "engine": cfg.get("engine", "parametric")},
     }
+    if pythia:  # provenance of the datasets' xsec: Pythia's sigma_gen x filter efficiency x k_factor
+        doc["generator"]["pythia"] = pythia
     path = out_dir / FILESET_NAME
     write_text_atomic(yaml.safe_dump(doc, sort_keys=False), path)
     return path

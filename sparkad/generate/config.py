@@ -20,6 +20,7 @@ class GeneratorConfigError(ValueError):
 
 TOP_DEFAULTS = {
     "description": "",
+    "engine": "parametric",
     "sqrt_s": 8000.0,
     "luminosity": 4400.0,
     "seed": 12345,
@@ -40,6 +41,9 @@ TRIGGER_DEFAULTS = {"single_muon": {"pt_min": 24.0, "eta_max": 2.1, "iso_max": 0
 # that resolution cannot move rejected-at-generation events into the accepted region
 QCD_BIAS_PT_FACTOR, QCD_BIAS_ETA_MARGIN = 0.85, 0.2
 FAULT_KEYS = {"type", "runs", "lumis", "rate", "eta", "phi", "pt_scale", "shift"}
+ENGINES = ("parametric", "pythia")
+# sample keys the Pythia engine refuses: its cross section is Pythia's estimate x the filter efficiency
+PYTHIA_REFUSED_KEYS = ("xsec", "filter_eff")
 
 
 def preset_path(name: str) -> Path:
@@ -272,7 +276,12 @@ def validate(raw: dict, name: str = "custom") -> dict:
     cfg["detector"] = _check_detector(cfg["detector"] or {})
     cfg["exact_layout"] = _bool(cfg["exact_layout"], "exact_layout")
     cfg["pf_candidates"] = _bool(cfg["pf_candidates"], "pf_candidates")
-    xs = _xsec_table(cfg["cross_sections"], cfg["sqrt_s"])
+    if cfg["engine"] not in ENGINES:
+        raise GeneratorConfigError(f"engine must be one of {', '.join(ENGINES)}, got {cfg['engine']!r}")
+    pythia = cfg["engine"] == "pythia"
+    if pythia:  # Pythia's particles carry the underlying event: isolation from the truth cone sums
+        cfg["detector"].setdefault("particle_isolation", True)
+    xs = {} if pythia else _xsec_table(cfg["cross_sections"], cfg["sqrt_s"])
     samples = cfg["samples"]
     if not isinstance(samples, dict) or not samples:
         raise GeneratorConfigError(f"preset {name}: 'samples' must be a non-empty mapping name -> sample")
@@ -291,8 +300,13 @@ def validate(raw: dict, name: str = "custom") -> dict:
         for key in ("data_like", "is_signal"):
             if key in s:
                 s[key] = _bool(s[key], f"sample {sname}: {key}")
+        if s.get("data_like") and pythia:
+            raise GeneratorConfigError(f"sample {sname}: data_like samples are not supported by engine pythia yet "
+                                       f"(use engine parametric for data-like mixes)")
         if s.get("data_like"):
             out[sname] = s  # resolved below, once all MC samples are known
+        elif pythia:
+            out[sname] = _resolve_pythia_component(s, f"sample {sname}", cfg["sqrt_s"])
         else:
             out[sname] = _resolve_component(s, f"sample {sname}", xs)
     for sname, s in out.items():
@@ -324,6 +338,61 @@ def _resolve_component(s: dict, what: str, xs: dict) -> dict:
     return {**s, "process": proc, "params": params, "xsec_total": xsec, "k_factor": k, "filter_eff": feff,
             "xsec": xsec * k * feff * br, "label": s.get("label", LABELS[proc]),
             "is_signal": bool(s.get("is_signal", proc in SIGNALS))}
+
+
+def _check_pythia_params(proc: str, params, what: str) -> dict:
+    from sparkad.generate.pythia import COMMON_DEFAULTS, PROCESS_DEFAULTS
+
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise GeneratorConfigError(f"{what}: params must be a mapping, got {params!r}")
+    known = {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}
+    bad = sorted(set(params) - set(known))
+    if bad:
+        raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc} under engine pythia; "
+                                   f"known: {sorted(known)}")
+    out = {**known, **params}
+    for k in ("lepton_pt_min", "m_min", "m_max"):
+        if k in out:
+            out[k] = _num(out[k], f"{what}: {k}", positive=False)
+            if out[k] < 0:
+                raise GeneratorConfigError(f"{what}: {k} must be >= 0, got {params[k]!r}")
+    out["lepton_eta_max"] = _num(out["lepton_eta_max"], f"{what}: lepton_eta_max")
+    out["jet_r"] = _num(out["jet_r"], f"{what}: jet_r")
+    if out["jet_r"] > 1.5:
+        raise GeneratorConfigError(f"{what}: jet_r must be in (0, 1.5], got {params['jet_r']!r}")
+    if proc == "dyjets" and 0 < out["m_max"] <= out["m_min"]:
+        raise GeneratorConfigError(f"{what}: m_max must be > m_min (or 0: no upper cut), got {out['m_max']!r}")
+    settings = out["settings"]
+    if not isinstance(settings, list) or not all(isinstance(x, str) for x in settings):
+        raise GeneratorConfigError(f"{what}: settings must be a list of Pythia setting strings, got {settings!r}")
+    if settings:
+        from sparkad.generate.pythia import check_settings
+
+        try:
+            check_settings(settings)
+        except ValueError as e:
+            raise GeneratorConfigError(f"{what}: {e}") from None
+    return out
+
+
+def _resolve_pythia_component(s: dict, what: str, sqrt_s: float) -> dict:
+    """An MC sample of the Pythia engine: the cross section is known only after generation (Pythia's
+    sigma_gen x the filter efficiency x k_factor, written to the fileset by the driver)."""
+    from sparkad.generate.pythia import PROCESS_DEFAULTS
+
+    proc = s.get("process")
+    if proc not in PROCESS_DEFAULTS:
+        raise GeneratorConfigError(f"{what}: unknown process {proc!r} for engine pythia; known: "
+                                   f"{', '.join(PROCESS_DEFAULTS)}")
+    for key in PYTHIA_REFUSED_KEYS:
+        if key in s:
+            raise GeneratorConfigError(f"{what}: {key} comes from Pythia under engine pythia (remove it)")
+    params = _check_pythia_params(proc, s.get("params"), what)
+    k = _num(s.get("k_factor", 1.0), f"{what}: k_factor")
+    return {**s, "process": proc, "params": params, "k_factor": k, "xsec": None,
+            "label": s.get("label", LABELS[proc]), "is_signal": bool(s.get("is_signal", False))}
 
 
 def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:

@@ -14,6 +14,8 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
 - isolation (dR < 0.3, absolute GeV): charged = UE (zero with p 0.45, else Gamma) + nearby jets;
   neutral and photon = pile-up-dependent Gamma + nearby jets; heavy-flavour leptons add the hadronic
   remnant of their jet (60/12/28% charged/neutral/photon). Relative = sum / lepton pT.
+  With `particle_isolation` (the Pythia engine) the cone activity is the truth cone sum `env` of the
+  visible particles (underlying event included; same random split), plus the pile-up terms.
 - jets: every quark/gluon/hadronic-tau slot, and (lepton_jets) every prompt lepton, gives a PF jet;
   sigma(pT)/pT = sqrt(N^2/pT^2 + S^2/pT + C^2), N = 3 + 0.1 npv, S = 1.0, C = 0.05; |eta| < 4.7, pT >
   jet_pt_min; pile-up jets Poisson(pu_jet_rate * npv); CSV b-tag discriminant in [0, 1] with medium WP
@@ -61,10 +63,13 @@ DETECTOR_DEFAULTS = {
     "pf_ue_charged": 30.0, "pf_pu_charged": 14.0,
     "pf_ue_neutral": 8.0, "pf_pu_neutral": 4.0,
     "pf_ue_photon": 25.0, "pf_pu_photon": 12.0,
+    # isolation from the truth cone sum `env` of every lepton (Pythia engine: the visible particles in
+    # dR < 0.3, underlying event included) instead of the parametric UE + nearby-parton model
+    "particle_isolation": False,
 }
 _PKEYS = [k for k in DETECTOR_DEFAULTS if k not in ("pileup_mu", "pileup_mu_sd")]
 (_VERTEX_EFF, _NONPF, _JET_PT_MIN, _LEPTON_JETS, _PU_JET_RATE, _EFF_B, _EFF_C, _EFF_L, _WP, _NOTRACK, _TAU_EFF,
- _TAU_FAKE, _MET_STOCH, _TRIG_EFF, _UE_CH, _PU_CH, _UE_NEU, _PU_NEU, _UE_PHO, _PU_PHO) = range(len(_PKEYS))
+ _TAU_FAKE, _MET_STOCH, _TRIG_EFF, _UE_CH, _PU_CH, _UE_NEU, _PU_NEU, _UE_PHO, _PU_PHO, _PISO) = range(len(_PKEYS))
 
 FAULT_CODES = {"none": 0, "hot_cells": 1, "dead_muon_sector": 2, "jes_shift": 3}
 N_PU_JETS = 4
@@ -270,9 +275,10 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
             else:
                 e_reco[s] = True
             # isolation: activity of nearby partons and the heavy-flavour jet remnant in the cone
-            extra = env[i, s] if jet_link[i, s] >= 0 else 0.0
+            piso = P[_PISO] > 0
+            extra = env[i, s] if (piso or jet_link[i, s] >= 0) else 0.0
             for j in range(S):
-                if (is_part[j] or apdg[j] == 15) and j != jet_link[i, s]:
+                if not piso and (is_part[j] or apdg[j] == 15) and j != jet_link[i, s]:
                     dphi = s_wrap(phi[s] - phi[j])
                     dr = math.sqrt((eta[s] - eta[j]) ** 2 + dphi * dphi)
                     if dr < 0.8:
@@ -281,7 +287,10 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
             g1 = rng.standard_gamma(1.2)
             g2 = rng.standard_gamma(2.8)
             gs = g0 + g1 + g2
-            ch = (rng.gamma(1.2, 0.6) if rng.random() < 0.55 else 0.0) + 0.01 * fnpv * rng.random() + extra * g0 / gs
+            ue = 0.0
+            if not piso and rng.random() < 0.55:  # the underlying event (already in a particle-level env)
+                ue = rng.gamma(1.2, 0.6)
+            ch = ue + 0.01 * fnpv * rng.random() + extra * g0 / gs
             neu = extra * g1 / gs
             if rng.random() < min(0.25 + 0.02 * fnpv, 0.9):
                 neu += rng.standard_exponential() * (0.5 + 0.05 * fnpv)
