@@ -65,7 +65,11 @@ def _chunk(cfg, s, job, c, a, b, ctx, rstruct, source=None):
     if is_data:
         run, lumi, event, mu = rstruct.events(a, b)
         trig = s.get("trigger")
-        if trig:
+        if source is not None:  # engine pythia: a PythiaMix
+            batch = source.truth(rng, n)
+            reco = simulate(batch, rng, det, mu, is_data=True, faults=_faults(s, run, lumi),
+                            pf_candidates=cfg["pf_candidates"])
+        elif trig:
             reco, batch = _triggered(cfg, s, rng, ctx, det, run, lumi, mu, trig)
         else:
             batch = _mix_truth(s, rng, n, ctx)
@@ -194,11 +198,16 @@ def run_job(cfg: dict, job: dict, progress=None) -> dict:
         rstruct = runs.build(s["runs"], s["events"], _rng(cfg["seed"], job["sample_index"], _RUNS_SALT))
     source = None
     if cfg.get("engine") == "pythia":
-        from sparkad.generate.pythia import PythiaSource, pythia_seed
+        from sparkad.generate.pythia import PythiaMix, PythiaSource, pythia_seed
 
-        seq = np.random.SeedSequence([int(cfg["seed"]), job["sample_index"], job["file_index"], _PYTHIA_SALT])
-        source = PythiaSource(s["process"], s["params"], float(cfg["sqrt_s"]), pythia_seed(seq),
-                              PROCESS_IDS[s["process"]])
+        key = [int(cfg["seed"]), job["sample_index"], job["file_index"], _PYTHIA_SALT]
+        if is_data:
+            comps = s["components"]
+            seeds = [pythia_seed(np.random.SeedSequence(key + [ci])) for ci in range(len(comps))]
+            source = PythiaMix(comps, float(cfg["sqrt_s"]), seeds, [PROCESS_IDS[c["process"]] for c in comps])
+        else:
+            source = PythiaSource(s["process"], s["params"], float(cfg["sqrt_s"]),
+                                  pythia_seed(np.random.SeedSequence(key)), PROCESS_IDS[s["process"]])
     start, stop = job["start"], job["start"] + job["count"]
     cs = cfg["chunk_size"]
     with layout.RootWriter(job["path"], cfg["compression"], is_mc=not is_data,
@@ -210,7 +219,7 @@ def run_job(cfg: dict, job: dict, progress=None) -> dict:
                 progress(b - a)
         n, sumw = w.n, w.sumw
     out = {**job, "n": n, "sumw": sumw}
-    if source is not None:
+    if source is not None and not is_data:
         out["pythia"] = source.cross_section()
     return out
 
@@ -243,6 +252,8 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
         if res and "pythia" in res[0]:
             pythia[name] = pythia_cross_section([r["pythia"] for r in res], s["k_factor"])
             s = {**s, "xsec": pythia[name].pop("xsec")}
+        elif cfg.get("engine") == "pythia" and s.get("data_like"):  # the mix's weights (pb)
+            pythia[name] = {"mix_xsec_pb": {c["name"]: float(f"{c['weight']:.6g}") for c in s["components"]}}
         if s.get("data_like"):
             datasets[name] = {"files": files, "treename": "Events", "is_data": True, "label": s["label"]}
         else:
@@ -301,21 +312,55 @@ def generate(preset: str | dict = "default", n_events: int | None = None, out_di
     t0 = time.time()
     results = []
     try:
-        if workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                results.append(run_job(cfg, job, progress=bar.update if bar else None))
-        else:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-                for r in pool.imap_unordered(_worker, [(cfg, j) for j in jobs]):
-                    results.append(r)
-                    if bar:
-                        bar.update(r["n"])
+        if _pending_mix_weights(cfg):
+            # engine pythia: a data-like mix weighs its samples by their cross sections, known once the
+            # MC samples are generated: those first, then the data-like samples
+            mc = [j for j in jobs if not cfg["samples"][j["sample"]].get("data_like")]
+            results += _run_jobs(cfg, mc, workers, bar)
+            cfg = _with_mix_weights(cfg, results)
+            jobs = [j for j in jobs if cfg["samples"][j["sample"]].get("data_like")]
+        results += _run_jobs(cfg, jobs, workers, bar)
     finally:
         if bar:
             bar.close()
     path = _write_fileset(cfg, results, out)
     cfg["_elapsed_s"] = time.time() - t0
     return path
+
+
+def _run_jobs(cfg, jobs, workers, bar) -> list[dict]:
+    if not jobs:
+        return []
+    if workers == 1 or len(jobs) == 1:
+        return [run_job(cfg, job, progress=bar.update if bar else None) for job in jobs]
+    out = []
+    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        for r in pool.imap_unordered(_worker, [(cfg, j) for j in jobs]):
+            out.append(r)
+            if bar:
+                bar.update(r["n"])
+    return out
+
+
+def _pending_mix_weights(cfg) -> bool:
+    return any(c["weight"] is None for s in cfg["samples"].values() if s.get("data_like") for c in s["components"])
+
+
+def _with_mix_weights(cfg, results) -> dict:
+    """The config with every data-like component's missing weight set to its MC sample's cross section
+    (Pythia's sigma_gen x filter efficiency x k_factor over the sample's files)."""
+    xsec = {}
+    for name, s in cfg["samples"].items():
+        parts = [r["pythia"] for r in results if r["sample"] == name and "pythia" in r]
+        if parts:
+            xsec[name] = pythia_cross_section(parts, s["k_factor"])["xsec"]
+    samples = {}
+    for name, s in cfg["samples"].items():
+        if s.get("data_like"):
+            s = {**s, "components": [{**c, "weight": xsec[c["name"]] if c["weight"] is None else c["weight"]}
+                                     for c in s["components"]]}
+        samples[name] = s
+    return {**cfg, "samples": samples}
 
 
 def _raw_preset(name) -> dict:

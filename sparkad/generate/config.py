@@ -301,8 +301,10 @@ def validate(raw: dict, name: str = "custom") -> dict:
             if key in s:
                 s[key] = _bool(s[key], f"sample {sname}: {key}")
         if s.get("data_like") and pythia:
-            raise GeneratorConfigError(f"sample {sname}: data_like samples are not supported by engine pythia yet "
-                                       f"(use engine parametric for data-like mixes)")
+            for key in ("trigger", "signal"):
+                if s.get(key):
+                    raise GeneratorConfigError(f"sample {sname}: {key} is not supported by engine pythia yet "
+                                               f"(a generator-level lepton filter on the mixed samples is)")
         if s.get("data_like"):
             out[sname] = s  # resolved below, once all MC samples are known
         elif pythia:
@@ -311,7 +313,7 @@ def validate(raw: dict, name: str = "custom") -> dict:
             out[sname] = _resolve_component(s, f"sample {sname}", xs)
     for sname, s in out.items():
         if s.get("data_like"):
-            out[sname] = _resolve_data(s, sname, out, xs)
+            out[sname] = _resolve_data(s, sname, out, xs, pythia)
     cfg["samples"] = out
     cfg["_validated"] = True
     return cfg
@@ -395,7 +397,9 @@ def _resolve_pythia_component(s: dict, what: str, sqrt_s: float) -> dict:
             "label": s.get("label", LABELS[proc]), "is_signal": bool(s.get("is_signal", False))}
 
 
-def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
+def _resolve_data(s: dict, sname: str, samples: dict, xs: dict, pythia: bool = False) -> dict:
+    """A data-like mix. Under engine pythia its entries are the preset's MC samples; a weight left out is
+    that sample's cross section, known once it is generated (None here; see api.generate)."""
     comps = []
     mix = s.get("mix")
     if not mix or not isinstance(mix, (list, dict)):
@@ -405,13 +409,16 @@ def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
     for ref, w in items:
         if isinstance(ref, str) and ref in samples and not samples[ref].get("data_like"):
             c = dict(samples[ref])
+        elif pythia:
+            raise GeneratorConfigError(f"sample {sname}: mix entry {ref!r} is not an MC sample of the preset "
+                                       f"(engine pythia mixes the preset's samples)")
         elif isinstance(ref, str) and ref in PROCESSES:
             c = _resolve_component({"process": ref}, f"sample {sname}: mix {ref}", xs)
         else:
             raise GeneratorConfigError(f"sample {sname}: mix entry {ref!r} is neither an MC sample nor a process")
         weight = c["xsec"] if w is None else _num(w, f"sample {sname}: mix weight of {ref}")
         comps.append({"name": ref, "process": c["process"], "params": c["params"], "weight": weight,
-                      "is_signal": bool(c.get("is_signal", False))})
+                      "is_signal": bool(c.get("is_signal", False)), "k_factor": c.get("k_factor", 1.0)})
     trigger = _resolve_trigger(s.get("trigger"), sname)
     if trigger:
         tm = trigger["single_muon"]
@@ -422,13 +429,13 @@ def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
                 c["params"] = {**c["params"], "force_muon": {"pt_min": QCD_BIAS_PT_FACTOR * tm["pt_min"],
                                                              "eta_max": tm["eta_max"] + QCD_BIAS_ETA_MARGIN}}
                 c["weight"] *= qcd_trigger_acceptance(c["params"])
-    total_bkg = sum(c["weight"] for c in comps)
     sig = s.get("signal")
     if sig:
         if not isinstance(sig, dict) or ("fraction" in sig) == ("xsec" in sig):
             raise GeneratorConfigError(f"sample {sname}: signal needs process and exactly one of fraction, xsec")
         c = _resolve_component({"process": sig.get("process"), "params": sig.get("params")},
                                f"sample {sname}: signal", xs)
+        total_bkg = sum(c["weight"] for c in comps)
         if "fraction" in sig:
             f = _num(sig["fraction"], f"sample {sname}: signal fraction")
             if f >= 1:

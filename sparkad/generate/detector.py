@@ -29,7 +29,8 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
   sigma = met_stoch * sqrt(sum E_T^uncl), with sum E_T^uncl ~ Gamma(mean 60 + 22 npv) GeV; covariance
   and significance from the same resolutions.
 - PF candidate multiplicities: Poisson(UE + per-vertex pile-up + per-jet log(pT) terms) (normal
-  approximation for means >= 100).
+  approximation for means >= 100); for a batch with particle-level counts (`Batch.pf`, the Pythia
+  engine) those counts plus Poisson(per-vertex pile-up).
 - triggers: HLT_IsoMu24(_eta2p1) from reconstructed isolated muons (eff 0.94), mu+tau cross trigger.
 """
 from __future__ import annotations
@@ -152,7 +153,7 @@ def _sort_desc(idx, key, k):
 
 
 @njit(cache=True)
-def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, mu, P, is_data,
+def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, pf_truth, mu, P, is_data,
           jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par,
           evf, evi, evb, muo, ele, tau, pho, jet, gen):
     n, S = pdg.shape
@@ -639,9 +640,14 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
 
         # ------------------------------------------------------------ PF multiplicities, event ints
         evi[0, i] = npv
-        evi[1, i] = s_poisson(rng, P[_UE_CH] + P[_PU_CH] * fnpv + jet_ch)
-        evi[2, i] = s_poisson(rng, P[_UE_NEU] + P[_PU_NEU] * fnpv + 0.25 * jet_all)
-        evi[3, i] = s_poisson(rng, P[_UE_PHO] + P[_PU_PHO] * fnpv + 0.8 * jet_all)
+        if pf_truth[i, 0] >= 0:  # counted from the generated particles; pile-up added
+            evi[1, i] = int(pf_truth[i, 0]) + s_poisson(rng, P[_PU_CH] * fnpv)
+            evi[2, i] = int(pf_truth[i, 1]) + s_poisson(rng, P[_PU_NEU] * fnpv)
+            evi[3, i] = int(pf_truth[i, 2]) + s_poisson(rng, P[_PU_PHO] * fnpv)
+        else:
+            evi[1, i] = s_poisson(rng, P[_UE_CH] + P[_PU_CH] * fnpv + jet_ch)
+            evi[2, i] = s_poisson(rng, P[_UE_NEU] + P[_PU_NEU] * fnpv + 0.25 * jet_all)
+            evi[3, i] = s_poisson(rng, P[_UE_PHO] + P[_PU_PHO] * fnpv + 0.8 * jet_all)
         evi[4, i] = fault
 
         # ------------------------------------------------------------ GenPart (document order)
@@ -705,7 +711,7 @@ def simulate(batch: Batch, rng, params: dict, mu: np.ndarray, is_data: bool,
     evi = np.empty((len(EV_I), n), np.int32)
     evb = np.empty((len(EV_B), n), np.bool_)
     _reco(rng, batch.p4, batch.pdg, batch.valid, batch.env, batch.jet_link, batch.gen_link, batch.gp4,
-          batch.gpdg, batch.gstatus, batch.gvalid, np.asarray(mu, np.float64), P, bool(is_data),
+          batch.gpdg, batch.gstatus, batch.gvalid, np.ascontiguousarray(batch.pf, np.float64), np.asarray(mu, np.float64), P, bool(is_data),
           jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par, evf, evi, evb,
           *(colls[c].args for c in ("Muon", "Electron", "Tau", "Photon", "Jet", "GenPart")))
     out = {k: evf[r] for r, k in enumerate(EV_F)}

@@ -16,7 +16,8 @@ Steps per batch of events (`PythiaSource.truth`):
    (pdg 5 / 4, else 21), e/mu above 3 GeV with the particle-level dR < 0.3 cone sum of the visible
    particles around them in `env` (non-prompt ones linked to the nearest jet), hadronic taus (pdg +-15,
    visible momentum), one invisible slot (pdg 12) carrying the sum of all neutrinos, and GenPart = the
-   hard-process record (Pythia status 22/23 -> GenPart status 3).
+   hard-process record (Pythia status 22/23 -> GenPart status 3); the PF candidate multiplicities of the
+   final-state particles (`pf_counts`; the detector adds pile-up).
 
 Nothing here is imported at `sparkad` import time; pythia8mc and fastjet are imported when a source is made.
 """
@@ -289,11 +290,40 @@ def _dr(eta1, phi1, eta2, phi2):
     return math.sqrt((eta1 - eta2) ** 2 + d * d)
 
 
+PF_CHARGED = (211, 321, 2212, 3112, 3222, 3312, 3334)
+PF_NEUTRAL = (130, 310, 2112, 3122, 3322)
+PF_CH_PT, PF_CH_ETA = 0.3, 2.5          # tracks
+PF_NEU_PT, PF_PHO_PT, PF_CALO_ETA = 1.0, 0.5, 3.0  # HCAL / ECAL clusters
+
+
+@njit(cache=True)
+def pf_counts(pid, status, px, py, pz):
+    """PF candidate multiplicities of one event from its final-state particles: charged hadrons (pT > 0.3
+    GeV, |eta| < 2.5), neutral hadrons (pT > 1 GeV, |eta| < 3), photons (pT > 0.5 GeV, |eta| < 3)."""
+    nch, nneu, npho = 0, 0, 0
+    for k in range(pid.shape[0]):
+        if status[k] <= 0:
+            continue
+        a = abs(pid[k])
+        pt = math.sqrt(px[k] * px[k] + py[k] * py[k])
+        if pt <= 0:
+            continue
+        eta = abs(math.asinh(pz[k] / pt))
+        if a == 22:
+            npho += pt > PF_PHO_PT and eta < PF_CALO_ETA
+        elif a in PF_CHARGED:
+            nch += pt > PF_CH_PT and eta < PF_CH_ETA
+        elif a in PF_NEUTRAL:
+            nneu += pt > PF_NEU_PT and eta < PF_CALO_ETA
+    return nch, nneu, npho
+
+
 @njit(cache=True)
 def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prompt, hard, tau_of, flav,
                joff, jpx, jpy, jpz, je, n_jets, n_leptons, n_taus,
-               p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid):
-    """Fill the truth slots of every event (layout: jets, leptons, taus, one invisible slot)."""
+               p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, pf):
+    """Fill the truth slots of every event (layout: jets, leptons, taus, one invisible slot) and the
+    particle-level PF multiplicities (`pf_counts`)."""
     n = off.shape[0] - 1
     G = gvalid.shape[1]
     s_lep = n_jets
@@ -419,6 +449,8 @@ def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prom
             pdg[i, s] = pid[b + k]
             valid[i, s] = True
             nt += 1
+        pf[i, 0], pf[i, 1], pf[i, 2] = pf_counts(pid[b:b + m], status[b:b + m], px[b:b + m], py[b:b + m],
+                                                 pz[b:b + m])
         # all neutrinos as one invisible slot
         ie, ix, iy, iz = 0.0, 0.0, 0.0, 0.0
         for k in range(m):
@@ -448,7 +480,7 @@ def truth_batch(rec: dict, jet_r: float, process_id: int) -> Batch:
     batch = allocate(n, N_SLOTS, N_GEN)
     fill_batch(rec["offsets"], rec["id"], rec["status"], rec["daughter1"], rec["daughter2"], rec["px"],
                rec["py"], rec["pz"], rec["e"], role, prompt, hard, tau_of, flav, joff, jpx, jpy, jpz, je,
-               N_JETS, N_LEPTONS, N_TAUS, *batch.arrays)
+               N_JETS, N_LEPTONS, N_TAUS, *batch.arrays, batch.pf)
     batch.process[:] = process_id
     return batch
 
@@ -503,3 +535,29 @@ class PythiaSource:
         """sigma_gen (pb), its error, and the filter counts of the events generated so far."""
         s, err = sigma_pb(self.pythia)
         return {"sigma_gen_pb": s, "sigma_err_pb": err, "n_tried": self.n_tried, "n_passed": self.n_passed}
+
+
+def put_rows(batch: Batch, rows: np.ndarray, part: Batch) -> None:
+    """Copy the events of `part` into the rows `rows` of `batch` (same slot and GenPart shapes)."""
+    for name in ("p4", "pdg", "valid", "env", "jet_link", "gen_link", "gp4", "gpdg", "gstatus", "gvalid",
+                 "process", "is_signal", "pf"):
+        getattr(batch, name)[rows] = getattr(part, name)
+
+
+class PythiaMix:
+    """A data-like mix of Pythia samples: one PythiaSource per component; `truth(rng, n)` draws each
+    event's component with probability weight / sum(weights) and interleaves the components' events."""
+
+    def __init__(self, components: list[dict], sqrt_s: float, seeds: list[int], process_ids: list[int]):
+        self.weights = np.array([float(c["weight"]) for c in components])
+        self.sources = [PythiaSource(c["process"], c["params"], sqrt_s, sd, pid)
+                        for c, sd, pid in zip(components, seeds, process_ids)]
+
+    def truth(self, rng, n: int) -> Batch:
+        order = rng.choice(len(self.sources), n, p=self.weights / self.weights.sum())
+        batch = allocate(n, N_SLOTS, N_GEN)
+        for ci, src in enumerate(self.sources):
+            rows = np.flatnonzero(order == ci)
+            if rows.size:
+                put_rows(batch, rows, src.truth(rows.size))
+        return batch

@@ -21,6 +21,10 @@ KNOWN_PB = {"wjets": 36257.0, "dyjets": 3504.0, "ttbar": 245.8}
 LEP_CUT = 20.0
 
 
+RUNS = {"n_runs": 2, "lumis_per_run": [20, 20], "runs_per_fill": 2}
+JES = {"type": "jes_shift", "runs": [194051], "lumis": [1, 20], "shift": 0.3}
+
+
 def cocktail(seed=8, **events):
     ev = {"wjets": 260, "dyjets": 140, "ttbar": 120, **events}
     return {"name": "pytest_pythia", "engine": "pythia", "sqrt_s": 8000, "seed": seed,
@@ -32,7 +36,10 @@ def cocktail(seed=8, **events):
 @pytest.fixture(scope="module")
 def produced(tmp_path_factory):
     out = tmp_path_factory.mktemp("pythia")
-    fs = generate(cocktail(), out_dir=out / "gen", progress=False)
+    cfg = cocktail()
+    cfg["samples"]["data"] = {"data_like": True, "events": 200, "mix": ["wjets", "dyjets", "ttbar"], "runs": RUNS,
+                              "faults": [JES]}
+    fs = generate(cfg, out_dir=out / "gen", progress=False)
     rep = run_extraction(load_fileset(fs), ExtractOptions.from_conf(out / "hlf", progress=False), log=lambda m: None)
     return {"fileset": fs, "doc": yaml.safe_load(fs.read_text()), "hlf": pd.read_parquet(out / "hlf"), "report": rep}
 
@@ -44,13 +51,37 @@ def events(fs, name):
 
 def test_files_have_the_layout_and_the_counts(produced):
     doc = produced["doc"]
-    for name, n in (("wjets", 260), ("dyjets", 140), ("ttbar", 120)):
+    for name, n in (("wjets", 260), ("dyjets", 140), ("ttbar", 120)):  # MC
         a = events(produced["fileset"], name)
         assert len(a) == n == doc["datasets"][name]["n_gen"]
         for b in ("Muon_pt", "Electron_pfRelIso03_all", "Jet_btag", "MET_pt", "GenPart_pdgId", "PF_nChargedHadron"):
             assert b in a.fields
         assert ak.all(a.Truth_process == {"wjets": 1, "dyjets": 2, "ttbar": 3}[name])
     assert doc["generator"]["engine"] == "pythia"
+
+
+def test_data_like_mix_with_runs_and_faults(produced):
+    """A data-like mix of the Pythia samples: composition by their cross sections (sigma_gen x filter eff),
+    the Run2012B run / lumi structure, and the JES fault only in its window."""
+    doc = produced["doc"]
+    mix = doc["generator"]["pythia"]["data"]["mix_xsec_pb"]
+    for name in ("wjets", "dyjets", "ttbar"):
+        assert mix[name] == pytest.approx(doc["datasets"][name]["xsec"], rel=1e-5)
+    a = events(produced["fileset"], "data")
+    assert len(a) == 200 and doc["datasets"]["data"]["is_data"] and "GenPart_pt" not in a.fields
+    proc = ak.to_numpy(a.Truth_process)
+    w = np.array([mix["wjets"], mix["dyjets"], mix["ttbar"]])
+    expect = 200 * w / w.sum()
+    got = np.array([(proc == k).sum() for k in (1, 2, 3)])
+    assert got.sum() == 200 and np.all(np.abs(got - expect) < 4 * np.sqrt(expect) + 2)
+    r, ls = ak.to_numpy(a.run).astype(np.int64), ak.to_numpy(a.luminosityBlock).astype(np.int64)
+    assert set(np.unique(r)) == {194050, 194051} and np.all(np.diff(r) >= 0)
+    assert np.all(np.diff(ls)[np.diff(r) == 0] >= 0)
+    fault = ak.to_numpy(a.Truth_fault)
+    window = (r == 194051) & (ls <= 20)
+    assert np.all(fault[~window] == 0) and np.all(fault[window] == 3) and window.sum() > 20
+    df = produced["hlf"]
+    assert (df[df.dataset == "data"].weight == 1).all() and (df.dataset == "data").sum() > 100
 
 
 def test_hlf_physics(produced):
@@ -81,6 +112,22 @@ def test_isolation_from_the_particles_in_the_cone(produced):
     assert len(prompt) > 40 and len(nonprompt) > 15
     assert np.median(prompt) < 0.1 and np.median(nonprompt) > 0.5
     assert (prompt < 0.2).mean() > 0.8 and (nonprompt > 0.2).mean() > 0.7
+
+
+def test_pf_multiplicities_from_the_particles(produced):
+    """PF counts = the event's own particles + pile-up: ttbar (more jets) has more charged hadrons than W,
+    and every event has more than the pile-up alone would give on average at its npv."""
+    from sparkad.generate.detector import DETECTOR_DEFAULTS
+
+    w, tt = events(produced["fileset"], "wjets"), events(produced["fileset"], "ttbar")
+
+    def own(a):  # charged hadrons beyond the mean pile-up contribution at the event's npv
+        return ak.to_numpy(a.PF_nChargedHadron) - DETECTOR_DEFAULTS["pf_pu_charged"] * ak.to_numpy(a.PV_npvs)
+
+    assert own(w).mean() > 20 and own(tt).mean() > own(w).mean() + 15
+    npv = ak.to_numpy(w.PV_npvs)
+    assert np.corrcoef(npv, ak.to_numpy(w.PF_nChargedHadron))[0, 1] > 0.3
+    assert (ak.to_numpy(w.PF_nPhoton) > 0).all() and (ak.to_numpy(w.PF_nNeutralHadron) >= 0).all()
 
 
 def test_b_tags_come_from_b_hadrons(produced):
@@ -166,7 +213,7 @@ def test_cli_engine_pythia(tmp_path):
     doc = yaml.safe_load((tmp_path / "fileset.yaml").read_text())
     assert doc["generator"]["engine"] == "pythia" and set(doc["generator"]["pythia"]) == {"wjets", "dyjets", "ttbar"}
     r = CliRunner().invoke(cmd, ["--preset", "top8tev", "--engine", "pythia", "--events", "6", "--out", str(tmp_path)])
-    assert r.exit_code == 2 and "engine pythia" in r.output
+    assert r.exit_code == 2 and "unknown parameter(s) ['decay'] of process ttbar under engine pythia" in r.output
 
 
 @pytest.mark.parametrize("bad, msg", [
@@ -179,6 +226,11 @@ def test_cli_engine_pythia(tmp_path):
     ({"samples": {"x": {"process": "wjets", "events": 5, "xsec": 3.0}}}, "xsec comes from Pythia"),
     ({"samples": {"x": {"process": "dyjets", "events": 5, "params": {"m_min": 60, "m_max": 50}}}}, "m_max must be > m_min"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"lepton_pt_min": -1}}}}, "lepton_pt_min must be >= 0"),
+    ({"samples": {"x": {"process": "wjets", "events": 5}, "d": {"data_like": True, "events": 5, "mix": ["qcd"]}}},
+     "mix entry 'qcd' is not an MC sample of the preset"),
+    ({"samples": {"x": {"process": "wjets", "events": 5}, "d": {"data_like": True, "events": 5, "mix": ["x"],
+                                                               "trigger": {"single_muon": {}}}}},
+     "trigger is not supported by engine pythia"),
 ])
 def test_config_errors_are_one_line(bad, msg, tmp_path):
     cfg = {"name": "bad", "engine": "pythia", "samples": {"x": {"process": "wjets", "events": 5}}, **bad}
