@@ -342,8 +342,8 @@ def _resolve_component(s: dict, what: str, xs: dict) -> dict:
             "is_signal": bool(s.get("is_signal", proc in SIGNALS))}
 
 
-def _check_pythia_params(proc: str, params, what: str) -> dict:
-    from sparkad.generate.pythia import COMMON_DEFAULTS, PROCESS_DEFAULTS
+def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
+    from sparkad.generate.pythia import COMMON_DEFAULTS, PROCESS_DEFAULTS, default_jet_r
 
     if params is None:
         params = {}
@@ -361,7 +361,7 @@ def _check_pythia_params(proc: str, params, what: str) -> dict:
             if out[k] < 0:
                 raise GeneratorConfigError(f"{what}: {k} must be >= 0, got {params[k]!r}")
     out["lepton_eta_max"] = _num(out["lepton_eta_max"], f"{what}: lepton_eta_max")
-    out["jet_r"] = _num(out["jet_r"], f"{what}: jet_r")
+    out["jet_r"] = default_jet_r(sqrt_s) if out["jet_r"] is None else _num(out["jet_r"], f"{what}: jet_r")
     if out["jet_r"] > 1.5:
         raise GeneratorConfigError(f"{what}: jet_r must be in (0, 1.5], got {params['jet_r']!r}")
     if proc == "dyjets" and 0 < out["m_max"] <= out["m_min"]:
@@ -391,7 +391,7 @@ def _resolve_pythia_component(s: dict, what: str, sqrt_s: float) -> dict:
     for key in PYTHIA_REFUSED_KEYS:
         if key in s:
             raise GeneratorConfigError(f"{what}: {key} comes from Pythia under engine pythia (remove it)")
-    params = _check_pythia_params(proc, s.get("params"), what)
+    params = _check_pythia_params(proc, s.get("params"), what, sqrt_s)
     k = _num(s.get("k_factor", 1.0), f"{what}: k_factor")
     return {**s, "process": proc, "params": params, "k_factor": k, "xsec": None,
             "label": s.get("label", LABELS[proc]), "is_signal": bool(s.get("is_signal", False))}

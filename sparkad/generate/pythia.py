@@ -10,7 +10,7 @@ Steps per batch of events (`PythiaSource.truth`):
 3. particle roles (`classify`, a numba loop over the flat record): prompt e/mu (no hadron among the
    ancestors), prompt hadronic taus (their visible momentum; their decay products leave the jet input),
    B and C hadrons, invisible particles;
-4. anti-kT jets (R = `jet_r`, 0.5 for the 2012 layout) on the visible final-state particles with
+4. anti-kT jets (R = `jet_r`: 0.5 at 7/8 TeV, 0.4 at 13 TeV by default) on the visible final-state particles with
    |eta| < 5 minus the prompt leptons and the prompt taus' products (`cluster_jets`);
 5. the truth slots (`fill_batch`): jets with b/c truth from a B (C) hadron within dR < 0.3 of the axis
    (pdg 5 / 4, else 21), e/mu above 3 GeV with the particle-level dR < 0.3 cone sum of the visible
@@ -47,7 +47,12 @@ PROCESS_DEFAULTS = {
     "dyjets": {"m_min": 50.0, "m_max": 0.0},
     "ttbar": {},
 }
-COMMON_DEFAULTS = {"lepton_pt_min": 0.0, "lepton_eta_max": 2.5, "jet_r": 0.5, "settings": []}
+COMMON_DEFAULTS = {"lepton_pt_min": 0.0, "lepton_eta_max": 2.5, "jet_r": None, "settings": []}  # jet_r: default_jet_r
+
+
+def default_jet_r(sqrt_s: float) -> float:
+    """The anti-kT radius of the era: 0.5 for the 7/8 TeV (2011-2012) layout, 0.4 from 13 TeV on."""
+    return 0.5 if float(sqrt_s) < 10_000 else 0.4
 
 
 def process_settings(process: str, params: dict) -> list[str]:
@@ -493,6 +498,8 @@ class PythiaSource:
 
     def __init__(self, process: str, params: dict, sqrt_s: float, seed: int, process_id: int):
         self.params = {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[process], **(params or {})}
+        if self.params["jet_r"] is None:
+            self.params["jet_r"] = default_jet_r(sqrt_s)
         self.process_id = process_id
         self.pythia = make_pythia(base_settings(sqrt_s, seed) + process_settings(process, self.params))
         self.n_tried = 0

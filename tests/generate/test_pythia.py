@@ -211,9 +211,20 @@ def test_cli_engine_pythia(tmp_path):
                                  "--seed", "11"])
     assert r.exit_code == 0, r.output
     doc = yaml.safe_load((tmp_path / "fileset.yaml").read_text())
-    assert doc["generator"]["engine"] == "pythia" and set(doc["generator"]["pythia"]) == {"wjets", "dyjets", "ttbar"}
+    assert doc["generator"]["engine"] == "pythia" and set(doc["generator"]["pythia"]) == {"wjets", "dyjets", "ttbar", "data"}
     r = CliRunner().invoke(cmd, ["--preset", "top8tev", "--engine", "pythia", "--events", "6", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown parameter(s) ['decay'] of process ttbar under engine pythia" in r.output
+
+
+def test_jet_radius_follows_the_era():
+    from sparkad.generate.config import load_preset
+
+    def radius(sqrt_s, **params):
+        cfg = load_preset({"engine": "pythia", "sqrt_s": sqrt_s,
+                           "samples": {"w": {"process": "wjets", "events": 1, "params": params}}})
+        return cfg["samples"]["w"]["params"]["jet_r"]
+
+    assert radius(8000) == 0.5 and radius(13000) == 0.4 and radius(13000, jet_r=0.8) == 0.8
 
 
 @pytest.mark.parametrize("bad, msg", [
@@ -226,6 +237,7 @@ def test_cli_engine_pythia(tmp_path):
     ({"samples": {"x": {"process": "wjets", "events": 5, "xsec": 3.0}}}, "xsec comes from Pythia"),
     ({"samples": {"x": {"process": "dyjets", "events": 5, "params": {"m_min": 60, "m_max": 50}}}}, "m_max must be > m_min"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"lepton_pt_min": -1}}}}, "lepton_pt_min must be >= 0"),
+    ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"jet_r": 2}}}}, "jet_r must be in (0, 1.5]"),
     ({"samples": {"x": {"process": "wjets", "events": 5}, "d": {"data_like": True, "events": 5, "mix": ["qcd"]}}},
      "mix entry 'qcd' is not an MC sample of the preset"),
     ({"samples": {"x": {"process": "wjets", "events": 5}, "d": {"data_like": True, "events": 5, "mix": ["x"],
