@@ -281,6 +281,9 @@ def validate(raw: dict, name: str = "custom") -> dict:
     pythia = cfg["engine"] == "pythia"
     if pythia:  # Pythia's particles carry the underlying event: isolation from the truth cone sums
         cfg["detector"].setdefault("particle_isolation", True)
+    elif cfg["detector"].get("particle_isolation"):
+        raise GeneratorConfigError("detector: particle_isolation needs engine pythia (the parametric processes "
+                                   "have no particles in the cone)")
     xs = {} if pythia else _xsec_table(cfg["cross_sections"], cfg["sqrt_s"])
     samples = cfg["samples"]
     if not isinstance(samples, dict) or not samples:

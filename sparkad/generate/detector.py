@@ -14,8 +14,8 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
 - isolation (dR < 0.3, absolute GeV): charged = UE (zero with p 0.45, else Gamma) + nearby jets;
   neutral and photon = pile-up-dependent Gamma + nearby jets; heavy-flavour leptons add the hadronic
   remnant of their jet (60/12/28% charged/neutral/photon). Relative = sum / lepton pT.
-  With `particle_isolation` (the Pythia engine) the cone activity is the truth cone sum `env` of the
-  visible particles (underlying event included; same random split), plus the pile-up terms.
+  With `particle_isolation` (the Pythia engine) the charged / neutral / photon sums are the particles'
+  own in the cone (`Batch.env3`, underlying event included), plus the pile-up terms.
 - jets: every quark/gluon/hadronic-tau slot, and (lepton_jets) every prompt lepton, gives a PF jet;
   sigma(pT)/pT = sqrt(N^2/pT^2 + S^2/pT + C^2), N = 3 + 0.1 npv, S = 1.0, C = 0.05; |eta| < 4.7, pT >
   jet_pt_min; pile-up jets Poisson(pu_jet_rate * npv); CSV b-tag discriminant in [0, 1] with medium WP
@@ -64,8 +64,8 @@ DETECTOR_DEFAULTS = {
     "pf_ue_charged": 30.0, "pf_pu_charged": 14.0,
     "pf_ue_neutral": 8.0, "pf_pu_neutral": 4.0,
     "pf_ue_photon": 25.0, "pf_pu_photon": 12.0,
-    # isolation from the truth cone sum `env` of every lepton (Pythia engine: the visible particles in
-    # dR < 0.3, underlying event included) instead of the parametric UE + nearby-parton model
+    # isolation from the particle-level cone sums of every lepton (`Batch.env3`, the Pythia engine: the
+    # visible particles in dR < 0.3, underlying event included) instead of the UE + nearby-parton model
     "particle_isolation": False,
 }
 _PKEYS = [k for k in DETECTOR_DEFAULTS if k not in ("pileup_mu", "pileup_mu_sd")]
@@ -153,7 +153,7 @@ def _sort_desc(idx, key, k):
 
 
 @njit(cache=True)
-def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, pf_truth, mu, P, is_data,
+def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, pf_truth, env3, mu, P, is_data,
           jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par,
           evf, evi, evb, muo, ele, tau, pho, jet, gen):
     n, S = pdg.shape
@@ -284,18 +284,23 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
                     dr = math.sqrt((eta[s] - eta[j]) ** 2 + dphi * dphi)
                     if dr < 0.8:
                         extra += 0.9 * math.exp(-(dr / 0.36) ** 2) * pt[j]
-            g0 = rng.standard_gamma(6.0)
-            g1 = rng.standard_gamma(1.2)
-            g2 = rng.standard_gamma(2.8)
-            gs = g0 + g1 + g2
-            ue = 0.0
-            if not piso and rng.random() < 0.55:  # the underlying event (already in a particle-level env)
-                ue = rng.gamma(1.2, 0.6)
-            ch = ue + 0.01 * fnpv * rng.random() + extra * g0 / gs
-            neu = extra * g1 / gs
+            if piso:  # the particles' own charged / neutral / photon cone sums (underlying event included)
+                ch = 0.01 * fnpv * rng.random() + env3[i, s, 0]
+                neu = env3[i, s, 1]
+                ph = env3[i, s, 2]
+            else:
+                g0 = rng.standard_gamma(6.0)
+                g1 = rng.standard_gamma(1.2)
+                g2 = rng.standard_gamma(2.8)
+                gs = g0 + g1 + g2
+                ue = 0.0
+                if rng.random() < 0.55:
+                    ue = rng.gamma(1.2, 0.6)
+                ch = ue + 0.01 * fnpv * rng.random() + extra * g0 / gs
+                neu = extra * g1 / gs
+                ph = extra * g2 / gs
             if rng.random() < min(0.25 + 0.02 * fnpv, 0.9):
                 neu += rng.standard_exponential() * (0.5 + 0.05 * fnpv)
-            ph = extra * g2 / gs
             if rng.random() < min(0.35 + 0.025 * fnpv, 0.95):
                 ph += rng.standard_exponential() * (0.6 + 0.07 * fnpv)
             iso[s, 0] = ch
@@ -682,6 +687,8 @@ def simulate(batch: Batch, rng, params: dict, mu: np.ndarray, is_data: bool,
     Pd = {**DETECTOR_DEFAULTS, **(params or {})}
     P = np.array([float(Pd[k]) for k in _PKEYS])
     n, S = batch.pdg.shape
+    if Pd["particle_isolation"] and batch.env3.shape[:2] != (n, S):
+        raise ValueError("detector: particle_isolation needs a batch with particle-level cone sums (engine pythia)")
     G = batch.gvalid.shape[1]
     fm = _fault_masks(faults)
     jes = np.ones(n)
@@ -711,7 +718,7 @@ def simulate(batch: Batch, rng, params: dict, mu: np.ndarray, is_data: bool,
     evi = np.empty((len(EV_I), n), np.int32)
     evb = np.empty((len(EV_B), n), np.bool_)
     _reco(rng, batch.p4, batch.pdg, batch.valid, batch.env, batch.jet_link, batch.gen_link, batch.gp4,
-          batch.gpdg, batch.gstatus, batch.gvalid, np.ascontiguousarray(batch.pf, np.float64), np.asarray(mu, np.float64), P, bool(is_data),
+          batch.gpdg, batch.gstatus, batch.gvalid, np.ascontiguousarray(batch.pf, np.float64), batch.env3, np.asarray(mu, np.float64), P, bool(is_data),
           jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par, evf, evi, evb,
           *(colls[c].args for c in ("Muon", "Electron", "Tau", "Photon", "Jet", "GenPart")))
     out = {k: evf[r] for r, k in enumerate(EV_F)}

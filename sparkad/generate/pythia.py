@@ -13,8 +13,9 @@ Steps per batch of events (`PythiaSource.truth`):
 4. anti-kT jets (R = `jet_r`: 0.5 at 7/8 TeV, 0.4 at 13 TeV by default) on the visible final-state particles with
    |eta| < 5 minus the prompt leptons and the prompt taus' products (`cluster_jets`);
 5. the truth slots (`fill_batch`): jets with b/c truth from a B (C) hadron within dR < 0.3 of the axis
-   (pdg 5 / 4, else 21), e/mu above 3 GeV with the particle-level dR < 0.3 cone sum of the visible
-   particles around them in `env` (non-prompt ones linked to the nearest jet), hadronic taus (pdg +-15,
+   (pdg 5 / 4, else 21), e/mu above 3 GeV with the particle-level dR < 0.3 cone sums of the visible
+   particles around them (charged; neutral hadrons and photons above 0.5 GeV) in `env` / `env3`
+   (non-prompt ones linked to the nearest jet), hadronic taus (pdg +-15,
    visible momentum), one invisible slot (pdg 12) carrying the sum of all neutrinos, and GenPart = the
    hard-process record (Pythia status 22/23 -> GenPart status 3); the PF candidate multiplicities of the
    final-state particles (`pf_counts`; the detector adds pile-up).
@@ -40,6 +41,7 @@ LEPTON_PT_MIN = 3.0        # e/mu truth slots
 HADRON_PT_MIN = 5.0        # B/C hadrons used for the jet flavour
 FLAVOUR_DR = 0.3
 ISO_DR = 0.3
+ISO_NEUTRAL_PT = 0.5       # neutral hadrons and photons enter the isolation sums above this pT (GeV)
 
 # process -> (Pythia settings, defaults of its parameters)
 PROCESS_DEFAULTS = {
@@ -256,6 +258,7 @@ def cluster_jets(rec: dict, role: np.ndarray, r: float, pt_min: float = JET_PT_M
     in decreasing pT."""
     import awkward as ak
     import fastjet
+    import fastjet._swig
 
     off = rec["offsets"]
     sel = role == ROLE_JET
@@ -263,6 +266,7 @@ def cluster_jets(rec: dict, role: np.ndarray, r: float, pt_min: float = JET_PT_M
     counts = np.bincount(ev[sel], minlength=len(off) - 1)
     parts = ak.unflatten(ak.zip({"px": rec["px"][sel], "py": rec["py"][sel], "pz": rec["pz"][sel],
                                  "E": rec["e"][sel]}, with_name="Momentum4D"), counts)
+    fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)  # no banner on stdout
     jets = fastjet.ClusterSequence(parts, fastjet.JetDefinition(fastjet.antikt_algorithm, float(r))).inclusive_jets(pt_min)
     jpx, jpy = jets.px, jets.py
     order = ak.argsort(jpx * jpx + jpy * jpy, axis=1, ascending=False)
@@ -326,7 +330,7 @@ def pf_counts(pid, status, px, py, pz):
 @njit(cache=True)
 def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prompt, hard, tau_of, flav,
                joff, jpx, jpy, jpz, je, n_jets, n_leptons, n_taus,
-               p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, pf):
+               p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, pf, env3):
     """Fill the truth slots of every event (layout: jets, leptons, taus, one invisible slot) and the
     particle-level PF multiplicities (`pf_counts`)."""
     n = off.shape[0] - 1
@@ -412,7 +416,7 @@ def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prom
             pdg[i, s] = pid[b + k]
             valid[i, s] = True
             leta, lphi = _eta_phi(px[b + k], py[b + k], pz[b + k])
-            cone = 0.0
+            cch, cneu, cpho = 0.0, 0.0, 0.0
             for q in range(m):
                 if q == k or status[b + q] <= 0 or role[b + q] == ROLE_INVISIBLE:
                     continue
@@ -420,9 +424,18 @@ def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prom
                 if qpt <= 0:
                     continue
                 qeta, qphi = _eta_phi(px[b + q], py[b + q], pz[b + q])
-                if _dr(leta, lphi, qeta, qphi) < 0.3:
-                    cone += qpt
-            env[i, s] = cone
+                if _dr(leta, lphi, qeta, qphi) < ISO_DR:
+                    aq = abs(pid[b + q])
+                    if aq == 22:
+                        cpho += qpt if qpt > ISO_NEUTRAL_PT else 0.0
+                    elif aq == 11 or aq == 13 or aq in PF_CHARGED:
+                        cch += qpt
+                    else:
+                        cneu += qpt if qpt > ISO_NEUTRAL_PT else 0.0
+            env[i, s] = cch + cneu + cpho
+            env3[i, s, 0] = cch
+            env3[i, s, 1] = cneu
+            env3[i, s, 2] = cpho
             if prompt[b + k]:
                 h = hard[b + k]
                 gen_link[i, s] = gslot[h] if h >= 0 else -1
@@ -482,10 +495,10 @@ def truth_batch(rec: dict, jet_r: float, process_id: int) -> Batch:
     jc, jpx, jpy, jpz, je = cluster_jets(rec, role, jet_r)
     joff = np.zeros(n + 1, np.int64)
     np.cumsum(jc, out=joff[1:])
-    batch = allocate(n, N_SLOTS, N_GEN)
+    batch = allocate(n, N_SLOTS, N_GEN, env_parts=True)
     fill_batch(rec["offsets"], rec["id"], rec["status"], rec["daughter1"], rec["daughter2"], rec["px"],
                rec["py"], rec["pz"], rec["e"], role, prompt, hard, tau_of, flav, joff, jpx, jpy, jpz, je,
-               N_JETS, N_LEPTONS, N_TAUS, *batch.arrays, batch.pf)
+               N_JETS, N_LEPTONS, N_TAUS, *batch.arrays, batch.pf, batch.env3)
     batch.process[:] = process_id
     return batch
 
@@ -547,7 +560,7 @@ class PythiaSource:
 def put_rows(batch: Batch, rows: np.ndarray, part: Batch) -> None:
     """Copy the events of `part` into the rows `rows` of `batch` (same slot and GenPart shapes)."""
     for name in ("p4", "pdg", "valid", "env", "jet_link", "gen_link", "gp4", "gpdg", "gstatus", "gvalid",
-                 "process", "is_signal", "pf"):
+                 "process", "is_signal", "pf", "env3"):
         getattr(batch, name)[rows] = getattr(part, name)
 
 
@@ -562,7 +575,7 @@ class PythiaMix:
 
     def truth(self, rng, n: int) -> Batch:
         order = rng.choice(len(self.sources), n, p=self.weights / self.weights.sum())
-        batch = allocate(n, N_SLOTS, N_GEN)
+        batch = allocate(n, N_SLOTS, N_GEN, env_parts=True)
         for ci, src in enumerate(self.sources):
             rows = np.flatnonzero(order == ci)
             if rows.size:

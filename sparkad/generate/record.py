@@ -38,6 +38,7 @@ class Batch:
     process: np.ndarray
     is_signal: np.ndarray
     pf: np.ndarray  # (n, 3) particle-level PF multiplicities (charged hadrons, neutral hadrons, photons); -1: modelled
+    env3: np.ndarray  # (n, S, 3) charged / neutral / photon parts of env (particle-level engines), else (0, 0, 3)
 
 
     @property
@@ -51,12 +52,14 @@ class Batch:
                 self.gp4, self.gpdg, self.gstatus, self.gvalid)
 
 
-def allocate(n: int, n_slots: int, n_gen: int) -> Batch:
-    """An empty batch: every slot invalid, zero momentum, no links."""
+def allocate(n: int, n_slots: int, n_gen: int, env_parts: bool = False) -> Batch:
+    """An empty batch: every slot invalid, zero momentum, no links; env_parts: room for the charged /
+    neutral / photon split of env (particle-level engines)."""
     return Batch(
         p4=np.zeros((n, n_slots, 4)), pdg=np.zeros((n, n_slots), np.int32),
         valid=np.zeros((n, n_slots), bool), env=np.zeros((n, n_slots)),
         jet_link=np.full((n, n_slots), -1, np.int32), gen_link=np.full((n, n_slots), -1, np.int32),
         gp4=np.zeros((n, n_gen, 4)), gpdg=np.zeros((n, n_gen), np.int32),
         gstatus=np.zeros((n, n_gen), np.int32), gvalid=np.zeros((n, n_gen), bool),
-        process=np.zeros(n, np.int32), is_signal=np.zeros(n, bool), pf=np.full((n, 3), -1.0))
+        process=np.zeros(n, np.int32), is_signal=np.zeros(n, bool), pf=np.full((n, 3), -1.0),
+        env3=np.zeros((n, n_slots, 3) if env_parts else (0, 0, 3)))

@@ -112,6 +112,15 @@ def test_isolation_from_the_particles_in_the_cone(produced):
     assert len(prompt) > 40 and len(nonprompt) > 15
     assert np.median(prompt) < 0.1 and np.median(nonprompt) > 0.5
     assert (prompt < 0.2).mean() > 0.8 and (nonprompt > 0.2).mean() > 0.7
+    # the split is the particles': the components add up, and a jet's cone is mostly charged hadrons
+    mu = ak.flatten(ak.zip({k: a[k] for k in ("Muon_pfRelIso03_all", "Muon_pfRelIso03_chg", "Muon_pfRelIso03_neu",
+                                              "Muon_pfRelIso03_pho", "Muon_genPartIdx")}))
+    mu = mu[mu.Muon_pfRelIso03_all >= 0]
+    parts = mu.Muon_pfRelIso03_chg + mu.Muon_pfRelIso03_neu + mu.Muon_pfRelIso03_pho
+    np.testing.assert_allclose(ak.to_numpy(parts), ak.to_numpy(mu.Muon_pfRelIso03_all), rtol=1e-5, atol=1e-6)
+    np_mu = mu[(mu.Muon_genPartIdx < 0) & (mu.Muon_pfRelIso03_all > 0.5)]
+    share = ak.to_numpy(np_mu.Muon_pfRelIso03_chg / np_mu.Muon_pfRelIso03_all)
+    assert len(share) > 5 and 0.4 < np.median(share) < 0.85
 
 
 def test_pf_multiplicities_from_the_particles(produced):
@@ -238,6 +247,7 @@ def test_jet_radius_follows_the_era():
     ({"samples": {"x": {"process": "dyjets", "events": 5, "params": {"m_min": 60, "m_max": 50}}}}, "m_max must be > m_min"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"lepton_pt_min": -1}}}}, "lepton_pt_min must be >= 0"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"jet_r": 2}}}}, "jet_r must be in (0, 1.5]"),
+    ({"engine": "parametric", "detector": {"particle_isolation": True}}, "particle_isolation needs engine pythia"),
     ({"samples": {"x": {"process": "wjets", "events": 5}, "d": {"data_like": True, "events": 5, "mix": ["qcd"]}}},
      "mix entry 'qcd' is not an MC sample of the preset"),
     ({"samples": {"x": {"process": "wjets", "events": 5}, "d": {"data_like": True, "events": 5, "mix": ["x"],
