@@ -39,7 +39,9 @@ JET_PT_MIN = 10.0          # generator-level jets kept (GeV); the detector cuts 
 JET_ETA_MAX = 5.0          # jet input particles
 LEPTON_PT_MIN = 3.0        # e/mu truth slots
 HADRON_PT_MIN = 5.0        # B/C hadrons used for the jet flavour
+BATCH_MAX = 1000           # Pythia events per nextBatch call (the awkward record of 1000 ttbar events: ~0.1 GB)
 FLAVOUR_DR = 0.3
+LEPTON_JET_DR = 0.4        # a non-prompt lepton's jet: the nearest within this dR
 ISO_DR = 0.3
 ISO_NEUTRAL_PT = 0.5       # neutral hadrons and photons enter the isolation sums above this pT (GeV)
 
@@ -248,7 +250,7 @@ def classify(off, pid, status, mother1, daughter1, daughter2, px, py, pz, e):
             if pt > 0:
                 pa = math.sqrt(pt * pt + pz[b + k] ** 2)
                 eta = 0.5 * math.log((pa + pz[b + k]) / max(pa - pz[b + k], 1e-300))
-                if abs(eta) < 5.0:
+                if abs(eta) < JET_ETA_MAX:
                     role[b + k] = ROLE_JET
     return role, prompt, hard, tau_of, flav
 
@@ -381,11 +383,11 @@ def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prom
             if f == 0:
                 continue
             hpt = math.sqrt(px[b + k] ** 2 + py[b + k] ** 2)
-            if hpt < 5.0:
+            if hpt < HADRON_PT_MIN:
                 continue
             heta, hphi = _eta_phi(px[b + k], py[b + k], pz[b + k])
             for s in range(nj):
-                if _dr(heta, hphi, jeta[s], jphi[s]) < 0.3 and pdg[i, s] != 5:
+                if _dr(heta, hphi, jeta[s], jphi[s]) < FLAVOUR_DR and pdg[i, s] != 5:
                     pdg[i, s] = f
         # e/mu above the slot threshold, in decreasing pT
         nl = 0
@@ -393,7 +395,7 @@ def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prom
             a = abs(pid[b + k])
             if status[b + k] > 0 and (a == 11 or a == 13):
                 pt = math.sqrt(px[b + k] ** 2 + py[b + k] ** 2)
-                if pt > 3.0:
+                if pt > LEPTON_PT_MIN:
                     lk[nl] = k
                     lpt[nl] = pt
                     nl += 1
@@ -440,7 +442,7 @@ def fill_batch(off, pid, status, daughter1, daughter2, px, py, pz, e, role, prom
                 h = hard[b + k]
                 gen_link[i, s] = gslot[h] if h >= 0 else -1
             else:
-                best, bj = 0.4, -1
+                best, bj = LEPTON_JET_DR, -1
                 for t in range(nj):
                     d = _dr(leta, lphi, jeta[t], jphi[t])
                     if d < best:
@@ -522,19 +524,16 @@ class PythiaSource:
     def filter_eff(self) -> float:
         return self.n_passed / self.n_tried if self.n_tried else 1.0
 
-    def _records(self, n: int):
-        """Flattened records of the next n passing events."""
-        import awkward as ak
-
+    def _pieces(self, n: int):
+        """The next n events passing the filter, as awkward records of at most BATCH_MAX events each."""
         pt_min = float(self.params["lepton_pt_min"])
         eta_max = float(self.params["lepton_eta_max"])
-        got, have = [], 0
+        have = 0
         while have < n:
             need = n - have
             # a generous estimate from the efficiency so far (the first round probes with the need)
             k = need if self.n_passed == 0 else int(math.ceil(need / max(self.filter_eff, 1e-4) * 1.1)) + 5
-            k = min(max(k, 1), 20_000)
-            prt = self.pythia.nextBatch(k).prt
+            prt = self.pythia.nextBatch(min(max(k, 1), BATCH_MAX)).prt
             self.n_tried += len(prt)
             if pt_min > 0:
                 keep = np.flatnonzero(lepton_filter(prt, pt_min, eta_max))
@@ -544,12 +543,18 @@ class PythiaSource:
                 self.n_passed += len(prt)
                 prt = prt[:need]
             if len(prt):
-                got.append(prt)
                 have += len(prt)
-        return flatten_record(got[0] if len(got) == 1 else ak.concatenate(got))
+                yield prt
 
     def truth(self, n: int) -> Batch:
-        return truth_batch(self._records(n), float(self.params["jet_r"]), self.process_id)
+        """The next n events passing the filter as a truth Batch (built piece by piece: bounded memory)."""
+        batch = allocate(n, N_SLOTS, N_GEN, env_parts=True)
+        a = 0
+        for prt in self._pieces(n):
+            part = truth_batch(flatten_record(prt), float(self.params["jet_r"]), self.process_id)
+            put_rows(batch, slice(a, a + part.n), part)
+            a += part.n
+        return batch
 
     def cross_section(self) -> dict:
         """sigma_gen (pb), its error, and the filter counts of the events generated so far."""
@@ -557,8 +562,8 @@ class PythiaSource:
         return {"sigma_gen_pb": s, "sigma_err_pb": err, "n_tried": self.n_tried, "n_passed": self.n_passed}
 
 
-def put_rows(batch: Batch, rows: np.ndarray, part: Batch) -> None:
-    """Copy the events of `part` into the rows `rows` of `batch` (same slot and GenPart shapes)."""
+def put_rows(batch: Batch, rows, part: Batch) -> None:
+    """Copy the events of `part` into the rows `rows` (indices or a slice) of `batch` (same shapes)."""
     for name in ("p4", "pdg", "valid", "env", "jet_link", "gen_link", "gp4", "gpdg", "gstatus", "gvalid",
                  "process", "is_signal", "pf", "env3"):
         getattr(batch, name)[rows] = getattr(part, name)

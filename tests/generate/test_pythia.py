@@ -197,13 +197,16 @@ def test_filter_keeps_exactly_the_passing_events_of_the_same_stream():
 
 
 def test_same_seed_identical_files_other_seed_differs(tmp_path):
+    """Two files per sample (max_events_per_file), serial and on 2 workers: identical arrays and fileset."""
     small = {"dyjets": 50, "ttbar": 30, "wjets": 30}
 
-    def arrays(d, seed):
-        fs = generate(cocktail(seed=seed, **small), out_dir=d, progress=False)
+    def arrays(d, seed, workers=1):
+        cfg = {**cocktail(seed=seed, **small), "max_events_per_file": 25}
+        fs = generate(cfg, out_dir=d, progress=False, workers=workers)
         return {k: events(fs, k) for k in small}, yaml.safe_load(fs.read_text())
 
-    (a, fa), (b, fb), (c, _) = arrays(tmp_path / "a", 3), arrays(tmp_path / "b", 3), arrays(tmp_path / "c", 4)
+    (a, fa), (b, fb), (c, _) = arrays(tmp_path / "a", 3), arrays(tmp_path / "b", 3, 2), arrays(tmp_path / "c", 4)
+    assert all(len(fa["datasets"][k]["files"]) == 2 for k in small)
     for name in small:
         assert a[name].fields == b[name].fields
         assert all(ak.array_equal(a[name][f], b[name][f]) for f in a[name].fields)
