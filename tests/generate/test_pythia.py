@@ -139,6 +139,18 @@ def test_pf_multiplicities_from_the_particles(produced):
     assert (ak.to_numpy(w.PF_nPhoton) > 0).all() and (ak.to_numpy(w.PF_nNeutralHadron) >= 0).all()
 
 
+def test_alad24_features_with_pf_information(produced, tmp_path):
+    """The PF-based features (seeds/000 Appendix A) extract from the Pythia files: finite, PF counts from
+    the particles, isolation components adding up to the total."""
+    rep = run_extraction(load_fileset(produced["fileset"]), ExtractOptions.from_conf(tmp_path, progress=False,
+                                                                                    feature_set="alad24"),
+                         log=lambda m: None)
+    df = pd.read_parquet(tmp_path)
+    assert np.isfinite(df[rep["features"]].to_numpy()).all() and set(df.label) == {"W", "Z", "ttbar", "data"}
+    assert (df.n_ch > 20).all() and (df.n_photon > 0).all() and (df.lep_iso_ch >= 0).all()
+    np.testing.assert_allclose(df.lep_iso_ch + df.lep_iso_neu + df.lep_iso_gamma, df.lep_iso, rtol=1e-4, atol=1e-5)
+
+
 def test_b_tags_come_from_b_hadrons(produced):
     """ttbar has two b jets per event: the medium CSV working point tags ~70 % of them, light jets rarely."""
     a = events(produced["fileset"], "ttbar")
