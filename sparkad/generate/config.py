@@ -363,6 +363,9 @@ def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
             out[k] = _num(out[k], f"{what}: {k}", positive=False)
             if out[k] < 0:
                 raise GeneratorConfigError(f"{what}: {k} must be >= 0, got {params[k]!r}")
+    if out["lepton_pt_min"] >= sqrt_s / 2:
+        raise GeneratorConfigError(f"{what}: lepton_pt_min must be below sqrt_s / 2 = {sqrt_s / 2:g} GeV, "
+                                   f"got {params['lepton_pt_min']!r}")
     out["lepton_eta_max"] = _num(out["lepton_eta_max"], f"{what}: lepton_eta_max")
     out["jet_r"] = default_jet_r(sqrt_s) if out["jet_r"] is None else _num(out["jet_r"], f"{what}: jet_r")
     if out["jet_r"] > 1.5:

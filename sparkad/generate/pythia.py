@@ -39,6 +39,7 @@ JET_PT_MIN = 10.0          # generator-level jets kept (GeV); the detector cuts 
 JET_ETA_MAX = 5.0          # jet input particles
 LEPTON_PT_MIN = 3.0        # e/mu truth slots
 HADRON_PT_MIN = 5.0        # B/C hadrons used for the jet flavour
+MAX_TRIED_WITHOUT_PASS = 20_000  # a filter that passes nothing in this many events is an error
 BATCH_MAX = 1000           # Pythia events per nextBatch call (the awkward record of 1000 ttbar events: ~0.1 GB)
 FLAVOUR_DR = 0.3
 LEPTON_JET_DR = 0.4        # a non-prompt lepton's jet: the nearest within this dR
@@ -515,7 +516,8 @@ class PythiaSource:
         self.params = {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[process], **(params or {})}
         if self.params["jet_r"] is None:
             self.params["jet_r"] = default_jet_r(sqrt_s)
-        self.process_id = process_id
+        self.process, self.process_id = process, process_id
+        self.max_tried_without_pass = MAX_TRIED_WITHOUT_PASS
         self.pythia = make_pythia(base_settings(sqrt_s, seed) + process_settings(process, self.params))
         self.n_tried = 0
         self.n_passed = 0
@@ -531,8 +533,12 @@ class PythiaSource:
         have = 0
         while have < n:
             need = n - have
-            # a generous estimate from the efficiency so far (the first round probes with the need)
-            k = need if self.n_passed == 0 else int(math.ceil(need / max(self.filter_eff, 1e-4) * 1.1)) + 5
+            # a generous estimate from the efficiency so far (the first round probes with the need; while
+            # nothing passed, twice what was tried so far)
+            if self.n_passed:
+                k = int(math.ceil(need / self.filter_eff * 1.1)) + 5
+            else:
+                k = max(need, 2 * self.n_tried)
             prt = self.pythia.nextBatch(min(max(k, 1), BATCH_MAX)).prt
             self.n_tried += len(prt)
             if pt_min > 0:
@@ -542,6 +548,9 @@ class PythiaSource:
             else:
                 self.n_passed += len(prt)
                 prt = prt[:need]
+            if self.n_passed == 0 and self.n_tried >= self.max_tried_without_pass:
+                raise ValueError(f"{self.process}: the generator-level lepton filter (lepton_pt_min {pt_min:g} GeV, "
+                                 f"lepton_eta_max {eta_max:g}) passed none of {self.n_tried} generated events")
             if len(prt):
                 have += len(prt)
                 yield prt

@@ -208,6 +208,13 @@ def test_filter_keeps_exactly_the_passing_events_of_the_same_stream():
     np.testing.assert_array_equal(lep_a, lep_b[passing[:40]])
 
 
+def test_a_filter_that_passes_nothing_is_an_error_not_a_hang():
+    src = PythiaSource("dyjets", {"lepton_pt_min": 20.0, "lepton_eta_max": 1e-6}, 8000.0, 1, 2)
+    src.max_tried_without_pass = 150
+    with pytest.raises(ValueError, match=r"dyjets: the generator-level lepton filter .* passed none of \d+ generated"):
+        src.truth(5)
+
+
 def test_same_seed_identical_files_other_seed_differs(tmp_path):
     """Two files per sample (max_events_per_file), serial and on 2 workers: identical arrays and fileset."""
     small = {"dyjets": 50, "ttbar": 30, "wjets": 30}
@@ -262,6 +269,8 @@ def test_jet_radius_follows_the_era():
     ({"samples": {"x": {"process": "dyjets", "events": 5, "params": {"m_min": 60, "m_max": 50}}}}, "m_max must be > m_min"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"lepton_pt_min": -1}}}}, "lepton_pt_min must be >= 0"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"jet_r": 2}}}}, "jet_r must be in (0, 1.5]"),
+    ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"lepton_pt_min": 4000}}}},
+     "lepton_pt_min must be below sqrt_s / 2 = 4000 GeV"),
     ({"engine": "parametric", "detector": {"particle_isolation": True}}, "particle_isolation needs engine pythia"),
     ({"samples": {"x": {"process": "wjets", "events": 5}, "d": {"data_like": True, "events": 5, "mix": ["qcd"]}}},
      "mix entry 'qcd' is not an MC sample of the preset"),
