@@ -210,7 +210,7 @@ def test_filter_keeps_exactly_the_passing_events_of_the_same_stream():
 
 def test_a_filter_that_passes_nothing_is_an_error_not_a_hang():
     src = PythiaSource("dyjets", {"lepton_pt_min": 20.0, "lepton_eta_max": 1e-6}, 8000.0, 1, 2)
-    src.max_tried_without_pass = 150
+    src.max_tried_without_pass = 40
     with pytest.raises(ValueError, match=r"dyjets: the generator-level lepton filter .* passed none of \d+ generated"):
         src.truth(5)
 
