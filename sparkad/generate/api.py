@@ -7,6 +7,7 @@ renamed when complete; the fileset YAML (the input of `sparkad extract`) is writ
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 from pathlib import Path
@@ -19,13 +20,14 @@ from sparkad.core.heap import freeze_long_lived, keep_freed_memory
 from sparkad.generate import layout, runs
 from sparkad.generate.config import GeneratorConfigError, load_preset, scale_events
 from sparkad.generate.detector import Packed, simulate
-from sparkad.generate.processes import SHAPES, Context, fill, generate_truth
+from sparkad.generate.processes import PROCESS_IDS, SHAPES, Context, fill, generate_truth
 from sparkad.generate.record import allocate
 
 __all__ = ["generate", "plan", "run_job", "GeneratorConfigError"]
 
 FILESET_NAME = "fileset.yaml"
 _RUNS_SALT = 0x52554E53  # "RUNS"
+_PYTHIA_SALT = 0x50594838  # "PYH8": the Pythia seed of a file
 
 
 def _rng(*key):
@@ -53,8 +55,9 @@ def _mc_pileup(rng, n, det):
     return rng.gamma((mean / sd) ** 2, sd * sd / mean, n)
 
 
-def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
-    """Generate events [a, b) of the sample (global indices); returns the uproot payload."""
+def _chunk(cfg, s, job, c, a, b, ctx, rstruct, source=None):
+    """Generate events [a, b) of the sample (global indices); returns the uproot payload. `source`: the
+    file's PythiaSource under engine pythia (its next b - a filtered events), else None (parametric)."""
     rng = _rng(cfg["seed"], job["sample_index"], job["file_index"], c)
     n = b - a
     det = cfg["detector"] or {}
@@ -62,7 +65,11 @@ def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
     if is_data:
         run, lumi, event, mu = rstruct.events(a, b)
         trig = s.get("trigger")
-        if trig:
+        if source is not None:  # engine pythia: a PythiaMix
+            batch = source.truth(rng, n)
+            reco = simulate(batch, rng, det, mu, is_data=True, faults=_faults(s, run, lumi),
+                            pf_candidates=cfg["pf_candidates"])
+        elif trig:
             reco, batch = _triggered(cfg, s, rng, ctx, det, run, lumi, mu, trig)
         else:
             batch = _mix_truth(s, rng, n, ctx)
@@ -74,7 +81,7 @@ def _chunk(cfg, s, job, c, a, b, ctx, rstruct):
         lumi = (1 + k // 1000).astype(np.uint32)
         event = (k + 1).astype(np.uint64)
         mu = _mc_pileup(rng, n, det)
-        batch = generate_truth(s["process"], rng, n, ctx, s["params"])
+        batch = source.truth(n) if source is not None else generate_truth(s["process"], rng, n, ctx, s["params"])
         batch.is_signal[:] = s.get("is_signal", False)
         reco = simulate(batch, rng, det, mu, is_data=False, faults=[], pf_candidates=cfg["pf_candidates"])
     ids = {"run": run, "luminosityBlock": lumi, "event": event, "Truth_process": batch.process,
@@ -189,17 +196,32 @@ def run_job(cfg: dict, job: dict, progress=None) -> dict:
     rstruct = None
     if is_data:
         rstruct = runs.build(s["runs"], s["events"], _rng(cfg["seed"], job["sample_index"], _RUNS_SALT))
+    source = None
+    if cfg.get("engine") == "pythia":
+        from sparkad.generate.pythia import PythiaMix, PythiaSource, pythia_seed
+
+        key = [int(cfg["seed"]), job["sample_index"], job["file_index"], _PYTHIA_SALT]
+        if is_data:
+            comps = s["components"]
+            seeds = [pythia_seed(np.random.SeedSequence(key + [ci])) for ci in range(len(comps))]
+            source = PythiaMix(comps, float(cfg["sqrt_s"]), seeds, [PROCESS_IDS[c["process"]] for c in comps])
+        else:
+            source = PythiaSource(s["process"], s["params"], float(cfg["sqrt_s"]),
+                                  pythia_seed(np.random.SeedSequence(key)), PROCESS_IDS[s["process"]])
     start, stop = job["start"], job["start"] + job["count"]
     cs = cfg["chunk_size"]
     with layout.RootWriter(job["path"], cfg["compression"], is_mc=not is_data,
                            write_runs=not cfg["exact_layout"]) as w:
         for c, a in enumerate(range(start, stop, cs)):
             b = min(a + cs, stop)
-            w.extend(_chunk(cfg, s, job, c, a, b, ctx, rstruct))
+            w.extend(_chunk(cfg, s, job, c, a, b, ctx, rstruct, source))
             if progress:
                 progress(b - a)
         n, sumw = w.n, w.sumw
-    return {**job, "n": n, "sumw": sumw}
+    out = {**job, "n": n, "sumw": sumw}
+    if source is not None and not is_data:
+        out["pythia"] = source.cross_section()
+    return out
 
 
 def _worker(args):
@@ -207,11 +229,31 @@ def _worker(args):
     return run_job(cfg, job)
 
 
+def pythia_cross_section(parts: list[dict], k_factor: float = 1.0) -> dict:
+    """A sample's cross section from its files' Pythia estimates: sigma_gen averaged with the files'
+    generated-event counts as weights, times the filter efficiency (passed / tried over all files) and
+    the k-factor; xsec (pb) is what the fileset's dataset gets."""
+    tried = sum(p["n_tried"] for p in parts)
+    passed = sum(p["n_passed"] for p in parts)
+    sigma = sum(p["sigma_gen_pb"] * p["n_tried"] for p in parts) / tried
+    err = math.sqrt(sum((p["sigma_err_pb"] * p["n_tried"]) ** 2 for p in parts)) / tried
+    eff = passed / tried
+    return {"sigma_gen_pb": float(f"{sigma:.6g}"), "sigma_err_pb": float(f"{err:.3g}"), "n_tried": int(tried),
+            "n_passed": int(passed), "filter_eff": float(f"{eff:.6g}"), "k_factor": float(k_factor),
+            "xsec": sigma * eff * k_factor}
+
+
 def _write_fileset(cfg, results, out_dir: Path) -> Path:
     datasets = {}
+    pythia = {}
     for name, s in cfg["samples"].items():
         res = sorted((r for r in results if r["sample"] == name), key=lambda r: r["file_index"])
         files = [Path(r["path"]).name for r in res]
+        if res and "pythia" in res[0]:
+            pythia[name] = pythia_cross_section([r["pythia"] for r in res], s["k_factor"])
+            s = {**s, "xsec": pythia[name].pop("xsec")}
+        elif cfg.get("engine") == "pythia" and s.get("data_like"):  # the mix's weights (pb)
+            pythia[name] = {"mix_xsec_pb": {c["name"]: float(f"{c['weight']:.6g}") for c in s["components"]}}
         if s.get("data_like"):
             datasets[name] = {"files": files, "treename": "Events", "is_data": True, "label": s["label"]}
         else:
@@ -223,8 +265,11 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
         "luminosity": float(cfg["luminosity"]),
         "datasets": datasets,
         "generator": {"preset": cfg["name"], "seed": int(cfg["seed"]), "sqrt_s": float(cfg["sqrt_s"]),
-                      "exact_layout": bool(cfg["exact_layout"]), "pf_candidates": bool(cfg["pf_candidates"])},
+                      "exact_layout": bool(cfg["exact_layout"]), "pf_candidates": bool(cfg["pf_candidates"]),
+                      "engine": cfg.get("engine", "parametric")},
     }
+    if pythia:  # provenance of the datasets' xsec: Pythia's sigma_gen x filter efficiency x k_factor
+        doc["generator"]["pythia"] = pythia
     path = out_dir / FILESET_NAME
     write_text_atomic(yaml.safe_dump(doc, sort_keys=False), path)
     return path
@@ -267,21 +312,55 @@ def generate(preset: str | dict = "default", n_events: int | None = None, out_di
     t0 = time.time()
     results = []
     try:
-        if workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                results.append(run_job(cfg, job, progress=bar.update if bar else None))
-        else:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-                for r in pool.imap_unordered(_worker, [(cfg, j) for j in jobs]):
-                    results.append(r)
-                    if bar:
-                        bar.update(r["n"])
+        if _pending_mix_weights(cfg):
+            # engine pythia: a data-like mix weighs its samples by their cross sections, known once the
+            # MC samples are generated: those first, then the data-like samples
+            mc = [j for j in jobs if not cfg["samples"][j["sample"]].get("data_like")]
+            results += _run_jobs(cfg, mc, workers, bar)
+            cfg = _with_mix_weights(cfg, results)
+            jobs = [j for j in jobs if cfg["samples"][j["sample"]].get("data_like")]
+        results += _run_jobs(cfg, jobs, workers, bar)
     finally:
         if bar:
             bar.close()
     path = _write_fileset(cfg, results, out)
     cfg["_elapsed_s"] = time.time() - t0
     return path
+
+
+def _run_jobs(cfg, jobs, workers, bar) -> list[dict]:
+    if not jobs:
+        return []
+    if workers == 1 or len(jobs) == 1:
+        return [run_job(cfg, job, progress=bar.update if bar else None) for job in jobs]
+    out = []
+    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        for r in pool.imap_unordered(_worker, [(cfg, j) for j in jobs]):
+            out.append(r)
+            if bar:
+                bar.update(r["n"])
+    return out
+
+
+def _pending_mix_weights(cfg) -> bool:
+    return any(c["weight"] is None for s in cfg["samples"].values() if s.get("data_like") for c in s["components"])
+
+
+def _with_mix_weights(cfg, results) -> dict:
+    """The config with every data-like component's missing weight set to its MC sample's cross section
+    (Pythia's sigma_gen x filter efficiency x k_factor over the sample's files)."""
+    xsec = {}
+    for name, s in cfg["samples"].items():
+        parts = [r["pythia"] for r in results if r["sample"] == name and "pythia" in r]
+        if parts:
+            xsec[name] = pythia_cross_section(parts, s["k_factor"])["xsec"]
+    samples = {}
+    for name, s in cfg["samples"].items():
+        if s.get("data_like"):
+            s = {**s, "components": [{**c, "weight": xsec[c["name"]] if c["weight"] is None else c["weight"]}
+                                     for c in s["components"]]}
+        samples[name] = s
+    return {**cfg, "samples": samples}
 
 
 def _raw_preset(name) -> dict:

@@ -19,9 +19,11 @@ from sparkad.generate.config import GeneratorConfigError, list_presets
               help="Write exactly the real CMS 2012 layout (no PF summaries, Truth_*, genWeight, Runs).")
 @click.option("--pf-candidates", is_flag=True, default=False,
               help="Also write a PFNano-style PFCands collection (large files).")
+@click.option("--engine", type=click.Choice(["parametric", "pythia"]), default=None,
+              help="Event engine: parametric (fast) or pythia (Pythia 8 + FastJet; default: the preset's).")
 @click.option("--list-presets", "list_presets_", is_flag=True, default=False, help="List the available presets and exit.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def generate(preset, events, out_dir, seed, workers, exact_layout, pf_candidates, list_presets_, quiet):
+def generate(preset, events, out_dir, seed, workers, exact_layout, pf_candidates, engine, list_presets_, quiet):
     """Generate labelled CMS-2012-layout ROOT files and a fileset YAML for `sparkad extract`."""
     if list_presets_:
         presets = list_presets()
@@ -46,6 +48,8 @@ def generate(preset, events, out_dir, seed, workers, exact_layout, pf_candidates
         overrides["exact_layout"] = True
     if pf_candidates:
         overrides["pf_candidates"] = True
+    if engine:
+        overrides["engine"] = engine
     try:
         path = run_generate(preset, n_events=events, out_dir=out_dir, seed=seed, workers=workers,
                             progress=not quiet, **overrides)

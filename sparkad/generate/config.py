@@ -20,6 +20,7 @@ class GeneratorConfigError(ValueError):
 
 TOP_DEFAULTS = {
     "description": "",
+    "engine": "parametric",
     "sqrt_s": 8000.0,
     "luminosity": 4400.0,
     "seed": 12345,
@@ -40,6 +41,9 @@ TRIGGER_DEFAULTS = {"single_muon": {"pt_min": 24.0, "eta_max": 2.1, "iso_max": 0
 # that resolution cannot move rejected-at-generation events into the accepted region
 QCD_BIAS_PT_FACTOR, QCD_BIAS_ETA_MARGIN = 0.85, 0.2
 FAULT_KEYS = {"type", "runs", "lumis", "rate", "eta", "phi", "pt_scale", "shift"}
+ENGINES = ("parametric", "pythia")
+# sample keys the Pythia engine refuses: its cross section is Pythia's estimate x the filter efficiency
+PYTHIA_REFUSED_KEYS = ("xsec", "filter_eff")
 
 
 def preset_path(name: str) -> Path:
@@ -272,7 +276,15 @@ def validate(raw: dict, name: str = "custom") -> dict:
     cfg["detector"] = _check_detector(cfg["detector"] or {})
     cfg["exact_layout"] = _bool(cfg["exact_layout"], "exact_layout")
     cfg["pf_candidates"] = _bool(cfg["pf_candidates"], "pf_candidates")
-    xs = _xsec_table(cfg["cross_sections"], cfg["sqrt_s"])
+    if cfg["engine"] not in ENGINES:
+        raise GeneratorConfigError(f"engine must be one of {', '.join(ENGINES)}, got {cfg['engine']!r}")
+    pythia = cfg["engine"] == "pythia"
+    if pythia:  # Pythia's particles carry the underlying event: isolation from the truth cone sums
+        cfg["detector"].setdefault("particle_isolation", True)
+    elif cfg["detector"].get("particle_isolation"):
+        raise GeneratorConfigError("detector: particle_isolation needs engine pythia (the parametric processes "
+                                   "have no particles in the cone)")
+    xs = {} if pythia else _xsec_table(cfg["cross_sections"], cfg["sqrt_s"])
     samples = cfg["samples"]
     if not isinstance(samples, dict) or not samples:
         raise GeneratorConfigError(f"preset {name}: 'samples' must be a non-empty mapping name -> sample")
@@ -291,13 +303,20 @@ def validate(raw: dict, name: str = "custom") -> dict:
         for key in ("data_like", "is_signal"):
             if key in s:
                 s[key] = _bool(s[key], f"sample {sname}: {key}")
+        if s.get("data_like") and pythia:
+            for key in ("trigger", "signal"):
+                if s.get(key):
+                    raise GeneratorConfigError(f"sample {sname}: {key} is not supported by engine pythia yet "
+                                               f"(a generator-level lepton filter on the mixed samples is)")
         if s.get("data_like"):
             out[sname] = s  # resolved below, once all MC samples are known
+        elif pythia:
+            out[sname] = _resolve_pythia_component(s, f"sample {sname}", cfg["sqrt_s"])
         else:
             out[sname] = _resolve_component(s, f"sample {sname}", xs)
     for sname, s in out.items():
         if s.get("data_like"):
-            out[sname] = _resolve_data(s, sname, out, xs)
+            out[sname] = _resolve_data(s, sname, out, xs, pythia)
     cfg["samples"] = out
     cfg["_validated"] = True
     return cfg
@@ -326,7 +345,67 @@ def _resolve_component(s: dict, what: str, xs: dict) -> dict:
             "is_signal": bool(s.get("is_signal", proc in SIGNALS))}
 
 
-def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
+def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
+    from sparkad.generate.pythia import COMMON_DEFAULTS, PROCESS_DEFAULTS, default_jet_r
+
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise GeneratorConfigError(f"{what}: params must be a mapping, got {params!r}")
+    known = {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}
+    bad = sorted(set(params) - set(known))
+    if bad:
+        raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc} under engine pythia; "
+                                   f"known: {sorted(known)}")
+    out = {**known, **params}
+    for k in ("lepton_pt_min", "m_min", "m_max"):
+        if k in out:
+            out[k] = _num(out[k], f"{what}: {k}", positive=False)
+            if out[k] < 0:
+                raise GeneratorConfigError(f"{what}: {k} must be >= 0, got {params[k]!r}")
+    if out["lepton_pt_min"] >= sqrt_s / 2:
+        raise GeneratorConfigError(f"{what}: lepton_pt_min must be below sqrt_s / 2 = {sqrt_s / 2:g} GeV, "
+                                   f"got {params['lepton_pt_min']!r}")
+    out["lepton_eta_max"] = _num(out["lepton_eta_max"], f"{what}: lepton_eta_max")
+    out["jet_r"] = default_jet_r(sqrt_s) if out["jet_r"] is None else _num(out["jet_r"], f"{what}: jet_r")
+    if out["jet_r"] > 1.5:
+        raise GeneratorConfigError(f"{what}: jet_r must be in (0, 1.5], got {params['jet_r']!r}")
+    if proc == "dyjets" and 0 < out["m_max"] <= out["m_min"]:
+        raise GeneratorConfigError(f"{what}: m_max must be > m_min (or 0: no upper cut), got {out['m_max']!r}")
+    settings = out["settings"]
+    if not isinstance(settings, list) or not all(isinstance(x, str) for x in settings):
+        raise GeneratorConfigError(f"{what}: settings must be a list of Pythia setting strings, got {settings!r}")
+    if settings:
+        from sparkad.generate.pythia import check_settings
+
+        try:
+            check_settings(settings)
+        except ValueError as e:
+            raise GeneratorConfigError(f"{what}: {e}") from None
+    return out
+
+
+def _resolve_pythia_component(s: dict, what: str, sqrt_s: float) -> dict:
+    """An MC sample of the Pythia engine: the cross section is known only after generation (Pythia's
+    sigma_gen x the filter efficiency x k_factor, written to the fileset by the driver)."""
+    from sparkad.generate.pythia import PROCESS_DEFAULTS
+
+    proc = s.get("process")
+    if proc not in PROCESS_DEFAULTS:
+        raise GeneratorConfigError(f"{what}: unknown process {proc!r} for engine pythia; known: "
+                                   f"{', '.join(PROCESS_DEFAULTS)}")
+    for key in PYTHIA_REFUSED_KEYS:
+        if key in s:
+            raise GeneratorConfigError(f"{what}: {key} comes from Pythia under engine pythia (remove it)")
+    params = _check_pythia_params(proc, s.get("params"), what, sqrt_s)
+    k = _num(s.get("k_factor", 1.0), f"{what}: k_factor")
+    return {**s, "process": proc, "params": params, "k_factor": k, "xsec": None,
+            "label": s.get("label", LABELS[proc]), "is_signal": bool(s.get("is_signal", False))}
+
+
+def _resolve_data(s: dict, sname: str, samples: dict, xs: dict, pythia: bool = False) -> dict:
+    """A data-like mix. Under engine pythia its entries are the preset's MC samples; a weight left out is
+    that sample's cross section, known once it is generated (None here; see api.generate)."""
     comps = []
     mix = s.get("mix")
     if not mix or not isinstance(mix, (list, dict)):
@@ -336,13 +415,16 @@ def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
     for ref, w in items:
         if isinstance(ref, str) and ref in samples and not samples[ref].get("data_like"):
             c = dict(samples[ref])
+        elif pythia:
+            raise GeneratorConfigError(f"sample {sname}: mix entry {ref!r} is not an MC sample of the preset "
+                                       f"(engine pythia mixes the preset's samples)")
         elif isinstance(ref, str) and ref in PROCESSES:
             c = _resolve_component({"process": ref}, f"sample {sname}: mix {ref}", xs)
         else:
             raise GeneratorConfigError(f"sample {sname}: mix entry {ref!r} is neither an MC sample nor a process")
         weight = c["xsec"] if w is None else _num(w, f"sample {sname}: mix weight of {ref}")
         comps.append({"name": ref, "process": c["process"], "params": c["params"], "weight": weight,
-                      "is_signal": bool(c.get("is_signal", False))})
+                      "is_signal": bool(c.get("is_signal", False)), "k_factor": c.get("k_factor", 1.0)})
     trigger = _resolve_trigger(s.get("trigger"), sname)
     if trigger:
         tm = trigger["single_muon"]
@@ -353,13 +435,13 @@ def _resolve_data(s: dict, sname: str, samples: dict, xs: dict) -> dict:
                 c["params"] = {**c["params"], "force_muon": {"pt_min": QCD_BIAS_PT_FACTOR * tm["pt_min"],
                                                              "eta_max": tm["eta_max"] + QCD_BIAS_ETA_MARGIN}}
                 c["weight"] *= qcd_trigger_acceptance(c["params"])
-    total_bkg = sum(c["weight"] for c in comps)
     sig = s.get("signal")
     if sig:
         if not isinstance(sig, dict) or ("fraction" in sig) == ("xsec" in sig):
             raise GeneratorConfigError(f"sample {sname}: signal needs process and exactly one of fraction, xsec")
         c = _resolve_component({"process": sig.get("process"), "params": sig.get("params")},
                                f"sample {sname}: signal", xs)
+        total_bkg = sum(c["weight"] for c in comps)
         if "fraction" in sig:
             f = _num(sig["fraction"], f"sample {sname}: signal fraction")
             if f >= 1:

@@ -14,6 +14,8 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
 - isolation (dR < 0.3, absolute GeV): charged = UE (zero with p 0.45, else Gamma) + nearby jets;
   neutral and photon = pile-up-dependent Gamma + nearby jets; heavy-flavour leptons add the hadronic
   remnant of their jet (60/12/28% charged/neutral/photon). Relative = sum / lepton pT.
+  With `particle_isolation` (the Pythia engine) the charged / neutral / photon sums are the particles'
+  own in the cone (`Batch.env3`, underlying event included), plus the pile-up terms.
 - jets: every quark/gluon/hadronic-tau slot, and (lepton_jets) every prompt lepton, gives a PF jet;
   sigma(pT)/pT = sqrt(N^2/pT^2 + S^2/pT + C^2), N = 3 + 0.1 npv, S = 1.0, C = 0.05; |eta| < 4.7, pT >
   jet_pt_min; pile-up jets Poisson(pu_jet_rate * npv); CSV b-tag discriminant in [0, 1] with medium WP
@@ -27,7 +29,8 @@ Model (all numbers are `DETECTOR_DEFAULTS`, overridable per preset under `detect
   sigma = met_stoch * sqrt(sum E_T^uncl), with sum E_T^uncl ~ Gamma(mean 60 + 22 npv) GeV; covariance
   and significance from the same resolutions.
 - PF candidate multiplicities: Poisson(UE + per-vertex pile-up + per-jet log(pT) terms) (normal
-  approximation for means >= 100).
+  approximation for means >= 100); for a batch with particle-level counts (`Batch.pf`, the Pythia
+  engine) those counts plus Poisson(per-vertex pile-up).
 - triggers: HLT_IsoMu24(_eta2p1) from reconstructed isolated muons (eff 0.94), mu+tau cross trigger.
 """
 from __future__ import annotations
@@ -61,10 +64,13 @@ DETECTOR_DEFAULTS = {
     "pf_ue_charged": 30.0, "pf_pu_charged": 14.0,
     "pf_ue_neutral": 8.0, "pf_pu_neutral": 4.0,
     "pf_ue_photon": 25.0, "pf_pu_photon": 12.0,
+    # isolation from the particle-level cone sums of every lepton (`Batch.env3`, the Pythia engine: the
+    # visible particles in dR < 0.3, underlying event included) instead of the UE + nearby-parton model
+    "particle_isolation": False,
 }
 _PKEYS = [k for k in DETECTOR_DEFAULTS if k not in ("pileup_mu", "pileup_mu_sd")]
 (_VERTEX_EFF, _NONPF, _JET_PT_MIN, _LEPTON_JETS, _PU_JET_RATE, _EFF_B, _EFF_C, _EFF_L, _WP, _NOTRACK, _TAU_EFF,
- _TAU_FAKE, _MET_STOCH, _TRIG_EFF, _UE_CH, _PU_CH, _UE_NEU, _PU_NEU, _UE_PHO, _PU_PHO) = range(len(_PKEYS))
+ _TAU_FAKE, _MET_STOCH, _TRIG_EFF, _UE_CH, _PU_CH, _UE_NEU, _PU_NEU, _UE_PHO, _PU_PHO, _PISO) = range(len(_PKEYS))
 
 FAULT_CODES = {"none": 0, "hot_cells": 1, "dead_muon_sector": 2, "jes_shift": 3}
 N_PU_JETS = 4
@@ -147,7 +153,7 @@ def _sort_desc(idx, key, k):
 
 
 @njit(cache=True)
-def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, mu, P, is_data,
+def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gvalid, pf_truth, env3, mu, P, is_data,
           jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par,
           evf, evi, evb, muo, ele, tau, pho, jet, gen):
     n, S = pdg.shape
@@ -270,22 +276,31 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
             else:
                 e_reco[s] = True
             # isolation: activity of nearby partons and the heavy-flavour jet remnant in the cone
-            extra = env[i, s] if jet_link[i, s] >= 0 else 0.0
+            piso = P[_PISO] > 0
+            extra = env[i, s] if (piso or jet_link[i, s] >= 0) else 0.0
             for j in range(S):
-                if (is_part[j] or apdg[j] == 15) and j != jet_link[i, s]:
+                if not piso and (is_part[j] or apdg[j] == 15) and j != jet_link[i, s]:
                     dphi = s_wrap(phi[s] - phi[j])
                     dr = math.sqrt((eta[s] - eta[j]) ** 2 + dphi * dphi)
                     if dr < 0.8:
                         extra += 0.9 * math.exp(-(dr / 0.36) ** 2) * pt[j]
-            g0 = rng.standard_gamma(6.0)
-            g1 = rng.standard_gamma(1.2)
-            g2 = rng.standard_gamma(2.8)
-            gs = g0 + g1 + g2
-            ch = (rng.gamma(1.2, 0.6) if rng.random() < 0.55 else 0.0) + 0.01 * fnpv * rng.random() + extra * g0 / gs
-            neu = extra * g1 / gs
+            if piso:  # the particles' own charged / neutral / photon cone sums (underlying event included)
+                ch = 0.01 * fnpv * rng.random() + env3[i, s, 0]
+                neu = env3[i, s, 1]
+                ph = env3[i, s, 2]
+            else:
+                g0 = rng.standard_gamma(6.0)
+                g1 = rng.standard_gamma(1.2)
+                g2 = rng.standard_gamma(2.8)
+                gs = g0 + g1 + g2
+                ue = 0.0
+                if rng.random() < 0.55:
+                    ue = rng.gamma(1.2, 0.6)
+                ch = ue + 0.01 * fnpv * rng.random() + extra * g0 / gs
+                neu = extra * g1 / gs
+                ph = extra * g2 / gs
             if rng.random() < min(0.25 + 0.02 * fnpv, 0.9):
                 neu += rng.standard_exponential() * (0.5 + 0.05 * fnpv)
-            ph = extra * g2 / gs
             if rng.random() < min(0.35 + 0.025 * fnpv, 0.95):
                 ph += rng.standard_exponential() * (0.6 + 0.07 * fnpv)
             iso[s, 0] = ch
@@ -630,9 +645,14 @@ def _reco(rng, p4, pdg, valid, env, jet_link, gen_link, gp4, gpdg, gstatus, gval
 
         # ------------------------------------------------------------ PF multiplicities, event ints
         evi[0, i] = npv
-        evi[1, i] = s_poisson(rng, P[_UE_CH] + P[_PU_CH] * fnpv + jet_ch)
-        evi[2, i] = s_poisson(rng, P[_UE_NEU] + P[_PU_NEU] * fnpv + 0.25 * jet_all)
-        evi[3, i] = s_poisson(rng, P[_UE_PHO] + P[_PU_PHO] * fnpv + 0.8 * jet_all)
+        if pf_truth[i, 0] >= 0:  # counted from the generated particles; pile-up added
+            evi[1, i] = int(pf_truth[i, 0]) + s_poisson(rng, P[_PU_CH] * fnpv)
+            evi[2, i] = int(pf_truth[i, 1]) + s_poisson(rng, P[_PU_NEU] * fnpv)
+            evi[3, i] = int(pf_truth[i, 2]) + s_poisson(rng, P[_PU_PHO] * fnpv)
+        else:
+            evi[1, i] = s_poisson(rng, P[_UE_CH] + P[_PU_CH] * fnpv + jet_ch)
+            evi[2, i] = s_poisson(rng, P[_UE_NEU] + P[_PU_NEU] * fnpv + 0.25 * jet_all)
+            evi[3, i] = s_poisson(rng, P[_UE_PHO] + P[_PU_PHO] * fnpv + 0.8 * jet_all)
         evi[4, i] = fault
 
         # ------------------------------------------------------------ GenPart (document order)
@@ -667,6 +687,8 @@ def simulate(batch: Batch, rng, params: dict, mu: np.ndarray, is_data: bool,
     Pd = {**DETECTOR_DEFAULTS, **(params or {})}
     P = np.array([float(Pd[k]) for k in _PKEYS])
     n, S = batch.pdg.shape
+    if Pd["particle_isolation"] and batch.env3.shape[:2] != (n, S):
+        raise ValueError("detector: particle_isolation needs a batch with particle-level cone sums (engine pythia)")
     G = batch.gvalid.shape[1]
     fm = _fault_masks(faults)
     jes = np.ones(n)
@@ -696,7 +718,7 @@ def simulate(batch: Batch, rng, params: dict, mu: np.ndarray, is_data: bool,
     evi = np.empty((len(EV_I), n), np.int32)
     evb = np.empty((len(EV_B), n), np.bool_)
     _reco(rng, batch.p4, batch.pdg, batch.valid, batch.env, batch.jet_link, batch.gen_link, batch.gp4,
-          batch.gpdg, batch.gstatus, batch.gvalid, np.asarray(mu, np.float64), P, bool(is_data),
+          batch.gpdg, batch.gstatus, batch.gvalid, np.ascontiguousarray(batch.pf, np.float64), batch.env3, np.asarray(mu, np.float64), P, bool(is_data),
           jes, jes_flag, dms_mask, dms_box, hot_mask, hot_par, evf, evi, evb,
           *(colls[c].args for c in ("Muon", "Electron", "Tau", "Photon", "Jet", "GenPart")))
     out = {k: evf[r] for r, k in enumerate(EV_F)}

@@ -22,7 +22,9 @@ class Batch:
     """Truth arrays: (n, S[, 4]) for final-state slots, (n, G[, 4]) for GenPart.
 
     env: hadronic energy (GeV) in a dR < 0.3 cone around a slot (leptons from heavy-flavour decays);
-    jet_link: slot index of the jet containing the particle (-1: none); gen_link: its GenPart slot."""
+    jet_link: slot index of the jet containing the particle (-1: none); gen_link: its GenPart slot.
+    pf: PF candidate multiplicities of the hard scatter and underlying event counted from the particles
+    (the Pythia engine); -1 (the parametric processes): the detector models them from the partons."""
     p4: np.ndarray
     pdg: np.ndarray
     valid: np.ndarray
@@ -35,6 +37,9 @@ class Batch:
     gvalid: np.ndarray
     process: np.ndarray
     is_signal: np.ndarray
+    pf: np.ndarray  # (n, 3) particle-level PF multiplicities (charged hadrons, neutral hadrons, photons); -1: modelled
+    env3: np.ndarray  # (n, S, 3) charged / neutral / photon parts of env (particle-level engines), else (0, 0, 3)
+
 
     @property
     def n(self):
@@ -47,12 +52,14 @@ class Batch:
                 self.gp4, self.gpdg, self.gstatus, self.gvalid)
 
 
-def allocate(n: int, n_slots: int, n_gen: int) -> Batch:
-    """An empty batch: every slot invalid, zero momentum, no links."""
+def allocate(n: int, n_slots: int, n_gen: int, env_parts: bool = False) -> Batch:
+    """An empty batch: every slot invalid, zero momentum, no links; env_parts: room for the charged /
+    neutral / photon split of env (particle-level engines)."""
     return Batch(
         p4=np.zeros((n, n_slots, 4)), pdg=np.zeros((n, n_slots), np.int32),
         valid=np.zeros((n, n_slots), bool), env=np.zeros((n, n_slots)),
         jet_link=np.full((n, n_slots), -1, np.int32), gen_link=np.full((n, n_slots), -1, np.int32),
         gp4=np.zeros((n, n_gen, 4)), gpdg=np.zeros((n, n_gen), np.int32),
         gstatus=np.zeros((n, n_gen), np.int32), gvalid=np.zeros((n, n_gen), bool),
-        process=np.zeros(n, np.int32), is_signal=np.zeros(n, bool))
+        process=np.zeros(n, np.int32), is_signal=np.zeros(n, bool), pf=np.full((n, 3), -1.0),
+        env3=np.zeros((n, n_slots, 3) if env_parts else (0, 0, 3)))

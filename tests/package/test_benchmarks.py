@@ -47,3 +47,12 @@ def test_train_and_score_benchmarks(tmp_path):
                "--select-fraction", "0.01", "--workdir", str(tmp_path / "score"))
     s = out["summary"]
     assert s["events"] == 20000 and s["ratio_spark_to_bare"] > 0 and s["python_worker_peak_rss_mb"] > 0
+
+
+def test_pythia_benchmark_pairs_engine_with_bare_pythia(tmp_path):
+    out = _run("pythia.py", "--events", "20", "--processes", "dyjets", "--workdir", str(tmp_path))
+    row = out["pythia"]  # the last measurement: with the lepton filter
+    assert row["process"] == "dyjets" and row["lepton_pt_min"] == 20.0
+    assert row["engine"]["events_tried"] >= row["engine"]["events_written"] == 20
+    assert row["bare"]["events"] == row["engine"]["events_tried"] and row["ratio_engine_to_bare"] > 0
+    assert set(out["summary"]["ratio_engine_to_bare"]) == {"dyjets@0", "dyjets@20"}
