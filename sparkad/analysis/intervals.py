@@ -3,13 +3,14 @@ and Agresti–Coull (the evaluation's TPR and FPR, and the ASTF on request)."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import beta, norm
 
 METHODS = ("clopper-pearson", "agresti-coull")
 
 
 def z_of_cl(cl: float) -> float:
     """Number of Gaussian standard deviations of a central interval at confidence cl (1 at 0.6827)."""
+    from scipy.stats import norm  # imported when used: the CLI starts fast
+
     return float(norm.ppf(0.5 + cl / 2))
 
 
@@ -33,6 +34,8 @@ def clopper_pearson(k, n, cl: float = 0.6827):
 def binomial_interval(k, n, *, method: str = "clopper-pearson", cl: float = 0.6827):
     """Central interval of a binomial fraction k/n at confidence cl by ``method`` (one of METHODS);
     counts within 1e-9 of an integer (Σw/w of equal weights) are taken as that integer."""
+    from scipy.stats import beta  # imported when used: the CLI starts fast
+
     if method not in METHODS:
         raise ValueError(f"unknown interval method {method!r} (choose {' or '.join(METHODS)})")
     if not 0 < cl < 1:

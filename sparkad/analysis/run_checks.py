@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 
 from sparkad.analysis.intervals import clopper_pearson
 
@@ -179,6 +178,7 @@ def robust_overdispersion(n, k, cut: float = 3.5, max_iterations: int = 20) -> f
     the rate of the others are left out and ρ re-estimated, until stable; the moments of the trimmed
     sample are corrected for the trimming (E[z² | |z| < c] = 1 − 2cφ(c)/(2Φ(c) − 1)). A minority of
     faulty units would otherwise inflate ρ until their own pulls, and everyone's, vanish."""
+    from scipy import special, stats  # noqa: F401  (imported when used: the CLI starts fast)
     n, k = np.asarray(n, np.float64), np.asarray(k, np.float64)
     ok = n > 0
     n, k = n[ok], k[ok]
@@ -233,6 +233,7 @@ def _log_tails(k, n, a, b):
     The tail away from the bulk is summed exactly in log space over a window of 12 σ + 100 values of
     the pmf (no 1 − cdf cancellation, so pulls stay exact far in the tail); the tail holding the bulk
     (≥ ~½) is its complement."""
+    from scipy import special, stats  # noqa: F401  (imported when used: the CLI starts fast)
     k, n, a, b = (np.asarray(x, np.float64) for x in (k, n, a, b))
     mean = n * a / (a + b)
     var = n * a * b * (a + b + n) / ((a + b) ** 2 * (a + b + 1))
@@ -256,6 +257,7 @@ def _log_tails(k, n, a, b):
 
 def _z_from_log_p(log_p):
     """Gaussian σ of a one-sided tail probability given as its log (exact down to p ~ 1e-300 and below)."""
+    from scipy import special, stats  # noqa: F401  (imported when used: the CLI starts fast)
     return np.maximum(-special.ndtri_exp(np.minimum(log_p, 0.0)), 0.0)
 
 
@@ -351,6 +353,7 @@ def binomial_pulls(n, k, tested) -> np.ndarray:
 def expected_band(n, rate: float, rho: float, n_ref: float, cl: float):
     """Central ``cl`` range of a unit's rate under the null, for units of n events: quantiles of the
     same predictive distribution the test uses, divided by n (for the plot band and the table)."""
+    from scipy import special, stats  # noqa: F401  (imported when used: the CLI starts fast)
     n = np.asarray(n, np.float64)
     lo = np.full(len(n), np.nan)
     hi = np.full(len(n), np.nan)
@@ -381,6 +384,7 @@ def expected_band(n, rate: float, rho: float, n_ref: float, cl: float):
 
 def _seg_cost(cn, ck, s, t):
     """−2 log L of units s..t−1 at their common MLE rate (vectorised over s)."""
+    from scipy import special, stats  # noqa: F401  (imported when used: the CLI starts fast)
     N = cn[t] - cn[s]
     K = ck[t] - ck[s]
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sparkad.generate.record import ST_HARD, Batch, allocate
+from sparkad.generate.record import Batch, allocate
 
 PYTHIA_SEED_MAX = 900_000_000  # Pythia's Random:seed range is [0, 900000000]; 0 means "from the clock"
 N_JETS, N_LEPTONS, N_TAUS = 14, 6, 2

@@ -222,7 +222,7 @@ def test_pps_yields_table_and_closure(tmp_path):
 
 def test_analysis_conf_bins_every_feature():
     conf = yaml.safe_load(conf_file("analysis.yaml").read_text())
-    assert set(conf) == {"astf", "postselection", "histograms"}
+    assert set(conf) == {"astf", "postselection", "histograms", "run_shapes"}
     features = yaml.safe_load(conf_file("features.yaml").read_text())
     wanted = set(features["alad24"]) | set(features["vae21"]) | set(features["cms2012"])
     assert wanted <= set(conf["histograms"])
