@@ -144,7 +144,29 @@ def to_npz_entries(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {PREFIX + k: v for k, v in arrays.items()}
 
 
-def from_npz_entries(entries: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """The baseline arrays among networks.npz's entries, or None for a model saved without them."""
+def from_npz_entries(entries: dict[str, np.ndarray], n_inputs: int) -> dict[str, np.ndarray] | None:
+    """The baseline arrays among networks.npz's entries, or None for a model saved without them.
+    Raises ValueError when they do not fit together (a tree walk must never leave its arrays)."""
     out = {k[len(PREFIX):]: v for k, v in entries.items() if k.startswith(PREFIX)}
+    if out:
+        check_arrays(out, n_inputs)
     return out or None
+
+
+def check_arrays(a: dict[str, np.ndarray], n_inputs: int) -> None:
+    missing = [k for k in ("mean", "whiten", "pca", "iforest_feature", "iforest_threshold", "iforest_child",
+                           "iforest_leaf", "iforest_root", "iforest_depth", "iforest_norm") if k not in a]
+    if missing:
+        raise ValueError(f"baselines lack {', '.join(missing)}")
+    nodes = len(a["iforest_feature"])
+    ok = (a["mean"].shape == (n_inputs,) and a["whiten"].ndim == 2 and a["whiten"].shape[0] == n_inputs
+          and a["pca"].ndim == 2 and a["pca"].shape[0] == n_inputs
+          and len(a["iforest_threshold"]) == nodes and len(a["iforest_leaf"]) == nodes
+          and len(a["iforest_child"]) == 2 * nodes and len(a["iforest_root"]) == len(a["iforest_depth"])
+          and a["iforest_norm"].shape == (1,))
+    if not ok:
+        raise ValueError("baseline arrays of inconsistent shapes")
+    if nodes and (a["iforest_child"].min() < 0 or a["iforest_child"].max() >= nodes
+                  or a["iforest_feature"].min() < 0 or a["iforest_feature"].max() >= n_inputs
+                  or a["iforest_root"].min() < 0 or a["iforest_root"].max() >= nodes):
+        raise ValueError("isolation-forest indices out of range")

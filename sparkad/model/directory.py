@@ -134,7 +134,7 @@ class Scorer:
             self.score_names = list(self.meta["score_names"])
             self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
             self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
-            self.baselines = from_npz_entries(arrays) if self.meta.get("baseline_scores") else None
+            self.baselines = from_npz_entries(arrays, self.pre.n_inputs) if self.meta.get("baseline_scores") else None
             self.thresholds = self.meta["thresholds"]
             # one event through the networks: shapes that do not chain fail here, not in a Spark task
             self._score_block(np.zeros((1, self.pre.n_inputs), np.float32))

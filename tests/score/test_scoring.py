@@ -126,10 +126,16 @@ def test_corrupt_model_directories_are_refused(trained_ae, tmp_path):
     (d / "model.json").write_text(json.dumps(meta))
     with np.load(d / "networks.npz") as z:
         arrays = {k: z[k] for k in z.files}
-    first = sorted(arrays)[0]
+    first = sorted(k for k in arrays if not k.startswith("baselines/"))[0]
     arrays[first] = arrays[first][:-1]
     np.savez(d / "networks.npz", **arrays)
     with pytest.raises(SparkadError, match="unreadable model files"):
+        Scorer(d)
+    with np.load(trained_ae / "networks.npz") as z:  # a baseline's tree cut short: refused, never walked
+        arrays = {k: z[k] for k in z.files}
+    arrays["baselines/iforest_child"] = arrays["baselines/iforest_child"][:-3]
+    np.savez(d / "networks.npz", **arrays)
+    with pytest.raises(SparkadError, match="unreadable model files.*inconsistent shapes"):
         Scorer(d)
 
 
