@@ -20,7 +20,7 @@ import numpy as np
 
 from sparkad.analysis.astf import cuts_mask
 from sparkad.analysis.lumi_counts import count_per_ls, merge_counts
-from sparkad.analysis.run_shapes import count_by_run, merge_run_counts
+from sparkad.analysis.run_shapes import count_by_run, merge_run_counts, run_index
 
 #: row layout of a feature histogram: entries and weight sums for all and for selected events
 H_N_ALL, H_N_SEL, H_W_ALL, H_W2_ALL, H_W_SEL, H_W2_SEL = range(6)
@@ -251,7 +251,8 @@ def aggregate_batch(cols: dict, dataset: str, weight: np.ndarray, run: np.ndarra
         p.totals[dataset][f"above:{name}"] = _yield(w[np.asarray(scores[name], np.float64) > thr])
     if dataset in spec.data_datasets:
         p.per_ls[dataset] = count_per_ls(run, lumi, sel)
+        index = run_index(run)
         for name in spec.run_shape_features:
-            p.run_counts[(dataset, name)] = count_by_run(run, cols[name], spec.edges[name])
-        p.run_counts[(dataset, spec.score)] = count_by_run(run, scores[spec.score], spec.score_edges[spec.score])
+            p.run_counts[(dataset, name)] = count_by_run(run, cols[name], spec.edges[name], index)
+        p.run_counts[(dataset, spec.score)] = count_by_run(run, scores[spec.score], spec.score_edges[spec.score], index)
     return p

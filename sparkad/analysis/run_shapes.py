@@ -28,14 +28,21 @@ def bin_codes(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx
 
 
-def count_by_run(run: np.ndarray, x: np.ndarray, edges: np.ndarray) -> dict[int, np.ndarray]:
-    """{run: int64 counts per bin (n + 3: underflow, bins, overflow, NaN)} of one batch."""
-    run = np.asarray(run, np.int64)
-    if run.size == 0:
+def run_index(run: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct runs, each event's position among them): computed once per batch, shared by
+    every feature's ``count_by_run``."""
+    runs, inv = np.unique(np.asarray(run, np.int64), return_inverse=True)
+    return runs, inv.ravel()
+
+
+def count_by_run(run: np.ndarray, x: np.ndarray, edges: np.ndarray, index=None) -> dict[int, np.ndarray]:
+    """{run: int64 counts per bin (n + 3: underflow, bins, overflow, NaN)} of one batch; ``index``:
+    ``run_index(run)`` when the caller already has it."""
+    if len(run) == 0:
         return {}
     size = len(edges) + 2
-    runs, inv = np.unique(run, return_inverse=True)
-    counts = np.bincount(inv.ravel() * size + bin_codes(x, edges), minlength=len(runs) * size)
+    runs, inv = run_index(run) if index is None else index
+    counts = np.bincount(inv * size + bin_codes(x, edges), minlength=len(runs) * size)
     return {int(r): c for r, c in zip(runs, counts.reshape(len(runs), size).astype(np.int64))}
 
 
