@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from sparkad.core.commands import option_group, split_list
+from sparkad.core.commands import (
+    dask_scheduler_option,
+    option_group,
+    spark_master_option,
+    split_list,
+)
 from sparkad.core.errors import one_line_errors
 
 
@@ -27,7 +32,7 @@ def main():
 @click.option("--missing", "on_missing", type=click.Choice(["refuse", "nan"]), help="Features the input cannot provide: refuse (default) or fill NaN.")
 @click.option("--executor", type=click.Choice(["iterative", "futures", "dask"]), help="coffea executor.")
 @click.option("--workers", type=int, help="Workers for the futures / local Dask executors.")
-@click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) instead of a local cluster.")
+@dask_scheduler_option
 @click.option("--chunksize", type=int, help="Events per chunk.")
 @click.option("--skip-bad-files", is_flag=True, help="Skip unreadable / empty / incomplete files and list them in _report.json.")
 @click.option("--format", "fmt", type=click.Choice(["cms2012", "nanoaod", "pfnano", "delphes"]), help="Input format (default: detected per file).")
@@ -39,9 +44,9 @@ def main():
 def extract(files, fileset, out, feature_set, selection, on_missing, executor, workers, scheduler, chunksize,
             skip_bad_files, fmt, dataset, is_data, label, quiet):
     """Stream ROOT FILES (or a --fileset) through the coffea HLF processor into OUT/<dataset>/*.parquet."""
-    from sparkad.extract.run import ExtractOptions, run_extraction
     from sparkad.extract.fileset import DatasetSpec, Fileset, load_fileset
     from sparkad.extract.remote import expand_url, is_url
+    from sparkad.extract.run import ExtractOptions, run_extraction
 
     if bool(files) == bool(fileset):
         raise click.UsageError("give either ROOT FILES or --fileset YAML")
@@ -144,18 +149,18 @@ score_options = option_group(
 def score_arguments(hlf_dir, model_dir, out, score_name, threshold, ppm, select_fraction, select_on, background,
                     analysis_config, no_products, batch_rows, target_rows) -> dict:
     """The ``score_options`` values as the arguments of ``sparkad.score.run.run_analysis``."""
-    return dict(hlf_dir=hlf_dir, model_dir=model_dir, out=out, score=score_name, threshold=threshold, ppm=ppm,
-                fraction=select_fraction, select_on=select_on, background=split_list(background),
-                analysis_config=analysis_config, products=not no_products, batch_rows=batch_rows,
-                target_rows=target_rows)
+    return {"hlf_dir": hlf_dir, "model_dir": model_dir, "out": out, "score": score_name, "threshold": threshold,
+            "ppm": ppm, "fraction": select_fraction, "select_on": select_on, "background": split_list(background),
+            "analysis_config": analysis_config, "products": not no_products, "batch_rows": batch_rows,
+            "target_rows": target_rows}
 
 
 @main.command()
 @score_options
 @click.option("--engine", type=click.Choice(["spark", "dask"]), default="spark", show_default=True)
-@click.option("--master", help="Spark master (default: local[*]).")
+@spark_master_option()
 @click.option("--workers", type=int, default=2, show_default=True, help="Local Dask workers.")
-@click.option("--scheduler", help="Dask scheduler address instead of a local cluster.")
+@dask_scheduler_option
 @one_line_errors
 def score(engine, master, workers, scheduler, **options):
     """Score every event of an HLF folder and build the analysis products (OUT/scores, OUT/products)."""
@@ -183,18 +188,18 @@ def score(engine, master, workers, scheduler, **options):
 @one_line_errors
 def report(score_out, monitor_dir, model_dir, out_html, title):
     """One self-contained HTML page: plots, ASTF, yields, flagged runs, provenance."""
+    from sparkad.core import storage
     from sparkad.report.html import write_report
 
-    path = write_report(score_out, out_html or Path(score_out) / "report.html", monitor_dir=monitor_dir,
-                        model_dir=model_dir, title=title)
+    path = write_report(score_out, out_html or storage.join(storage.location(score_out), "report.html"),
+                        monitor_dir=monitor_dir, model_dir=model_dir, title=title)
     click.echo(f"report → {path}")
 
 
 def _register_optional_commands():
+    from sparkad.demo import demo
     from sparkad.generate.cli import generate
     from sparkad.monitor.cli import monitor
-
-    from sparkad.demo import demo
 
     main.add_command(generate)
     main.add_command(monitor)

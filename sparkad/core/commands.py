@@ -29,6 +29,15 @@ def run_command(command: click.Command, argv=None) -> int:
     return 0
 
 
+def spark_master_option(default: str = "local[*]"):
+    """``--master``, the Spark master, as every command that runs on Spark spells it."""
+    return click.option("--master", help=f"Spark master (spark://host:7077, yarn, local[N]; default: {default}).")
+
+
+#: ``--scheduler``, a Dask scheduler, as every command that runs on Dask spells it
+dask_scheduler_option = click.option("--scheduler", help="Dask scheduler address (tcp://host:8786) instead of a local cluster.")
+
+
 def split_list(value: str | None) -> list[str] | None:
     """A comma-separated option value as a list (None when not given)."""
     return value.split(",") if value else None

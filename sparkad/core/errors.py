@@ -5,6 +5,7 @@ The CLI prints ``str(error)`` and exits non-zero instead of showing a traceback.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 
 
@@ -52,3 +53,21 @@ def one_line_errors(fn):
             sys.exit(1)
 
     return wrapper
+
+
+_EXC_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception))(?:: (.*))?$")
+
+
+def task_error(exc: BaseException) -> str:
+    """The innermost exception line of a failed task: Spark wraps a worker's exception (with its
+    Python traceback as text) in PythonException / Py4JJavaError; Dask re-raises the original."""
+    if isinstance(exc, SparkadError):
+        return str(exc)
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    for ln in reversed(lines):
+        m = _EXC_LINE.match(ln)
+        if m and m.group(1) not in ("PythonException", "Py4JJavaError", "SparkException"):
+            if m.group(1) in ("SparkadError", "ConfigError", "InputFileError"):
+                return m.group(2) or ln
+            return f"{m.group(1)}: {m.group(2) or ''}".strip().rstrip(":")
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]

@@ -31,13 +31,19 @@ def hlf_table(dataset: str, label: str, ids: dict, weight: np.ndarray, features:
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
 
 
-def write_atomic(table: pa.Table, path: str | Path) -> Path:
-    """Write to a hidden temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_atomic(table: pa.Table, path: str | Path) -> Path | str:
+    """Write to a hidden temporary file in the same folder, then rename: readers never see half a file.
+    An ``s3://`` URI is written as one object (an object PUT is atomic: whole or absent)."""
     # dictionary encoding only where it pays (dataset, label): on float features it is slower and larger;
     # LZ4: half the write time of zstd-1 for 26 % larger files (float features compress poorly anyway)
     dict_cols = [c for c in ("dataset", "label") if c in table.column_names]
+    from sparkad.core import storage
+    if storage.is_remote(path):
+        fs, key = storage.filesystem(path)
+        pq.write_table(table, key, filesystem=fs, compression="lz4", use_dictionary=dict_cols)
+        return path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="lz4", use_dictionary=dict_cols)
     return path

@@ -17,6 +17,8 @@ from sparkad.core.atomic import write_json_atomic
 def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, background=None, log=print) -> dict:
     """``background``: SM reference datasets (default: the model's cocktail; required for a model trained
     on data, e.g. W and Z MC to measure how it isolates tt̄ as in seeds/000 Fig. 5)."""
+    from sparkad.core.storage import require_local
+    require_local("the model directory and the evaluation folder", model_dir, out)
     scorer = Scorer(model_dir)
     df, report = load_hlf(hlf_dir)
     scorer.check_columns(df.columns, str(hlf_dir))

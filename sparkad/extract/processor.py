@@ -24,6 +24,7 @@ setup_process()
 from sparkad.extract.formats import build_objects  # noqa: E402
 from sparkad.core.heap import freeze_long_lived, keep_freed_memory  # noqa: E402
 from sparkad.extract.hlf import compute_hlf, select  # noqa: E402
+from sparkad.core import storage  # noqa: E402
 from sparkad.core.parquet_io import hlf_table, write_atomic  # noqa: E402
 
 
@@ -116,9 +117,10 @@ class HLFProcessor(processor.ProcessorABC):
             meta = dict(self.metadata, dataset=dataset, input_file=filename, entry_range=[start, stop],
                         input_format=info.name, nan_features=sorted(nan_ok & set(self.features)))
             table = hlf_table(dataset, ds["label"], ids, weight, cols, meta)
-            out = Path(self.staging_dir) / dataset / chunk_filename(filename, start, stop)
-            write_atomic(table, out)
-            written.append(str(out.relative_to(self.staging_dir)))
+            rel = f"{dataset}/{chunk_filename(filename, start, stop)}"
+            write_atomic(table, storage.join(self.staging_dir, rel) if storage.is_remote(self.staging_dir)
+                         else Path(self.staging_dir) / rel)
+            written.append(rel)
         gc.collect()  # ... memory would grow with the number of chunks, i.e. with file size
         return {
             "cutflow": {dataset: {filename: {step: n for step, n in cutflow}}},

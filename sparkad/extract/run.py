@@ -26,7 +26,7 @@ from sparkad.extract.fileset import Fileset, FileCheck, check_unique_files, data
 from sparkad.extract.formats import NEEDED_INPUTS
 from sparkad.extract.hlf import KNOWN_FEATURES, missing_capabilities
 from sparkad.core.parquet_io import hlf_table, write_atomic
-from sparkad.core.atomic import write_json_atomic
+from sparkad.core import storage
 from sparkad.extract.selection import Selection, load_selection
 from sparkad.core.version import code_version
 
@@ -49,7 +49,7 @@ def resolve_features(spec) -> tuple[str, list[str]]:
 
 @dataclass
 class ExtractOptions:
-    out: Path
+    out: Path | str  # a local folder, or an s3:// prefix (sparkad.core.storage)
     feature_set: str | list = "cms2012"
     selection: str = "single_lepton"
     on_missing: str = "refuse"
@@ -66,7 +66,7 @@ class ExtractOptions:
         conf = load_conf("extract")
         keys = {"feature_set", "selection", "on_missing", "chunksize", "executor", "workers"}
         base = merge_config({k: conf[k] for k in keys if k in conf}, given(overrides))
-        opts = cls(out=Path(out), **base)
+        opts = cls(out=storage.location(out), **base)
         opts.validate()
         return opts
 
@@ -211,16 +211,25 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
             _check_golden_json(ds.name, ds.golden_json)
 
     # nothing is written before the checks passed
-    out = Path(opts.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
-    for stale in ("_report.json", "_cutflow.json"):  # an interrupted re-run must not look complete
-        (out / stale).unlink(missing_ok=True)
-    staging = out / "_staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    out = storage.location(opts.out)
+    if storage.is_remote(out):
+        # no rename on an object store: the marker goes first, the staged objects are copied into
+        # place, the marker is written last; a killed run leaves no marker, its re-run starts over
+        storage.check_bucket(out)
+        for stale in ("_report.json", "_cutflow.json"):
+            storage.remove_file(storage.join(out, stale))
+        staging = storage.join(out, "_staging")
+        storage.remove_tree(staging)
+    else:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+        for stale in ("_report.json", "_cutflow.json"):  # an interrupted re-run must not look complete
+            (out / stale).unlink(missing_ok=True)
+        staging = out / "_staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
 
     metadata = {"feature_set": set_name, "features": features, "selection": selection.to_dict(),
                 "code_version": code_version(), **opts.extra_metadata}
@@ -293,17 +302,14 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
 
     # 6. publish: staged dataset folders replace old ones; an empty dataset keeps its schema
     for name in fileset.datasets:
-        src = staging / name
-        if not src.exists() or not any(src.glob("*.parquet")):
+        src = storage.join(staging, name)
+        if not storage.list_files(src, ".parquet"):
             empty = hlf_table(name, datasets[name]["label"], {k: np.zeros(0, np.int64) for k in
                               ("run", "luminosityBlock", "event")}, np.zeros(0), {f: np.zeros(0, np.float32) for f in features},
                               dict(metadata, dataset=name, note="no event passed the selection"))
-            write_atomic(empty, src / "empty.parquet")
-        dst = out / name
-        if dst.exists():
-            shutil.rmtree(dst)
-        src.rename(dst)
-    shutil.rmtree(staging, ignore_errors=True)
+            write_atomic(empty, storage.join(src, "empty.parquet"))
+        storage.publish_tree(src, storage.join(out, name))
+    storage.remove_tree(staging)
 
     cutflow = acc.get("cutflow", {})
     cutflow_doc = {}
@@ -313,7 +319,7 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
             for step, n in steps.items():
                 total[step] = total.get(step, 0) + n
         cutflow_doc[name] = {"total": total, "files": per_file}
-    write_json_atomic(cutflow_doc, out / "_cutflow.json")
+    storage.write_json(cutflow_doc, storage.join(out, "_cutflow.json"))
 
     totals = {k: sum(s[k] for s in summary.values()) for k in ("events_in", "written", "cut", "events_in_skipped_files")}
     report = {
@@ -331,5 +337,5 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
         "chunks": acc.get("chunks", 0),
         "elapsed_s": round(time.time() - t0, 3),
     }
-    write_json_atomic(report, out / "_report.json")
+    storage.write_json(report, storage.join(out, "_report.json"))  # last: the completion marker
     return report

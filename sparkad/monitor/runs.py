@@ -475,6 +475,8 @@ def monitor_scores(scores_dir, mon_dir, *, score: str | None = None, threshold: 
                    source: str | None = None, spark=None) -> dict:
     """The `sparkad monitor` / jobs/monitor.py pipeline: read the score report, choose score and threshold,
     count per (run, LS) (pyarrow, or Spark when ``spark`` is given), update the monitor folder."""
+    from sparkad.core.storage import require_local
+    require_local("the scores folder and the monitor folder", scores_dir, mon_dir)
     scores_dir = Path(scores_dir)
     report = read_score_report(scores_dir)
     conf = normalise_conf(conf)

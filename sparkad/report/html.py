@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sparkad.core import storage
 from sparkad.core.atomic import write_text_atomic
 from sparkad.core.errors import SparkadError
 
@@ -27,10 +28,10 @@ th{background:#eef1f5}td.l,th.l{text-align:left}img{max-width:100%;border:1px so
 """
 
 
-def _img(path: Path, alt: str) -> str:
-    if not path.is_file():
+def _img(path, alt: str) -> str:
+    if not storage.is_file(path):
         return f'<p class="muted">({html.escape(alt)}: not produced)</p>'
-    data = base64.b64encode(path.read_bytes()).decode()
+    data = base64.b64encode(storage.read_bytes(path)).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
@@ -60,26 +61,29 @@ def _kv(d: dict) -> str:
                                           for k, v in d.items()) + "</table>"
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path) -> dict | None:
+    """A local file or an s3:// object, or None when it is missing or unreadable."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(storage.read_bytes(path).decode())
+    except (OSError, ValueError, SparkadError):
         return None
 
 
 def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title: str = "sparkad report") -> Path:
     """Write the HTML page (atomically) and return its path."""
-    score_out = Path(score_out)
-    rep = _read_json(score_out / "_score_report.json")
+    from sparkad.core.storage import require_local
+    require_local("the monitor folder and the model directory", monitor_dir, model_dir)
+    score_out = storage.location(score_out)  # a local folder or an s3:// prefix, like the page
+    rep = _read_json(storage.join(score_out, "_score_report.json"))
     if not rep or not rep.get("complete"):
         raise SparkadError(f"{score_out}: no complete _score_report.json — run `sparkad score` first")
-    prod = score_out / "products"
-    summary = _read_json(prod / "summary.json")
+    prod = storage.join(score_out, "products")
+    summary = _read_json(storage.join(prod, "summary.json"))
     if summary is None:
         raise SparkadError(f"{score_out}: no products/summary.json — the scoring ran with --no-products")
     model_dir = Path(model_dir or rep["model"])
     model = _read_json(model_dir / "model.json") or {}
-    hlf = _read_json(Path(rep["hlf"]) / "_report.json") or {}
+    hlf = _read_json(storage.join(storage.location(rep["hlf"]), "_report.json")) or {}
     sel = rep.get("anomaly_threshold") or {}
     parts = [f"<header><h1>{html.escape(title)}</h1><p>{rep['total_events']:,} events scored with "
              f"{html.escape(rep['model_kind'])} on {html.escape(rep['engine'])} · generated "
@@ -90,7 +94,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                  f"<p>Anomalous: <b>{html.escape(sel.get('score', '?'))} &gt; {_fmt(sel.get('threshold'))}</b> "
                  f"({html.escape(str(sel.get('source', '')))}).</p>"
                  + _table(ds, ["dataset", "role", "label", "events", "anomalous", "sumw", "sumw_anomalous", "fraction"])
-                 + _img(prod / "plots" / "scores.png", "score distributions") + "</section>")
+                 + _img(storage.join(prod, "plots", "scores.png"), "score distributions") + "</section>")
 
     shapes = summary.get("run_shapes")
     if shapes is not None:
@@ -116,7 +120,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                      "signal more than they do has not earned its cost.</p>"
                      + _table(rows, ["score", "kind", "threshold", *names]) + "</section>")
 
-    run = _read_json(prod / "run_check.json")
+    run = _read_json(storage.join(prod, "run_check.json"))
     if run is not None:
         flagged = run.get("flagged") or []
         status = (f'<p class="flag">{len(flagged)} run(s) / range(s) flagged</p>' if flagged else
@@ -129,7 +133,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                      + _table(flagged, [c for c in ("unit", "run", "first_ls", "last_ls", "period", "events", "selected",
                                                     "rate", "expected", "pull", "p_value", "p_global")
                                         if any(c in f for f in flagged)] if flagged else None)
-                     + _img(prod / "plots" / "rate_vs_run.png", "anomaly rate versus run") + "</section>")
+                     + _img(storage.join(prod, "plots", "rate_vs_run.png"), "anomaly rate versus run") + "</section>")
 
     if monitor_dir is not None:
         mon = Path(monitor_dir)
@@ -152,7 +156,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                  "<p>Per bin, the fraction of events passing the anomaly selection, data against the MC "
                  "background (seeds/000 Fig. 8); grey: bins masked for low statistics. Full table: "
                  "<code>products/astf.csv</code>.</p>"
-                 + _img(prod / "plots" / "astf_grid.png", "ASTF grid")
+                 + _img(storage.join(prod, "plots", "astf_grid.png"), "ASTF grid")
                  + "<h3>Most significant bins</h3>"
                  + _table(astf_top, ["feature", "bin_lo", "bin_hi", "data_astf", "mc_astf", "ratio", "significance"])
                  + "</section>")
@@ -165,8 +169,8 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                      + ("<h3>Closure</h3>" + _table(pps["closure"]) if pps.get("closure") else "") + "</section>")
 
     parts.append('<section><h2>Distributions</h2><div class="grid">'
-                 + _img(prod / "plots" / "data_before_after.png", "data before and after the selection")
-                 + _img(prod / "plots" / "anomalous_by_process.png", "anomalous events by process")
+                 + _img(storage.join(prod, "plots", "data_before_after.png"), "data before and after the selection")
+                 + _img(storage.join(prod, "plots", "anomalous_by_process.png"), "anomalous events by process")
                  + "</div></section>")
 
     prov_model = {"directory": str(model_dir), "kind": model.get("kind"), "content hash": model.get("content_hash"),
@@ -186,7 +190,9 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
 
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
-    out_html = Path(out_html)
+    out_html = storage.location(out_html)
+    if storage.is_remote(out_html):
+        return storage.write_bytes(page.encode(), out_html)  # one object: whole or absent
     out_html.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(page, out_html)
     return out_html

@@ -46,8 +46,10 @@ def output_schema(scorer: Scorer) -> pa.Schema:
     return pa.schema(fields)
 
 
-def score_batch(batch: pa.RecordBatch, scorer: Scorer) -> pa.RecordBatch:
-    """Scores of one batch, with the event identifiers carried through."""
+def score_batch(batch: pa.RecordBatch, scorer: Scorer) -> tuple[pa.RecordBatch, dict]:
+    """Scores of one batch: the record batch to store (event identifiers carried through, scores as
+    float32) and the scorer's float64 scores, on which the thresholds are defined (the products compare
+    those: a float32-rounded score can land on the other side of a threshold it equals)."""
     names = batch.schema.names
     scorer.check_columns(names, "HLF input")
     x = np.column_stack([batch.column(names.index(f)).to_numpy(zero_copy_only=False) for f in scorer.features]) \
@@ -61,4 +63,4 @@ def score_batch(batch: pa.RecordBatch, scorer: Scorer) -> pa.RecordBatch:
             col = col.cast(pa.string())
         cols.append(col.cast(schema.field(c).type))
     cols += [pa.array(np.asarray(scores[s], np.float32)) for s in scorer.score_names]
-    return pa.RecordBatch.from_arrays(cols, schema=schema)
+    return pa.RecordBatch.from_arrays(cols, schema=schema), scores

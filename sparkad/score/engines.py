@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,22 +24,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sparkad.analysis.aggregates import AnalysisSpec, Partial, aggregate_batch, merge
-from sparkad.core.errors import SparkadError
+from sparkad.core import storage
+from sparkad.core.atomic import atomic_path
+from sparkad.core.errors import SparkadError, task_error
 from sparkad.core.jsonsafe import jsonable
+from sparkad.core.parquet_io import ID_COLUMNS
 from sparkad.model.directory import Scorer, read_model_files
-from sparkad.core.parquet_io import ID_COLUMNS, publish_dir
-from sparkad.core.atomic import atomic_path, write_json_atomic
-from sparkad.score.batches import get_scorer, output_schema, score_batch, single_threaded_numpy
+from sparkad.score.batches import (
+    get_scorer,
+    output_schema,
+    score_batch,
+    single_threaded_numpy,
+)
 
 ENGINES = ("spark", "dask")
 SCORE_ID_COLUMNS = tuple(c for c in ID_COLUMNS if c != "dataset")  # the hive folder holds the dataset
 
 
-def hlf_report(hlf_dir: Path) -> dict:
-    report = Path(hlf_dir) / "_report.json"
-    if not report.is_file():
+def hlf_report(hlf_dir) -> dict:
+    """The extraction report of a local HLF folder or an s3:// prefix; refuses one without it."""
+    report = storage.join(storage.location(hlf_dir), "_report.json")
+    if not storage.is_file(report):
         raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
-    doc = json.loads(report.read_text())
+    doc = json.loads(storage.read_bytes(report).decode())
     if not doc.get("complete"):
         raise SparkadError(f"{report}: extraction not marked complete")
     return doc
@@ -60,9 +66,9 @@ def plan_fragments(hlf_dir: Path, datasets, scorer: Scorer, target_rows: int = 2
     """Split each dataset's Parquet files into fragments; checks every file's schema on the way."""
     frags: list[Fragment] = []
     for name in datasets:
-        files = sorted((Path(hlf_dir) / name).glob("*.parquet"))
+        files = storage.list_files(storage.join(storage.location(hlf_dir), name), ".parquet")
         if not files:
-            raise SparkadError(f"{Path(hlf_dir) / name}: dataset folder has no Parquet files")
+            raise SparkadError(f"{storage.join(storage.location(hlf_dir), name)}: dataset folder has no Parquet files")
         parts, rows = [], 0
         for path in files:
             try:
@@ -116,30 +122,68 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
+def part_path(staging, frag: Fragment):
+    """The one scores file of a fragment: every attempt of its task writes it (atomically) to this path
+    (a ``Path``, or an object URI when the staging folder is an s3:// prefix)."""
+    return storage.join(staging, f"dataset={frag.dataset}", f"part-{frag.index:05d}.parquet")
+
+
+def drop_attempt_leftovers(staging: Path, frags) -> int:
+    """Remove what task attempts that did not finish left in the staging folder (the temporary file of
+    a task whose executor was killed: Spark retried the task, and the retry wrote the fragment's file);
+    checks that every fragment's file is there. Returns the number of files removed."""
+    if storage.is_remote(staging):  # an object appears whole or not at all: nothing to clean, only to check
+        present = set(storage.list_tree(staging))
+        missing = sorted(p for p in (part_path(staging, f) for f in frags) if p not in present)
+        if missing:
+            raise SparkadError(f"{staging}: {len(missing)} fragment file(s) missing after the pass, e.g. {missing[0]}")
+        return 0
+    keep = {part_path(staging, f) for f in frags}
+    missing = [p for p in keep if not p.is_file()]
+    if missing:
+        raise SparkadError(f"{staging}: {len(missing)} fragment file(s) missing after the pass, e.g. {missing[0]}")
+    removed = 0
+    for p in staging.rglob("*"):
+        if p.is_file() and p not in keep:
+            p.unlink()
+            removed += 1
+    return removed
+
+
 def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, float, int]:
     """Read → score → write scores → aggregate, for one fragment, inside one Python worker. Returns
     (events, partial aggregates, peak RSS in MB, events with a NaN score)."""
     single_threaded_numpy()
     scorer = get_scorer(job.model_path, job.model_files)  # once per worker process
-    dst = Path(job.staging) / f"dataset={frag.dataset}" / f"part-{frag.index:05d}.parquet"
+    if storage.is_remote(job.staging):  # written locally, then uploaded as one object
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="sparkad-part-") as tmpdir:
+            local = Path(tmpdir) / "part.parquet"
+            res = _score_fragment(frag, job, scorer, local)
+            storage.upload_file(local, part_path(job.staging, frag))
+        return res
+    dst = part_path(Path(job.staging), frag)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    return _score_fragment(frag, job, scorer, dst)
+
+
+def _score_fragment(frag: Fragment, job: ScoreJob, scorer, dst: Path) -> tuple[int, Partial | None, float, int]:
     writer, n, partial, nan = None, 0, None, 0
     with atomic_path(dst) as tmp:
         try:
             for b in _batches(frag, _columns(scorer, job.spec), job.batch_rows):
-                sb = score_batch(b, scorer)
+                sb, scores = score_batch(b, scorer)
                 out = sb.drop_columns(["dataset"])  # the hive folder holds it
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, out.schema, compression="zstd", compression_level=1)
                 writer.write_batch(out)
                 n += b.num_rows
                 # NaN/inf features (e.g. filled by `extract --missing nan`) give NaN scores: never above a threshold
-                nan += int(np.isnan(sb.column(scorer.score_names[0]).to_numpy(zero_copy_only=False)).sum())
+                nan += int(np.isnan(scores[scorer.score_names[0]]).sum())
                 if job.spec is not None:
                     cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in job.spec.features}
                     for c in job.spec.cuts:
                         cols.setdefault(c.feature, b.column(c.feature).to_numpy(zero_copy_only=False))
-                    scores = {s: sb.column(s).to_numpy() for s in scorer.score_names}
                     p = aggregate_batch(cols, frag.dataset, b.column("weight").to_numpy(), b.column("run").to_numpy(),
                                         b.column("luminosityBlock").to_numpy(), scores, job.spec)
                     partial = p if partial is None else partial.add(p)
@@ -161,9 +205,9 @@ def top_scores(frag: Fragment, job: ScoreJob, score: str, target_weight: float) 
     s_parts, w_parts = [], []
     for b in _batches(frag, list(dict.fromkeys(["weight", *scorer.features])), job.batch_rows):
         x = np.column_stack([b.column(f).to_numpy(zero_copy_only=False) for f in scorer.features])
-        s_parts.append(scorer.score(x.astype(np.float64))[score].astype(np.float32))
+        s_parts.append(scorer.score(x.astype(np.float64))[score])  # float64: the products compare these
         w_parts.append(b.column("weight").to_numpy())
-    return cut_top(np.concatenate(s_parts) if s_parts else np.zeros(0, np.float32),
+    return cut_top(np.concatenate(s_parts) if s_parts else np.zeros(0),
                    np.concatenate(w_parts) if w_parts else np.zeros(0), target_weight)
 
 
@@ -251,29 +295,11 @@ class Engine:
 
 # -------------------------------------------------------------------- the job
 
-_EXC_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception))(?:: (.*))?$")
-
-
 def check_batch_sizes(batch_rows, target_rows) -> None:
     """Checked on the driver: a bad size would otherwise fail in every task, after the session started."""
     for name, v in (("--batch-rows", batch_rows), ("target rows per fragment", target_rows)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise SparkadError(f"{name} must be a positive integer, got {v!r}")
-
-
-def _task_error(exc: BaseException) -> str:
-    """The innermost exception line of a failed task: Spark wraps a worker's exception (with its
-    Python traceback as text) in PythonException / Py4JJavaError; Dask re-raises the original."""
-    if isinstance(exc, SparkadError):
-        return str(exc)
-    lines = [ln.strip() for ln in str(exc).splitlines()]
-    for ln in reversed(lines):
-        m = _EXC_LINE.match(ln)
-        if m and m.group(1) not in ("PythonException", "Py4JJavaError", "SparkException"):
-            if m.group(1) in ("SparkadError", "ConfigError", "InputFileError"):
-                return m.group(2) or ln
-            return f"{m.group(1)}: {m.group(2) or ''}".strip().rstrip(":")
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _tasks(engine, fn, frags, job, hlf_dir):
@@ -285,9 +311,9 @@ def _tasks(engine, fn, frags, job, hlf_dir):
         raise
     except SparkadError:
         raise
-    except Exception as e:
-        msg = _task_error(e)
-        if msg.startswith(str(hlf_dir)) or msg.startswith("/"):
+    except Exception as e:  # noqa: BLE001 - any task failure becomes one line
+        msg = task_error(e)
+        if msg.startswith((str(hlf_dir), "/")):
             raise SparkadError(msg) from None
         raise SparkadError(f"{hlf_dir}: a scoring task failed ({msg})") from None
 
@@ -299,9 +325,10 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     fraction of a reference sample, a first pass over that sample finds the exact threshold.
     """
     t0 = time.time()
+    storage.require_local("the model directory (--model)", model_dir)
     check_batch_sizes(batch_rows, target_rows)
     # absolute: executors run in their own working folders (a standalone worker's work/app-*/N/)
-    hlf_dir, out, model_dir = Path(hlf_dir).absolute(), Path(out).absolute(), Path(model_dir).absolute()
+    hlf_dir, out, model_dir = storage.absolute(hlf_dir), storage.absolute(out), Path(model_dir).absolute()
     report = hlf_report(hlf_dir)
     datasets = report["datasets"]
     files = read_model_files(model_dir)
@@ -326,9 +353,17 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             f"{', '.join(sel['reference_datasets'])} ({sel['selected_events']} events)")
     spec = spec_builder(scorer, sel) if spec_builder is not None else None
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "_score_report.json").unlink(missing_ok=True)
-    staging = out / f".scores-{uuid.uuid4().hex}"
+    if storage.is_remote(out):
+        # no rename on an object store: the marker goes first, a fixed staging prefix (a killed run's
+        # leftovers are removed by its re-run) is copied into place, the marker is written last (finish)
+        storage.check_bucket(out)
+        storage.remove_file(storage.join(out, "_score_report.json"))
+        staging = storage.join(out, "_staging", "scores")
+        storage.remove_tree(storage.join(out, "_staging"))
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "_score_report.json").unlink(missing_ok=True)
+        staging = out / f".scores-{uuid.uuid4().hex}"
     try:
         t = time.time()
         job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows)
@@ -343,20 +378,25 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
         peak_rss = max((r for _, _, r, _ in results), default=0.0)
         for name in datasets:
             if counts[name] != datasets[name]["written"]:
-                raise SparkadError(f"{hlf_dir / name}: scored {counts[name]} events but the HLF report lists "
+                raise SparkadError(f"{storage.join(hlf_dir, name)}: scored {counts[name]} events but the HLF report lists "
                                    f"{datasets[name]['written']} — files changed since extraction?")
         for name, k in nan_scores.items():
             if k:
-                log(f"warning: {hlf_dir / name}: {k} event(s) have non-finite features and a NaN score, which "
+                log(f"warning: {storage.join(hlf_dir, name)}: {k} event(s) have non-finite features and a NaN score, which "
                     f"never passes a threshold (counted in _score_report.json: nan_scores)")
-        publish_dir(staging, out / "scores")
+        leftovers = drop_attempt_leftovers(staging, frags)
+        if leftovers:
+            log(f"removed {leftovers} temporary file(s) of task attempts that did not finish (retried)")
+        storage.publish_tree(staging, storage.join(out, "scores"))
     finally:
-        if staging.exists():
+        if storage.is_remote(staging):
+            storage.remove_tree(storage.join(out, "_staging"))
+        elif staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": str(Path(model_dir).resolve()),
            "model_hash": scorer.content_hash, "model_kind": scorer.kind, "scores": scorer.score_names,
            "thresholds": scorer.thresholds, "anomaly_threshold": jsonable(sel) if sel else None,
-           "hlf": str(hlf_dir.resolve()), "hlf_feature_set": report.get("feature_set"),
+           "hlf": storage.resolved_text(hlf_dir), "hlf_feature_set": report.get("feature_set"),
            "datasets": {n: {"is_data": bool(d.get("is_data")), "label": d.get("label"),
                             "sumw": d.get("sumw_written")} for n, d in datasets.items()},
            "events": counts, "total_events": sum(counts.values()), "nan_scores": nan_scores, "fragments": len(frags),
@@ -369,7 +409,7 @@ def finish(out: Path, result: dict, extra: dict | None = None) -> dict:
     """Write the completion marker (after any products): the report, with the total elapsed time."""
     doc = dict(result["report"], **(extra or {}))
     doc["elapsed_s"] = round(time.time() - result["t0"], 3)
-    write_json_atomic(doc, Path(out) / "_score_report.json")
+    storage.write_json(doc, storage.join(storage.location(out), "_score_report.json"))  # last: the marker
     return doc
 
 

@@ -5,7 +5,6 @@ All of it is decided on the driver before the pass and shipped to the tasks as a
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from sparkad.analysis.astf import binning_edges, parse_cuts
 from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
 from sparkad.model.directory import Scorer
+from sparkad.core import storage
 from sparkad.core.atomic import write_json_atomic
 
 SELECT_ON = ("data", "mc")
@@ -224,7 +224,8 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
     from sparkad.analysis.products import write_products
     from sparkad.score.engines import Engine, check_batch_sizes, finish, hlf_report, score_folder
 
-    hlf_dir, out = Path(hlf_dir), Path(out)
+    storage.require_local("the model directory (--model)", model_dir)
+    hlf_dir, out = storage.location(hlf_dir), storage.location(out)
     check_batch_sizes(batch_rows, target_rows)
     report = hlf_report(hlf_dir)
     scorer = Scorer(model_dir)
@@ -240,10 +241,19 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
     extra = {"roles": roles}
     if products:
         t = time.time()
-        summary = write_products(out, res, roles, labels, conf, _luminosity_text(report), run_check=_run_check, log=log)
+        if storage.is_remote(out):  # written in a local folder (plots, tables: on the driver), then uploaded
+            import tempfile
+            with tempfile.TemporaryDirectory(prefix="sparkad-products-") as tmpdir:
+                summary = write_products(tmpdir, res, roles, labels, conf, _luminosity_text(report),
+                                         run_check=_run_check, log=log)
+                storage.remove_tree(storage.join(out, "products"))
+                storage.upload_tree(Path(tmpdir) / "products", storage.join(out, "products"))
+        else:
+            summary = write_products(out, res, roles, labels, conf, _luminosity_text(report), run_check=_run_check,
+                                     log=log)
         extra["products"] = "products"
         extra["summary"] = {k: summary.get(k) for k in ("anomaly_threshold", "datasets")}
         extra["timings"] = dict(res["report"]["timings"], products_s=round(time.time() - t, 3))
-    elif (out / "products").exists():  # products of an earlier pass would not match these scores
-        shutil.rmtree(out / "products")
+    elif storage.is_dir(storage.join(out, "products")):  # products of an earlier pass would not match these scores
+        storage.remove_tree(storage.join(out, "products"))
     return finish(out, res, extra)

@@ -66,8 +66,8 @@ def test_udf_equals_batch_job(spark, generated_hlf, trained_ae, reference):
 
 def test_model_that_does_not_match_the_data(spark, generated_hlf, trained_ae, tmp_path):
     # HLF with a different feature set than the model's
-    from sparkad.extract.run import ExtractOptions, run_extraction
     from sparkad.extract.fileset import load_fileset
+    from sparkad.extract.run import ExtractOptions, run_extraction
     other = tmp_path / "hlf_cms2012"
     run_extraction(load_fileset(next(generated_hlf.parent.glob("gen/fileset.yaml"))),
                    ExtractOptions.from_conf(other, feature_set="cms2012", progress=False), log=lambda m: None)
@@ -76,7 +76,7 @@ def test_model_that_does_not_match_the_data(spark, generated_hlf, trained_ae, tm
     with pytest.raises(SparkadError, match="lacks feature"):
         score_with_dask(other, trained_ae, tmp_path / "o2")
     r = subprocess.run(["sparkad", "score", "--hlf", str(tmp_path), "--model", str(trained_ae), "--out", str(tmp_path / "x"),
-                        "--engine", "dask"], capture_output=True, text=True)
+                        "--engine", "dask"], check=False, capture_output=True, text=True)
     assert r.returncode == 1 and "no _report.json" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -90,7 +90,8 @@ def test_spark_submit_on_local_cluster(generated_hlf, trained_ae, reference, tmp
     hlf, ref = reference
     r = subprocess.run(["spark-submit", "--master", "local-cluster[2,1,1024]", "--conf", "spark.ui.enabled=false",
                         str(ROOT / "jobs" / "score.py"), "--hlf", str(generated_hlf), "--model", str(trained_ae),
-                        "--out", str(tmp_path / "o"), "--batch-rows", "5000"], capture_output=True, text=True, timeout=600)
+                        "--out", str(tmp_path / "o"), "--batch-rows", "5000"], check=False, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["total_events"] == len(hlf)
@@ -126,7 +127,7 @@ def test_corrupt_model_directories_are_refused(trained_ae, tmp_path):
     (d / "model.json").write_text(json.dumps(meta))
     with np.load(d / "networks.npz") as z:
         arrays = {k: z[k] for k in z.files}
-    first = sorted(k for k in arrays if not k.startswith("baselines/"))[0]
+    first = min(k for k in arrays if not k.startswith("baselines/"))
     arrays[first] = arrays[first][:-1]
     np.savez(d / "networks.npz", **arrays)
     with pytest.raises(SparkadError, match="unreadable model files"):
@@ -148,7 +149,7 @@ def test_bad_hlf_rows_on_spark(spark, generated_hlf, trained_ae, tmp_path):
 
     hlf = tmp_path / "hlf"
     shutil.copytree(generated_hlf, hlf)
-    path = sorted((hlf / "ttbar").glob("*.parquet"))[0]
+    path = min((hlf / "ttbar").glob("*.parquet"))
     t = pq.read_table(path)
     feat = Scorer(trained_ae).features[0]
     col = t.column(feat).to_numpy().copy()
@@ -182,7 +183,7 @@ def test_evaluation_refuses_non_finite_features(generated_hlf, trained_ae, tmp_p
 
     hlf = tmp_path / "hlf"
     shutil.copytree(generated_hlf, hlf)
-    path = sorted((hlf / "ttbar").glob("*.parquet"))[0]
+    path = min((hlf / "ttbar").glob("*.parquet"))
     t = pq.read_table(path)
     col = t.column("HT").to_numpy().copy()
     col[:5] = np.nan
@@ -190,3 +191,20 @@ def test_evaluation_refuses_non_finite_features(generated_hlf, trained_ae, tmp_p
     with pytest.raises(SparkadError, match="ttbar: 5 event\\(s\\) with non-finite feature\\(s\\) HT"):
         run_evaluation(trained_ae, hlf, tmp_path / "ev", signals=["ttbar"], background=["wjets", "dyjets"],
                        log=lambda m: None)
+
+
+def test_leftovers_of_unfinished_task_attempts_are_not_published(tmp_path):
+    """A task killed in mid-write (its executor lost) leaves its temporary file in the staging folder; the
+    retry writes the fragment's file. Only the fragments' files are published; a missing one is an error."""
+    from sparkad.score.engines import Fragment, drop_attempt_leftovers, part_path
+    frags = [Fragment(0, "a", (), 0), Fragment(1, "b", (), 0)]
+    for f in frags:
+        part_path(tmp_path, f).parent.mkdir(parents=True, exist_ok=True)
+        part_path(tmp_path, f).write_bytes(b"x")
+    (tmp_path / "dataset=a" / ".part-00000.0123abcd.tmp.parquet").write_bytes(b"half")
+    assert drop_attempt_leftovers(tmp_path, frags) == 1
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == \
+        ["dataset=a/part-00000.parquet", "dataset=b/part-00001.parquet"]
+    part_path(tmp_path, frags[1]).unlink()
+    with pytest.raises(SparkadError, match="1 fragment file"):
+        drop_attempt_leftovers(tmp_path, frags)
