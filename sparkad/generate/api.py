@@ -8,7 +8,6 @@ renamed when complete; the fileset YAML (the input of `sparkad extract`) is writ
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -20,10 +19,16 @@ from sparkad.core.heap import freeze_long_lived, keep_freed_memory
 from sparkad.generate import layout, runs
 from sparkad.generate.config import GeneratorConfigError, load_preset, scale_events
 from sparkad.generate.detector import Packed, simulate
-from sparkad.generate.processes import PROCESS_IDS, SHAPES, Context, fill, generate_truth
+from sparkad.generate.processes import (
+    PROCESS_IDS,
+    SHAPES,
+    Context,
+    fill,
+    generate_truth,
+)
 from sparkad.generate.record import allocate
 
-__all__ = ["generate", "plan", "run_job", "GeneratorConfigError"]
+__all__ = ["GeneratorConfigError", "generate", "plan", "run_job"]
 
 FILESET_NAME = "fileset.yaml"
 _RUNS_SALT = 0x52554E53  # "RUNS"
@@ -224,11 +229,6 @@ def run_job(cfg: dict, job: dict, progress=None) -> dict:
     return out
 
 
-def _worker(args):
-    cfg, job = args
-    return run_job(cfg, job)
-
-
 def pythia_cross_section(parts: list[dict], k_factor: float = 1.0) -> dict:
     """A sample's cross section from its files' Pythia estimates: sigma_gen averaged with the files'
     generated-event counts as weights, times the filter efficiency (passed / tried over all files) and
@@ -276,13 +276,20 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
 
 
 def generate(preset: str | dict = "default", n_events: int | None = None, out_dir="generated",
-             seed: int | None = None, workers: int = 1, progress: bool = True, **overrides) -> Path:
+             seed: int | None = None, workers: int = 1, progress: bool = True, executor: str = "local",
+             master: str | None = None, scheduler: str | None = None, **overrides) -> Path:
     """Generate the samples of `preset` into `out_dir`; returns the path of the fileset YAML.
 
     preset: a name in conf/generate/, a YAML path, or a config dict. n_events: total events over all
-    samples (proportions of the preset kept). seed: overrides the preset's seed. workers: parallel
-    processes (one file per task). overrides: top-level preset keys (e.g. exact_layout=True,
-    pf_candidates=True, max_events_per_file=...)."""
+    samples (proportions of the preset kept). seed: overrides the preset's seed. executor: where the
+    per-file tasks run (one task per output file): "local" (`workers` forked processes), "spark" (on
+    `master`, default local[workers] or spark-submit's; an active SparkSession is used as it is) or "dask" (on the
+    `scheduler`, default a LocalCluster of `workers` processes); the workers write the files into
+    `out_dir` (a path they all see), the driver writes the fileset. The files are identical whatever the
+    executor and workers. overrides: top-level preset keys (e.g. exact_layout=True, pf_candidates=True,
+    max_events_per_file=...)."""
+    from sparkad.generate.distributed import JobRunner
+
     if isinstance(preset, dict) and preset.get("_validated"):
         if overrides or seed is not None:
             raise GeneratorConfigError("seed/overrides need a raw preset (name, path or unvalidated dict)")
@@ -297,6 +304,7 @@ def generate(preset: str | dict = "default", n_events: int | None = None, out_di
     workers = int(workers)
     if workers < 1:
         raise GeneratorConfigError(f"workers must be >= 1, got {workers}")
+    runner = JobRunner(executor, workers, master=master, scheduler=scheduler)  # checks the combination
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # a previous run's fileset would describe files this run is about to replace: an interrupted re-run
@@ -316,30 +324,17 @@ def generate(preset: str | dict = "default", n_events: int | None = None, out_di
             # engine pythia: a data-like mix weighs its samples by their cross sections, known once the
             # MC samples are generated: those first, then the data-like samples
             mc = [j for j in jobs if not cfg["samples"][j["sample"]].get("data_like")]
-            results += _run_jobs(cfg, mc, workers, bar)
+            results += runner.run(cfg, mc, bar)
             cfg = _with_mix_weights(cfg, results)
             jobs = [j for j in jobs if cfg["samples"][j["sample"]].get("data_like")]
-        results += _run_jobs(cfg, jobs, workers, bar)
+        results += runner.run(cfg, jobs, bar)
     finally:
+        runner.close()
         if bar:
             bar.close()
     path = _write_fileset(cfg, results, out)
     cfg["_elapsed_s"] = time.time() - t0
     return path
-
-
-def _run_jobs(cfg, jobs, workers, bar) -> list[dict]:
-    if not jobs:
-        return []
-    if workers == 1 or len(jobs) == 1:
-        return [run_job(cfg, job, progress=bar.update if bar else None) for job in jobs]
-    out = []
-    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-        for r in pool.imap_unordered(_worker, [(cfg, j) for j in jobs]):
-            out.append(r)
-            if bar:
-                bar.update(r["n"])
-    return out
 
 
 def _pending_mix_weights(cfg) -> bool:
@@ -365,7 +360,7 @@ def _with_mix_weights(cfg, results) -> dict:
 
 def _raw_preset(name) -> dict:
     """The unvalidated YAML mapping of a named preset or preset file (for overrides)."""
-    from sparkad.generate.config import load_yaml_mapping, list_presets, preset_path
+    from sparkad.generate.config import list_presets, load_yaml_mapping, preset_path
 
     p = Path(str(name))
     if p.suffix in (".yaml", ".yml") and (p.exists() or len(p.parts) > 1):  # a missing path: "not found"

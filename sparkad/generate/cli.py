@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from sparkad.core.commands import dask_scheduler_option, spark_master_option
+from sparkad.core.errors import one_line_errors
 from sparkad.generate.config import GeneratorConfigError, list_presets
 
 
@@ -14,7 +16,12 @@ from sparkad.generate.config import GeneratorConfigError, list_presets
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output directory for the ROOT files and fileset.yaml.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the preset's).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Parallel worker processes.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Parallel workers: local processes, Spark's local[N] or local Dask worker processes.")
+@click.option("--executor", type=click.Choice(["local", "spark", "dask"]), default=None,
+              help="Where the per-file tasks run (default: local; spark with --master, dask with --scheduler).")
+@spark_master_option("local[WORKERS]")
+@dask_scheduler_option
 @click.option("--exact-layout", is_flag=True, default=False,
               help="Write exactly the real CMS 2012 layout (no PF summaries, Truth_*, genWeight, Runs).")
 @click.option("--pf-candidates", is_flag=True, default=False,
@@ -23,8 +30,13 @@ from sparkad.generate.config import GeneratorConfigError, list_presets
               help="Event engine: parametric (fast) or pythia (Pythia 8 + FastJet; default: the preset's).")
 @click.option("--list-presets", "list_presets_", is_flag=True, default=False, help="List the available presets and exit.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def generate(preset, events, out_dir, seed, workers, exact_layout, pf_candidates, engine, list_presets_, quiet):
-    """Generate labelled CMS-2012-layout ROOT files and a fileset YAML for `sparkad extract`."""
+@one_line_errors
+def generate(preset, events, out_dir, seed, workers, executor, master, scheduler, exact_layout, pf_candidates, engine,
+             list_presets_, quiet):
+    """Generate labelled CMS-2012-layout ROOT files and a fileset YAML for `sparkad extract`.
+
+    One task per output file, on local processes, Spark or Dask: the workers write the ROOT files into
+    --out (on a cluster, a folder every worker sees), the driver writes fileset.yaml last."""
     if list_presets_:
         presets = list_presets()
         if not presets:
@@ -41,6 +53,11 @@ def generate(preset, events, out_dir, seed, workers, exact_layout, pf_candidates
         raise click.UsageError(f"--workers must be >= 1, got {workers}")
     if seed is not None and seed < 0:
         raise click.UsageError(f"--seed must be >= 0, got {seed}")
+    if master and scheduler:
+        raise click.UsageError("--master (Spark) and --scheduler (Dask) exclude each other")
+    executor = executor or ("spark" if master else "dask" if scheduler else "local")
+    if master and executor != "spark" or scheduler and executor != "dask":
+        raise click.UsageError(f"--{'master' if master else 'scheduler'} does not go with --executor {executor}")
     from sparkad.generate.api import generate as run_generate
 
     overrides = {}
@@ -52,7 +69,8 @@ def generate(preset, events, out_dir, seed, workers, exact_layout, pf_candidates
         overrides["engine"] = engine
     try:
         path = run_generate(preset, n_events=events, out_dir=out_dir, seed=seed, workers=workers,
-                            progress=not quiet, **overrides)
+                            progress=not quiet, executor=executor, master=master, scheduler=scheduler,
+                            **overrides)
     except GeneratorConfigError as e:
         raise click.UsageError(str(e)) from None
     except (OSError, ValueError) as e:

@@ -358,7 +358,7 @@ def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
         raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc} under engine pythia; "
                                    f"known: {sorted(known)}")
     out = {**known, **params}
-    for k in ("lepton_pt_min", "m_min", "m_max"):
+    for k in ("lepton_pt_min", "m_min", "m_max", "parton_pt_min"):
         if k in out:
             out[k] = _num(out[k], f"{what}: {k}", positive=False)
             if out[k] < 0:

@@ -65,6 +65,12 @@ QCD_CONE_B, QCD_CONE_C = (12.0, 1.1), (12.0, 0.6)
 # version of the toy with the B/D decay opening angles and fragmentation pT: 3-5% of filtered
 # leptons keep less than half of the rest of the jet in the cone); isolated non-prompt leptons.
 QCD_WIDE, QCD_CONE_WIDE = 0.06, (1.2, 2.5)
+# ISR parton spectrum above 20 GeV: dN/dpT ~ pT^-ISR_INDEX (1 - 2 pT / sqrt_s)^ISR_XT_POWER, tuned to the
+# leading-jet pT of Pythia 8 W + jets at 8 TeV (docs/generator.md: fractions of leading jets > 40 GeV
+# above 100 / 200 / 400 GeV: Pythia 0.124 / 0.013 / 6.5e-4, this 0.100 / 0.012 / 7.0e-4). It was pT^-3
+# without the x_T factor (0.143 / 0.035 / 8.7e-3, 2.2e-3 above 800 GeV): 13x too many W events above
+# 400 GeV, which outnumbered tt̄ in the anomaly tail of the top re-discovery
+ISR_INDEX, ISR_XT_POWER = 2.8, 24.0
 
 
 def _isr_mean(ctx: Context, base: float) -> float:
@@ -180,13 +186,23 @@ def _tau_decay(rng, rec, i, s, nu_slot):
 
 
 @njit(cache=True, inline="always")
-def _isr(rng, rec, i, mean, kmax, pt_min):
-    """ISR partons in slots 0..k-1; returns their summed (px, py)."""
+def _isr_pt(rng, pt_min, sqrt_s):
+    while True:
+        pt = s_power_law(rng, pt_min, ISR_INDEX)
+        xt = 2.0 * pt / sqrt_s
+        if xt < 1.0 and rng.random() < (1.0 - xt) ** ISR_XT_POWER:
+            return pt
+
+
+@njit(cache=True, inline="always")
+def _isr(rng, rec, i, mean, kmax, pt_min, sqrt_s):
+    """ISR partons in slots 0..k-1; returns their summed (px, py). Parton pT: dN/dpT ~ pT^-ISR_INDEX
+    (1 - x_T)^ISR_XT_POWER, x_T = 2 pT / sqrt_s (the steepening of the parton luminosities)."""
     k = s_geometric(rng, mean, kmax)
     sx = 0.0
     sy = 0.0
     for j in range(k):
-        pt = s_power_law(rng, pt_min, 3.0)
+        pt = _isr_pt(rng, pt_min, sqrt_s)
         eta = min(max(rng.normal(0.0, 1.8), -4.9), 4.9)
         phi = rng.uniform(-_PI, _PI)
         u = rng.random()
@@ -232,7 +248,7 @@ def _w_decay_pdgs(rng, charge, leptonic, flavours):
 @njit(cache=True)
 def _k_wjets(rng, rec, rows, sqrt_s, isr_mean, w_plus_fraction, flavours):
     for i in rows:
-        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0, sqrt_s)
         m = s_breit_wigner(rng, M_W, G_W, 40.0, 200.0)
         w = _system(rng, sqrt_s, m, rx, ry)
         charge = 1 if rng.random() < w_plus_fraction else -1
@@ -265,7 +281,7 @@ def _k_dyjets(rng, rec, rows, sqrt_s, isr_mean, m_min, m_max, photon_fraction, c
         else:
             m = s_breit_wigner(rng, M_Z, G_Z, m_min, m_max)
         # ISR above 20 GeV: ~ alpha_s ln^2(m / pT) for m >> 20 GeV, ~ (m / pT)^2 for m << 20 GeV
-        rx, ry = _isr(rng, rec, i, isr_mean * math.log(1.0 + m / 20.0) ** 2 / ref, 4, 20.0)
+        rx, ry = _isr(rng, rec, i, isr_mean * math.log(1.0 + m / 20.0) ** 2 / ref, 4, 20.0, sqrt_s)
         z = _system(rng, sqrt_s, m, rx, ry)
         fl = flavours[int(rng.random() * flavours.size)]
         _add_gen(rec, i, 0, z, 23, ST_HARD)
@@ -300,7 +316,7 @@ def _k_ttbar(rng, rec, rows, sqrt_s, isr_mean, decay, tail, f_long, f_left):
     di = pl * pl
     lep_flavours = np.array([11, 13, 15])
     for i in rows:
-        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0, sqrt_s)
         mt1 = s_breit_wigner(rng, M_TOP, G_TOP, 150.0, 195.0)
         mt2 = s_breit_wigner(rng, M_TOP, G_TOP, 150.0, 195.0)
         mtt = mt1 + mt2 + rng.exponential(tail)
@@ -374,7 +390,7 @@ def _k_qcd(rng, rec, rows, sqrt_s, lepton_pt_min, lepton_eta_max, lepton_index, 
            force_lepton, force_pt_min, force_eta_max):
     ENV, JET = rec[3], rec[4]
     for i in rows:
-        _isr(rng, rec, i, isr_mean, 4, 20.0)
+        _isr(rng, rec, i, isr_mean, 4, 20.0, sqrt_s)
         is_b = rng.random() < b_fraction
         lpt = s_power_law(rng, lepton_pt_min, lepton_index)
         z = rng.beta(QCD_Z_B[0], QCD_Z_B[1]) if is_b else rng.beta(QCD_Z_C[0], QCD_Z_C[1])
@@ -498,7 +514,7 @@ def qcd_trigger_acceptance(params: dict, n: int = 400_000, seed: int = 97) -> fl
 @njit(cache=True)
 def _k_a4l(rng, rec, rows, sqrt_s, mass, isr_mean):
     for i in rows:
-        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0, sqrt_s)
         a = _system(rng, sqrt_s, mass, rx, ry)
         _add_gen(rec, i, 0, a, 36, ST_HARD)
         m1 = mass * (0.15 + 0.75 * rng.beta(2.5, 1.5))
@@ -523,7 +539,7 @@ def a4l(rng, batch, rows, ctx: Context, mass=50.0, isr_mean=0.5):
 @njit(cache=True)
 def _k_lq_btau(rng, rec, rows, sqrt_s, mass, isr_mean, tail):
     for i in rows:
-        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0, sqrt_s)
         mpair = 2 * mass + rng.exponential(tail)
         pair = _system(rng, sqrt_s, mpair, rx, ry)
         l1, l2 = s_two_body(rng, pair[0], pair[1], pair[2], pair[3], mass, mass)
@@ -548,7 +564,7 @@ def lq_btau(rng, batch, rows, ctx: Context, mass=80.0, isr_mean=0.5):
 @njit(cache=True)
 def _k_h0_tautau(rng, rec, rows, sqrt_s, mass, isr_mean):
     for i in rows:
-        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0, sqrt_s)
         h = _system(rng, sqrt_s, mass, rx, ry)
         _add_gen(rec, i, 0, h, 35, ST_HARD)
         _decay_pair(rng, rec, i, h, 15, -15, 4, 5, 1, 2)
@@ -565,7 +581,7 @@ def h0_tautau(rng, batch, rows, ctx: Context, mass=60.0, isr_mean=0.5):
 @njit(cache=True)
 def _k_hpm_taunu(rng, rec, rows, sqrt_s, mass, isr_mean):
     for i in rows:
-        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0)
+        rx, ry = _isr(rng, rec, i, isr_mean, 4, 20.0, sqrt_s)
         h = _system(rng, sqrt_s, mass, rx, ry)
         charge = 1 if rng.random() < 0.5 else -1
         _add_gen(rec, i, 0, h, 37 * charge, ST_HARD)

@@ -48,8 +48,8 @@ ISO_NEUTRAL_PT = 0.5       # neutral hadrons and photons enter the isolation sum
 
 # process -> (Pythia settings, defaults of its parameters)
 PROCESS_DEFAULTS = {
-    "wjets": {},
-    "dyjets": {"m_min": 50.0, "m_max": 0.0},
+    "wjets": {"parton_pt_min": 0.0},
+    "dyjets": {"m_min": 50.0, "m_max": 0.0, "parton_pt_min": 0.0},
     "ttbar": {},
 }
 COMMON_DEFAULTS = {"lepton_pt_min": 0.0, "lepton_eta_max": 2.5, "jet_r": None, "settings": []}  # jet_r: default_jet_r
@@ -63,14 +63,28 @@ def default_jet_r(sqrt_s: float) -> float:
 def process_settings(process: str, params: dict) -> list[str]:
     """The Pythia settings of a process (8/13 TeV SM): W -> l nu and Z/gamma* -> l l (l = e, mu, tau,
     `m_min` < m_ll < `m_max` when m_max > 0), ttbar (gg and qqbar, all decays), plus the sample's own
-    `settings` strings."""
+    `settings` strings.
+
+    `parton_pt_min` > 0 (W, Z/gamma*): the jet-biased sample, the boson produced with a hard parton
+    (q qbar -> V g, q g -> V q) at pT-hat > parton_pt_min instead of alone (the shower's first emission
+    is matrix-element corrected either way, so this is the inclusive process restricted to a hard first
+    emission): the way to populate the multi-jet tail cheaply; its cross section is that of the cut."""
+    ptmin = float(params.get("parton_pt_min") or 0.0)
     if process == "wjets":
-        out = ["WeakSingleBoson:ffbar2W = on", "24:onMode = off", "24:onIfAny = 11 13 15"]
+        out = (["WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on",
+                f"PhaseSpace:pTHatMin = {ptmin!r}"] if ptmin > 0 else ["WeakSingleBoson:ffbar2W = on"])
+        out += ["24:onMode = off", "24:onIfAny = 11 13 15"]
     elif process == "dyjets":
-        out = ["WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", "23:onIfAny = 11 13 15",
-               f"PhaseSpace:mHatMin = {float(params['m_min'])!r}"]
-        if float(params["m_max"]) > 0:
-            out.append(f"PhaseSpace:mHatMax = {float(params['m_max'])!r}")
+        out = ["23:onMode = off", "23:onIfAny = 11 13 15"]
+        if ptmin > 0:  # the gamma*/Z mass window is the particle's mass range in a 2 -> 2 process
+            out = ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
+                   f"PhaseSpace:pTHatMin = {ptmin!r}", f"23:mMin = {float(params['m_min'])!r}"] + out
+            if float(params["m_max"]) > 0:
+                out.append(f"23:mMax = {float(params['m_max'])!r}")
+        else:
+            out = ["WeakSingleBoson:ffbar2gmZ = on"] + out + [f"PhaseSpace:mHatMin = {float(params['m_min'])!r}"]
+            if float(params["m_max"]) > 0:
+                out.append(f"PhaseSpace:mHatMax = {float(params['m_max'])!r}")
     elif process == "ttbar":
         out = ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on"]
     else:

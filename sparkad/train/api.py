@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sparkad.core import storage
 from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
 from sparkad.core.config import check_keys, given, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError
@@ -51,12 +52,13 @@ def resolve_config(kind: str, config_file=None, **overrides) -> tuple[CocktailCo
 def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, log=print, strategy=None,
                       stop_after_steps=None, on_epoch=None, shard=None, **overrides) -> dict:
     """``shard=(i, n)``: this is worker i of n and reads only its disjoint share of the HLF."""
+    storage.require_local("the model directory (--out)", out)
     from sparkad.train.loop import TrainConfig, train
 
     cocktail, training = resolve_config(kind, config_file, **overrides)
     cfg = TrainConfig.from_dict(training, kind)  # before the (slow) read of the HLF
     df, report = load_hlf(hlf_dir, shard=shard)
     data = build_training_data(df, report, cocktail)
-    data.provenance["hlf_dir"] = str(Path(hlf_dir).resolve())
+    data.provenance["hlf_dir"] = hlf_dir if storage.is_remote(storage.location(hlf_dir)) else str(Path(hlf_dir).resolve())
     return train(data, kind, cfg, out, progress=progress, log=log, strategy=strategy,
                  stop_after_steps=stop_after_steps, on_epoch=on_epoch)

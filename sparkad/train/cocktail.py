@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sparkad.core import storage
 from sparkad.core.config import as_number, check_keys, require_mapping
 from sparkad.core.errors import ConfigError, InputFileError, SparkadError
 
@@ -64,7 +65,7 @@ def _read_dataset(d: Path, shard: tuple[int, int] | None, features: list[str]):
     than workers. The shares of the n workers partition the dataset. Every file is checked for the
     needed columns and finite weights first; a problem names the file."""
     import pyarrow as pa
-    row_groups = {f: _check_file(f, features) for f in sorted(d.glob("*.parquet"))}
+    row_groups = {f: _check_file(f, features) for f in storage.list_files(d, ".parquet")}
     groups = [(f, rg) for f, k in row_groups.items() for rg in range(k)]
     by_group = shard is not None and len(groups) >= shard[1]
     if by_group:
@@ -87,12 +88,13 @@ def _read_dataset(d: Path, shard: tuple[int, int] | None, features: list[str]):
 def load_hlf(hlf_dir: str | Path, shard: tuple[int, int] | None = None) -> tuple[pd.DataFrame, dict]:
     """All rows of a complete extraction output (refuses a folder without ``_report.json``), or with
     ``shard=(i, n)`` worker i's disjoint share of every dataset (distributed training)."""
-    hlf_dir = Path(hlf_dir)
-    report_path = hlf_dir / "_report.json"
-    if not report_path.is_file():
+    hlf_dir = storage.location(hlf_dir)
+    report_path = storage.join(hlf_dir, "_report.json")
+    if not storage.is_file(report_path):
         raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
     try:
-        report = json.loads(report_path.read_text())
+        report_bytes = storage.read_bytes(report_path)
+        report = json.loads(report_bytes.decode())
     except (OSError, ValueError) as e:
         raise InputFileError(report_path, f"not a readable JSON report ({e})") from None
     if not isinstance(report, dict) or not isinstance(report.get("datasets"), dict) \
@@ -101,8 +103,8 @@ def load_hlf(hlf_dir: str | Path, shard: tuple[int, int] | None = None) -> tuple
     features = [str(c) for c in report["features"]]
     frames = []
     for name, info in report["datasets"].items():
-        d = hlf_dir / name
-        if not d.is_dir():
+        d = storage.join(hlf_dir, name)
+        if not storage.is_dir(d):
             raise SparkadError(f"{d}: dataset folder listed in _report.json is missing")
         table = _read_dataset(d, shard, features)
         if table is None:
@@ -116,7 +118,7 @@ def load_hlf(hlf_dir: str | Path, shard: tuple[int, int] | None = None) -> tuple
     df = pd.concat(frames, ignore_index=True)
     for c in ("dataset", "label"):
         df[c] = df[c].astype(str)
-    report["content_hash"] = hashlib.sha256(report_path.read_bytes()).hexdigest()[:16]
+    report["content_hash"] = hashlib.sha256(report_bytes).hexdigest()[:16]
     if shard is not None:
         report["shard"] = list(shard)
     return df, report
@@ -149,8 +151,9 @@ class CocktailConfig:
         if cfg.mode not in ("resample", "weights"):
             raise ConfigError(f"{where}.mode must be 'resample' or 'weights', got {cfg.mode!r}")
         vf = as_number(cfg.validation_fraction, f"{where}.validation_fraction")
-        if not 0 < vf < 1:
-            raise ConfigError(f"{where}.validation_fraction must be in (0, 1), got {cfg.validation_fraction!r}")
+        if not (0 < vf < 1 or (vf == 0 and cfg.train_on_data is True)):
+            raise ConfigError(f"{where}.validation_fraction must be in (0, 1) (or 0 with train_on_data: train on "
+                              f"every event, seeds/000 sec. 4), got {cfg.validation_fraction!r}")
         cfg.validation_fraction = vf
         if cfg.n_train is not None and not is_int(cfg.n_train, 1):
             raise ConfigError(f"{where}.n_train must be a positive integer (or null: as many as the sample holds), "
@@ -224,10 +227,14 @@ def build_training_data(df: pd.DataFrame, report: dict, cfg: CocktailConfig) -> 
         if not cfg.train_on_data and cfg.mode == "resample" and not part.weight.sum() > 0:
             raise ConfigError(f"dataset {n}: total weight {part.weight.sum():g} is not positive; it cannot be "
                               f"resampled in cross-section proportions (drop it from cocktail.background)")
-        idx = rng.permutation(len(part))
-        n_val = max(1, int(round(cfg.validation_fraction * len(part))))
-        val_parts.append(part.iloc[idx[:n_val]])
-        train_parts.append(part.iloc[idx[n_val:]])
+        if cfg.validation_fraction == 0:  # train_on_data on every event: thresholds from the same events
+            val_parts.append(part)
+            train_parts.append(part)
+        else:
+            idx = rng.permutation(len(part))
+            n_val = max(1, int(round(cfg.validation_fraction * len(part))))
+            val_parts.append(part.iloc[idx[:n_val]])
+            train_parts.append(part.iloc[idx[n_val:]])
         yield_ = float(part.weight.sum())
         composition[n] = {"label": str(part.label.iloc[0]), "events": int(len(part)), "expected_yield": yield_,
                           "fraction": yield_ / total_w if total_w > 0 else 0.0}

@@ -208,6 +208,29 @@ def test_filter_keeps_exactly_the_passing_events_of_the_same_stream():
     np.testing.assert_array_equal(lep_a, lep_b[passing[:40]])
 
 
+@pytest.mark.parametrize("process, params", [("wjets", {}), ("dyjets", {"m_min": 50.0, "m_max": 0.0})])
+def test_jet_biased_boson_sample(process, params):
+    """parton_pt_min: the boson produced with a hard parton (pT-hat above the cut, a smaller cross section
+    than the inclusive process) and the dilepton mass window kept for Z/gamma*."""
+    from sparkad.generate.pythia import base_settings, make_pythia, process_settings, sigma_pb
+
+    def run(**extra):
+        p = make_pythia(base_settings(8000.0, 17) + process_settings(process, {**params, **extra}))
+        pthat, mass = [], []
+        for _ in range(60):
+            assert p.next()
+            pthat.append(p.infoPython().pTHat())
+            ev = p.process
+            mass.append(max(ev[i].m() for i in range(ev.size()) if abs(ev[i].id()) in (23, 24)))
+        return np.array(pthat), np.array(mass), sigma_pb(p)[0]
+
+    pt_incl, m_incl, s_incl = run()
+    pt_b, m_b, s_b = run(parton_pt_min=25.0)
+    assert (pt_b > 25.0).all() and s_b < 0.5 * s_incl
+    if process == "dyjets":
+        assert (m_b > 50.0).all() and (m_incl > 50.0).all()
+
+
 def test_a_filter_that_passes_nothing_is_an_error_not_a_hang():
     src = PythiaSource("dyjets", {"lepton_pt_min": 20.0, "lepton_eta_max": 1e-6}, 8000.0, 1, 2)
     src.max_tried_without_pass = 40
@@ -269,6 +292,9 @@ def test_jet_radius_follows_the_era():
     ({"samples": {"x": {"process": "dyjets", "events": 5, "params": {"m_min": 60, "m_max": 50}}}}, "m_max must be > m_min"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"lepton_pt_min": -1}}}}, "lepton_pt_min must be >= 0"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"jet_r": 2}}}}, "jet_r must be in (0, 1.5]"),
+    ({"samples": {"x": {"process": "ttbar", "events": 5, "params": {"parton_pt_min": 20}}}},
+     "unknown parameter(s) ['parton_pt_min'] of process ttbar"),
+    ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"parton_pt_min": -5}}}}, "parton_pt_min must be >= 0"),
     ({"samples": {"x": {"process": "wjets", "events": 5, "params": {"lepton_pt_min": 4000}}}},
      "lepton_pt_min must be below sqrt_s / 2 = 4000 GeV"),
     ({"engine": "parametric", "detector": {"particle_isolation": True}}, "particle_isolation needs engine pythia"),

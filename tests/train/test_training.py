@@ -195,6 +195,21 @@ def test_train_on_data_isolates_ttbar_like_seeds000(generated_hlf, tmp_path):
     assert res["sm_reference"] == "all events of wjets, dyjets"
 
 
+def test_train_on_every_data_event(generated_hlf):
+    """seeds/000 sec. 4 trains on the full dataset: validation_fraction 0 with train_on_data keeps every
+    data event for training and takes the thresholds on the same events."""
+    from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
+    df, report = load_hlf(generated_hlf)
+    n_data = int((df.dataset == "data").sum())
+    data = build_training_data(df, report, CocktailConfig.from_dict({"train_on_data": True, "validation_fraction": 0}))
+    assert len(data.x_train) == len(data.x_val) == n_data
+    # the same events (shuffled for training)
+    key = lambda x: np.sort(x.view([("", x.dtype)] * x.shape[1]), axis=0)  # noqa: E731
+    assert np.array_equal(key(np.ascontiguousarray(data.x_train)), key(np.ascontiguousarray(data.x_val)))
+    half = build_training_data(df, report, CocktailConfig.from_dict({"train_on_data": True}))
+    assert len(half.x_train) + len(half.x_val) == n_data
+
+
 def test_cocktail_weights_mode_and_contamination(generated_hlf):
     from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
     df, report = load_hlf(generated_hlf)

@@ -163,6 +163,7 @@ BAD_CONFIGS = [
     ({"cocktail": {"n_train": "many"}}, "cocktail.n_train must be a positive integer"),
     ({"cocktail": {"validation_fraction": "half"}}, "cocktail.validation_fraction: expected a number"),
     ({"cocktail": {"validation_fraction": 1.5}}, "cocktail.validation_fraction must be in \\(0, 1\\)"),
+    ({"cocktail": {"validation_fraction": 0}}, "validation_fraction must be in \\(0, 1\\) \\(or 0 with train_on_data"),
     ({"cocktail": {"background": "wjets"}}, "cocktail.background: expected a non-empty list"),
     ({"cocktail": {"train_on_data": "yes"}}, "cocktail.train_on_data must be true or false"),
     ({"cocktail": {"seed": -1}}, "cocktail.seed must be a non-negative integer"),
