@@ -3,11 +3,15 @@ aggregates (histograms, ASTF inputs, yields, per-run counts) → write scores �
 in-process rate of the same pre-processing + scoring on the same events in one Python process.
 
     python benchmarks/score.py --model MODEL_DIR [--events 4000000] [--cores 2] [--workdir DIR] [--dask]
-                               [--select-fraction F]
+                               [--select-fraction F] [--scores l1|all|...]
 
 Builds an HLF folder of --events rows (feature rows drawn around the model's medians; throughput does
 not depend on the values; 20 runs × 100 lumi sections of data). Prints JSON lines, then a summary with
 the ratio spark/bare, the Python workers' peak RSS, and the extrapolated wall time for 1e9 events.
+
+The limit in the same run: this core's sustained single-precision GEMM rate (a large square product,
+one thread), the dense-layer FLOPs per event of the scores computed (``--scores``, as `sparkad score`;
+counted by tracing the scorer's dense products), and the bare rate as a fraction of that limit.
 """
 from __future__ import annotations
 
@@ -66,6 +70,51 @@ def bare_rate(scorer, hlf: Path) -> tuple[float, float, int]:
     return n / t_score, n / (t_score + t_read), n
 
 
+def gemm_limit(n: int = 2048, seconds: float = 2.0) -> float:
+    """Sustained float32 GEMM rate of one thread (FLOP/s): an n × n by n × n product repeated for
+    ``seconds``, the best of three such runs."""
+    from sparkad.score.batches import single_threaded_numpy
+    single_threaded_numpy()
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, n)).astype(np.float32), rng.normal(size=(n, n)).astype(np.float32)
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        k, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds / 3:
+            a @ b
+            k += 1
+        best = max(best, 2.0 * n ** 3 * k / (time.perf_counter() - t))
+    return best
+
+
+def dense_flops_per_event(scorer, events: int = 1000) -> float:
+    """Multiply-add FLOPs (2 k m per event and dense layer) of the scores the scorer computes, counted
+    by tracing every product of the fixed-order kernel (tree walks of the isolation forest not counted)."""
+    import sparkad.model.baselines as baselines
+    import sparkad.model.networks as networks
+    import sparkad.model.scores as scores
+    from sparkad.model import dense as dense_mod
+
+    total = [0]
+    orig = dense_mod.dense
+
+    def counting(x, w, b=None, init=None):
+        total[0] += 2 * np.asarray(x).shape[0] * np.asarray(w).shape[0] * np.asarray(w).shape[1]
+        return orig(x, w, b, init)
+
+    mods = (networks, scores, baselines, dense_mod)
+    saved = [getattr(m, "dense") for m in mods]
+    try:
+        for m in mods:
+            m.dense = counting
+        scorer._score_block(np.zeros((events, scorer.pre.n_inputs), np.float32))
+    finally:
+        for m, f in zip(mods, saved):
+            m.dense = f
+    return total[0] / events
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -77,20 +126,30 @@ def main():
     ap.add_argument("--select-fraction", type=float, default=None,
                     help="select this fraction of the events (default: the model's stored 1000 ppm threshold, "
                          "which a model trained on < 1000 validation events does not have)")
+    ap.add_argument("--scores", default=None, help="scores to compute, as `sparkad score --scores` (default: its default)")
     args = ap.parse_args()
-    from sparkad.score.run import run_analysis
+    from sparkad.score.run import kept_scores, run_analysis
     from sparkad.model.directory import Scorer
     from sparkad.core.spark import get_session
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sparkad-score-bench-"))
-    scorer = Scorer(args.model)
+    full = Scorer(args.model)
+    keep = kept_scores(full, args.scores, full.all_score_names[0])
+    scorer = Scorer(args.model, scores=keep)
+    limit = gemm_limit()
+    flops = dense_flops_per_event(scorer)
+    print(json.dumps({"what": "limit", "gemm_float32_gflops_one_thread": round(limit / 1e9, 1),
+                      "scores": scorer.score_names, "dense_flops_per_event": round(flops),
+                      "limit_events_per_s_per_core": round(limit / flops) if flops else None,
+                      "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}))
     hlf = make_hlf(scorer, args.events, work / "hlf")
     bare, bare_read, n_bare = bare_rate(scorer, hlf)
     print(json.dumps({"what": "bare_in_process", "events": n_bare, "events_per_s_per_core": round(bare),
-                      "with_parquet_read_events_per_s_per_core": round(bare_read)}))
+                      "with_parquet_read_events_per_s_per_core": round(bare_read),
+                      "fraction_of_gemm_limit": round(bare * flops / limit, 3) if flops else None}))
 
     spark = get_session("sparkad-score-bench", f"local[{args.cores}]", {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
-    kw = dict(target_rows=args.target_rows)
+    kw = dict(target_rows=args.target_rows, scores=scorer.score_names)
     if args.select_fraction:
         kw["fraction"] = args.select_fraction
     else:
@@ -107,7 +166,10 @@ def main():
                       "score_pass_events_per_s_per_core": round(pass_rate),
                       "end_to_end_events_per_s_per_core": round(e2e_rate), "timings": rep["timings"],
                       "worker_peak_rss_mb": rep["worker_peak_rss_mb"]}))
-    summary = {"what": "summary", "model": scorer.kind, "cores": args.cores, "events": n,
+    summary = {"what": "summary", "model": scorer.kind, "scores": scorer.score_names, "cores": args.cores, "events": n,
+               "gemm_float32_gflops_one_thread": round(limit / 1e9, 1), "dense_flops_per_event": round(flops),
+               "bare_fraction_of_gemm_limit": round(bare * flops / limit, 3) if flops else None,
+               "goal_bare_fraction_of_gemm_limit": 0.5,
                "bare_events_per_s_per_core": round(bare),
                "spark_events_per_s_per_core": round(pass_rate),
                "ratio_spark_to_bare": round(pass_rate / bare, 3),

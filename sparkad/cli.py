@@ -140,6 +140,8 @@ score_options = option_group(
     click.option("--background", help="Comma-separated MC background datasets for the ASTF (default: the model's cocktail)."),
     click.option("--analysis-config", type=click.Path(dir_okay=False), help="YAML overriding conf/analysis.yaml."),
     click.option("--no-products", is_flag=True, help="Scores only: no histograms, ASTF, yields or run check."),
+    click.option("--scores", "keep_scores", help="Comma-separated scores to compute and store, or 'all' (default: the "
+                 "model's headline score, the selection score and the classic baselines)."),
     click.option("--batch-rows", type=click.IntRange(min=1), default=200_000, show_default=True, help="Rows per Arrow batch."),
     click.option("--target-rows", type=click.IntRange(min=1), default=2_000_000, show_default=True,
                  help="Events per scoring task (a fragment of the input)."),
@@ -147,11 +149,11 @@ score_options = option_group(
 
 
 def score_arguments(hlf_dir, model_dir, out, score_name, threshold, ppm, select_fraction, select_on, background,
-                    analysis_config, no_products, batch_rows, target_rows) -> dict:
+                    analysis_config, no_products, keep_scores, batch_rows, target_rows) -> dict:
     """The ``score_options`` values as the arguments of ``sparkad.score.run.run_analysis``."""
     return {"hlf_dir": hlf_dir, "model_dir": model_dir, "out": out, "score": score_name, "threshold": threshold,
             "ppm": ppm, "fraction": select_fraction, "select_on": select_on, "background": split_list(background),
-            "analysis_config": analysis_config, "products": not no_products, "batch_rows": batch_rows,
+            "analysis_config": analysis_config, "products": not no_products, "scores": keep_scores, "batch_rows": batch_rows,
             "target_rows": target_rows}
 
 

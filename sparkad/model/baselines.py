@@ -125,19 +125,27 @@ def _iforest_path_sum(x, feature, threshold, child, leaf, roots, depth):  # prag
     return out
 
 
-def score_baselines(arrays: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
-    """Pre-processed batch (events × inputs, float32) → {"mahalanobis", "pca", "iforest"}; larger is
-    more anomalous; NaN for an event with a NaN input."""
+def score_baselines(arrays: dict[str, np.ndarray], x: np.ndarray, wanted=None) -> dict[str, np.ndarray]:
+    """Pre-processed batch (events × inputs, float32) → {"mahalanobis", "pca", "iforest"} (or the
+    ``wanted`` ones among them); larger is more anomalous; NaN for an event with a NaN input."""
+    wanted = set(NAMES if wanted is None else wanted)
     x = np.ascontiguousarray(x, np.float32)
+    out = {}
     c = x - arrays["mean"]
-    z = dense(c, arrays["whiten"])
-    p = arrays["pca"]
-    r = c - dense(dense(c, p), np.ascontiguousarray(p.T))
-    path = _iforest_path_sum(x, arrays["iforest_feature"], arrays["iforest_threshold"], arrays["iforest_child"],
-                             arrays["iforest_leaf"], arrays["iforest_root"], arrays["iforest_depth"])
-    iforest = -(path / arrays["iforest_norm"][0])
-    iforest[np.isnan(x).any(axis=1)] = np.nan
-    return {"mahalanobis": np.sqrt(np.sum(z * z, axis=1)), "pca": np.mean(r * r, axis=1), "iforest": iforest}
+    if "mahalanobis" in wanted:
+        z = dense(c, arrays["whiten"])
+        out["mahalanobis"] = np.sqrt(np.sum(z * z, axis=1))
+    if "pca" in wanted:
+        p = arrays["pca"]
+        r = c - dense(dense(c, p), np.ascontiguousarray(p.T))
+        out["pca"] = np.mean(r * r, axis=1)
+    if "iforest" in wanted:
+        path = _iforest_path_sum(x, arrays["iforest_feature"], arrays["iforest_threshold"], arrays["iforest_child"],
+                                 arrays["iforest_leaf"], arrays["iforest_root"], arrays["iforest_depth"])
+        iforest = -(path / arrays["iforest_norm"][0])
+        iforest[np.isnan(x).any(axis=1)] = np.nan
+        out["iforest"] = iforest
+    return out
 
 
 def to_npz_entries(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

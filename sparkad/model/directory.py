@@ -111,7 +111,10 @@ def read_model_files(model_dir: str | Path) -> tuple[bytes, bytes]:
 class Scorer:
     """A trained model loaded for scoring: features batch → named scores (numpy, deterministic)."""
 
-    def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None):
+    def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None, scores=None):
+        """``scores``: the names to compute (a subset of the model's, e.g. ["l1"]); None: all of them.
+        Only what those scores need runs (``sparkad.model.scores``); ``score_names`` lists them in the
+        model's order, ``all_score_names`` every score the model has."""
         self.model_dir = Path(model_dir)
         meta_bytes, npz_bytes = files if files is not None else read_model_files(self.model_dir)
         try:
@@ -131,7 +134,8 @@ class Scorer:
             if self.kind not in SCORERS:
                 raise SparkadError(f"{self.model_dir}: unknown model kind {self.kind!r}")
             self.features = list(self.meta["features"])
-            self.score_names = list(self.meta["score_names"])
+            self.all_score_names = list(self.meta["score_names"])
+            self.score_names = self._chosen(scores)
             self.pre = Preprocessor.from_dict(self.meta["preprocessing"])
             self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
             self.baselines = from_npz_entries(arrays, self.pre.n_inputs) if self.meta.get("baseline_scores") else None
@@ -143,6 +147,16 @@ class Scorer:
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, zipfile.BadZipFile) as e:
             what = f"missing entry {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
             raise SparkadError(f"{self.model_dir}: unreadable model files ({what})") from None
+
+    def _chosen(self, scores) -> list[str]:
+        if scores is None:
+            return list(self.all_score_names)
+        scores = [scores] if isinstance(scores, str) else list(scores)
+        unknown = [s for s in scores if s not in self.all_score_names]
+        if unknown or not scores:
+            raise SparkadError(f"{self.model_dir}: model has no score(s) {', '.join(map(repr, unknown)) or '(none given)'} "
+                               f"(scores: {', '.join(self.all_score_names)})")
+        return [s for s in self.all_score_names if s in set(scores)]
 
     def check_columns(self, columns, source: str = "input") -> None:
         missing = [f for f in self.features if f not in set(columns)]
@@ -169,10 +183,12 @@ class Scorer:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _score_block(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = SCORERS[self.kind](self.nets, x)
-        if self.baselines is not None:
-            out.update(score_baselines(self.baselines, x))
-        return out
+        base = set(self.baseline_scores)
+        own = [s for s in self.score_names if s not in base]
+        out = SCORERS[self.kind](self.nets, x, own) if own else {}
+        if self.baselines is not None and base & set(self.score_names):
+            out.update(score_baselines(self.baselines, x, base & set(self.score_names)))
+        return {k: out[k] for k in self.score_names}
 
     @property
     def baseline_scores(self) -> list[str]:

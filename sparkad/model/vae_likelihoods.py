@@ -385,12 +385,16 @@ def _params(nets) -> dict:
     return nets[PARAMS_NET][0]
 
 
-def _numpy_heads(nets, x, z=None):
+def _numpy_encoder(nets, x):
     from sparkad.model.networks import forward
     B = NumpyBackend()
     h = forward(nets["encoder"], x)
-    mu_z = forward(nets["enc_mu"], h)
-    sigma_z = p_isrlu(B, B.f64(forward(nets["enc_sigma"], h)))
+    return B, forward(nets["enc_mu"], h), p_isrlu(B, B.f64(forward(nets["enc_sigma"], h)))
+
+
+def _numpy_heads(nets, x, z=None):
+    from sparkad.model.networks import forward
+    B, mu_z, sigma_z = _numpy_encoder(nets, x)
     d = forward(nets["decoder"], mu_z if z is None else z)
     heads = [forward(nets[k], d) if k in nets else None for k in ("dec_alpha1", "dec_alpha2", "dec_alpha3")]
     return B, mu_z, sigma_z, heads
@@ -399,21 +403,27 @@ def _numpy_heads(nets, x, z=None):
 CHUNK = 1 << 16  # events per pass: bounds the float64 intermediates (~20 per feature and event)
 
 
-def score_vae(nets, x: np.ndarray) -> dict[str, np.ndarray]:
+def score_vae(nets, x: np.ndarray, wanted=None) -> dict[str, np.ndarray]:
     """The two VAE scores of a pre-processed batch, deterministic (the decoder runs on z = μ_z):
     nll: −ln P(x | α(μ_z)), the reconstruction loss of eq. 4.5 per event;
-    kl: D_KL(N(μ_z, σ_z) ‖ N(μ_P, σ_P)) of eq. 4.4 per event."""
+    kl: D_KL(N(μ_z, σ_z) ‖ N(μ_P, σ_P)) of eq. 4.4 per event.
+    ``wanted``: the names to compute (kl alone skips the decoder)."""
     x = np.asarray(x, np.float32)
+    names = [k for k in ("nll", "kl") if wanted is None or k in wanted]
     if len(x) > CHUNK:
-        parts = [score_vae(nets, x[i:i + CHUNK]) for i in range(0, len(x), CHUNK)]
-        return {k: np.concatenate([q[k] for q in parts]) for k in ("nll", "kl")}
+        parts = [score_vae(nets, x[i:i + CHUNK], names) for i in range(0, len(x), CHUNK)]
+        return {k: np.concatenate([q[k] for q in parts]) for k in names}
     p = _params(nets)
-    layout = Layout.from_params(p)
-    B, mu_z, sigma_z, heads = _numpy_heads(nets, x)
-    nll = reconstruction_nll(B, layout, x, *heads)
-    kl = kl_gaussians(B, B.f64(mu_z), sigma_z, np.asarray(p["prior_mu"], np.float64),
-                      np.asarray(p["prior_sigma"], np.float64))
-    return {"nll": nll, "kl": kl}
+    out = {}
+    if "nll" in names:
+        B, mu_z, sigma_z, heads = _numpy_heads(nets, x)
+        out["nll"] = reconstruction_nll(B, Layout.from_params(p), x, *heads)
+    else:  # the KL divergence alone needs only the encoder
+        B, mu_z, sigma_z = _numpy_encoder(nets, x)
+    if "kl" in names:
+        out["kl"] = kl_gaussians(B, B.f64(mu_z), sigma_z, np.asarray(p["prior_mu"], np.float64),
+                                 np.asarray(p["prior_sigma"], np.float64))
+    return {k: out[k] for k in names}
 
 
 def feature_nll_numpy(nets, x: np.ndarray) -> tuple[list, np.ndarray]:

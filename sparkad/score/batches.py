@@ -31,11 +31,12 @@ def single_threaded_numpy() -> None:
 _SCORERS: dict = {}
 
 
-def get_scorer(model_dir: str, files: tuple[bytes, bytes]) -> Scorer:
-    """The model, built once per Python process from its shipped files (keyed by content)."""
-    key = (model_dir, hash(files[0]), len(files[1]))
+def get_scorer(model_dir: str, files: tuple[bytes, bytes], scores=None) -> Scorer:
+    """The model, built once per Python process from its shipped files (keyed by content and by the
+    scores it computes)."""
+    key = (model_dir, hash(files[0]), len(files[1]), None if scores is None else tuple(scores))
     if key not in _SCORERS:
-        _SCORERS[key] = Scorer(model_dir, files=files)
+        _SCORERS[key] = Scorer(model_dir, files=files, scores=scores)
     return _SCORERS[key]
 
 

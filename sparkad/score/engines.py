@@ -105,6 +105,7 @@ class ScoreJob:
     spec: AnalysisSpec | None
     staging: str | None
     batch_rows: int
+    scores: tuple | None = None  # the scores to compute (None: all of the model's)
 
 
 def _batches(frag: Fragment, columns, batch_rows: int):
@@ -154,7 +155,7 @@ def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, fl
     """Read → score → write scores → aggregate, for one fragment, inside one Python worker. Returns
     (events, partial aggregates, peak RSS in MB, events with a NaN score)."""
     single_threaded_numpy()
-    scorer = get_scorer(job.model_path, job.model_files)  # once per worker process
+    scorer = get_scorer(job.model_path, job.model_files, job.scores)  # once per worker process
     if storage.is_remote(job.staging):  # written locally, then uploaded as one object
         import tempfile
         with tempfile.TemporaryDirectory(prefix="sparkad-part-") as tmpdir:
@@ -201,7 +202,7 @@ def top_scores(frag: Fragment, job: ScoreJob, score: str, target_weight: float) 
     """This fragment's highest scores, in decreasing order, down to the first event at which their
     cumulative weight exceeds ``target_weight``: a superset of its share of the global top set."""
     single_threaded_numpy()
-    scorer = get_scorer(job.model_path, job.model_files)
+    scorer = get_scorer(job.model_path, job.model_files, (score,))  # only what this score needs
     s_parts, w_parts = [], []
     for b in _batches(frag, list(dict.fromkeys(["weight", *scorer.features])), job.batch_rows):
         x = np.column_stack([b.column(f).to_numpy(zero_copy_only=False) for f in scorer.features])
@@ -318,8 +319,9 @@ def _tasks(engine, fn, frags, job, hlf_dir):
         raise SparkadError(f"{hlf_dir}: a scoring task failed ({msg})") from None
 
 def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, anomaly=None,
-                 batch_rows: int = 200_000, target_rows: int = 2_000_000, log=lambda m: None) -> dict:
+                 batch_rows: int = 200_000, target_rows: int = 2_000_000, scores=None, log=lambda m: None) -> dict:
     """Score every dataset of an HLF folder; with ``spec_builder`` also aggregate the analysis products.
+    ``scores``: the scores computed and stored (None: all of the model's).
 
     ``anomaly`` (from ``resolve_anomaly_threshold``) says how the anomaly threshold is found; when it is a
     fraction of a reference sample, a first pass over that sample finds the exact threshold.
@@ -332,7 +334,8 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     report = hlf_report(hlf_dir)
     datasets = report["datasets"]
     files = read_model_files(model_dir)
-    scorer = Scorer(model_dir, files=files)
+    scorer = Scorer(model_dir, files=files, scores=scores)
+    scores = tuple(scorer.score_names)
     frags = plan_fragments(hlf_dir, datasets, scorer, target_rows)
     timings = {}
     sel = dict(anomaly or {})
@@ -366,7 +369,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
         staging = out / f".scores-{uuid.uuid4().hex}"
     try:
         t = time.time()
-        job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows)
+        job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores)
         results = _tasks(engine, run_fragment, frags, job, hlf_dir)
         timings["score_pass_s"] = round(time.time() - t, 3)
         counts: dict = {name: 0 for name in datasets}
@@ -395,6 +398,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             shutil.rmtree(staging, ignore_errors=True)
     doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": str(Path(model_dir).resolve()),
            "model_hash": scorer.content_hash, "model_kind": scorer.kind, "scores": scorer.score_names,
+           "model_scores": scorer.all_score_names,
            "thresholds": scorer.thresholds, "anomaly_threshold": jsonable(sel) if sel else None,
            "hlf": storage.resolved_text(hlf_dir), "hlf_feature_set": report.get("feature_set"),
            "datasets": {n: {"is_data": bool(d.get("is_data")), "label": d.get("label"),
@@ -437,15 +441,13 @@ def sparkad_score_udf(model_dir, score: str | None = None, batch_size: int = 100
     from pyspark.sql.types import FloatType, StructField, StructType
 
     files = read_model_files(model_dir)
-    scorer = Scorer(model_dir, files=files)
+    scorer = Scorer(model_dir, files=files, scores=None if score is None else [score])  # refuses an unknown score
     names, n_features = scorer.score_names, len(scorer.features)
-    if score is not None and score not in names:
-        raise SparkadError(f"{model_dir}: model has no score {score!r} (scores: {', '.join(names)})")
     model_path = str(model_dir)
 
     def make_predict_fn():
         single_threaded_numpy()
-        s = get_scorer(model_path, files)
+        s = get_scorer(model_path, files, names)  # only what the returned scores need
 
         def predict(x):
             sc = s.score(np.asarray(x, np.float64).reshape(-1, n_features))

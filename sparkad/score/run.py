@@ -213,14 +213,36 @@ def _run_check(per_ls, out_dir: Path) -> dict:
             "plot": "plots/rate_vs_run.png"}
 
 
+def kept_scores(scorer: Scorer, given, selection_score: str) -> list[str] | None:
+    """The scores a pass computes and stores (``--scores``): the user's comma-separated list or list,
+    plus the score the selection needs; "all" (None returned: every score of the model); by default
+    the model's headline score, the selection score and the classic baselines (docs: README, "Scores
+    computed")."""
+    if isinstance(given, str):
+        if given.strip() == "all":
+            return None
+        given = [g.strip() for g in given.split(",") if g.strip()]
+    if given is None:
+        given = [scorer.all_score_names[0], *scorer.baseline_scores]
+    elif not given:
+        raise SparkadError("--scores: give score names (comma-separated) or 'all'")
+    unknown = [g for g in given if g not in scorer.all_score_names]
+    if unknown:
+        raise SparkadError(f"--scores: model {scorer.model_dir} has no score(s) {', '.join(unknown)} "
+                           f"(scores: {', '.join(scorer.all_score_names)}, or 'all')")
+    keep = set(given) | {selection_score}
+    return [n for n in scorer.all_score_names if n in keep]
+
+
 def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str | None = None, spark=None,
-                 workers: int = 2, scheduler: str | None = None, score: str | None = None,
+                 workers: int = 2, scheduler: str | None = None, score: str | None = None, scores=None,
                  threshold: float | None = None, ppm: float | None = None, fraction: float | None = None,
                  select_on: str = "data", background: list[str] | None = None, analysis_config=None,
                  products: bool = True, batch_rows: int = 200_000, target_rows: int = 2_000_000,
                  log=lambda m: None) -> dict:
     """Score an HLF folder and build every analysis product in one pass (two when the threshold is a
-    fraction of a sample). Returns the score report (also in OUT/_score_report.json, written last)."""
+    fraction of a sample). ``scores``: what the pass computes and stores (``kept_scores``). Returns the
+    score report (also in OUT/_score_report.json, written last)."""
     from sparkad.analysis.products import write_products
     from sparkad.score.engines import Engine, check_batch_sizes, finish, hlf_report, score_folder
 
@@ -233,11 +255,12 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
     labels = {n: str(d.get("label") or n) for n, d in report["datasets"].items()}
     anomaly = resolve_anomaly_threshold(scorer, roles, score=score, threshold=threshold, ppm=ppm, fraction=fraction,
                                         on=select_on)
+    keep = kept_scores(scorer, scores, anomaly["score"])
     conf = load_analysis_conf(analysis_config)
     builder = (lambda sc, sel: build_spec(sc, sel, roles, list(report["features"]), conf)) if products else None
     with Engine(engine, master=master, spark=spark, workers=workers, scheduler=scheduler) as eng:
         res = score_folder(hlf_dir, model_dir, out, engine=eng, spec_builder=builder, anomaly=anomaly,
-                           batch_rows=batch_rows, target_rows=target_rows, log=log)
+                           batch_rows=batch_rows, target_rows=target_rows, scores=keep, log=log)
     extra = {"roles": roles}
     if products:
         t = time.time()

@@ -135,3 +135,23 @@ def test_scores_are_the_same_at_every_simd_level(model, generated_hlf, tmp_path)
         for name in ref:
             np.testing.assert_array_equal(z[name], ref[name], err_msg=f"{name}: baseline SIMD ({', '.join(found)} "
                                                                        f"disabled, numba generic) vs this CPU")
+
+
+@pytest.mark.parametrize("kind", ["alad", "ae", "vae"])
+def test_a_score_computed_alone_is_the_same_bits(kind, request, generated_hlf):
+    """Scorer(scores=[...]) runs only what those scores need (ALAD's L1 skips Dxx, the KL divergence
+    the decoder, a baseline the networks): each score is the bits it is among all the others."""
+    model = request.getfixturevalue(f"trained_{kind}")
+    full = Scorer(model)
+    df = pd.read_parquet(generated_hlf, columns=full.features).iloc[:3000]
+    ref = full.score_frame(df)
+    assert list(ref) == full.score_names == full.all_score_names
+    for name in full.all_score_names:
+        one = Scorer(model, scores=[name])
+        got = one.score_frame(df)
+        assert list(got) == one.score_names == [name]
+        np.testing.assert_array_equal(got[name], ref[name])
+    pair = Scorer(model, scores=[full.all_score_names[-1], full.all_score_names[0]])
+    assert pair.score_names == [full.all_score_names[0], full.all_score_names[-1]]  # the model's order
+    with pytest.raises(Exception, match=r"has no score\(s\) 'nope'"):
+        Scorer(model, scores=["nope"])

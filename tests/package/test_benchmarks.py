@@ -47,6 +47,18 @@ def test_train_and_score_benchmarks(tmp_path):
                "--select-fraction", "0.01", "--workdir", str(tmp_path / "score"))
     s = out["summary"]
     assert s["events"] == 20000 and s["ratio_spark_to_bare"] > 0 and s["python_worker_peak_rss_mb"] > 0
+    # the limit in the same run: the AE's mse alone is its encoder and decoder products, 2 k m per dense layer
+    meta = json.loads((model / "model.json").read_text())
+    assert s["scores"] == ["mse", "mahalanobis", "pca", "iforest"]  # `sparkad score`'s default
+    out = _run("score.py", "--model", str(model), "--events", "20000", "--cores", "1", "--target-rows", "10000",
+               "--select-fraction", "0.01", "--scores", "mse", "--workdir", str(tmp_path / "score_mse"))
+    s = out["summary"]
+    import numpy as np
+    with np.load(model / "networks.npz") as z:
+        shapes = [z[k].shape for k in z.files if not k.startswith("baselines/") and z[k].ndim == 2]
+    assert s["scores"] == ["mse"] and meta["kind"] == "ae"
+    assert s["dense_flops_per_event"] == sum(2 * k * m for k, m in shapes) > 0
+    assert s["gemm_float32_gflops_one_thread"] > 0 and 0 < s["bare_fraction_of_gemm_limit"] < 1
 
 
 def test_pythia_benchmark_pairs_engine_with_bare_pythia(tmp_path):

@@ -221,3 +221,34 @@ def test_run_distributions_are_counted_per_run_and_checked(both_engines, hlf_sco
     assert shapes["tests"] >= n_runs and {m["run"] for m in shapes["most_moved"]} <= set(got)
     summary = json.loads((out / "spark" / "products" / "summary.json").read_text())
     assert summary["run_shapes"]["tests"] == shapes["tests"]
+
+
+def test_scores_computes_only_what_is_asked(generated_hlf, trained_alad, tmp_path):
+    """--scores: the default keeps the headline score, the selection score and the baselines; a list
+    adds the selection score; 'all' keeps every score. The stored scores are the bits of the full
+    model's, and the selection (hence every product) does not depend on what else was computed."""
+    full = Scorer(trained_alad)
+    assert full.score_names == ["l1", "l2", "features", "logits", "mahalanobis", "pca", "iforest"]
+    kw = dict(engine="dask", workers=2, fraction=0.02, target_rows=4000)
+    reps = {name: run_analysis(generated_hlf, trained_alad, tmp_path / name, scores=given, score="logits", **kw)
+            for name, given in (("default", None), ("l2", "l2"), ("all", "all"))}
+    assert reps["default"]["scores"] == ["l1", "logits", "mahalanobis", "pca", "iforest"]
+    assert reps["l2"]["scores"] == ["l2", "logits"]
+    assert reps["all"]["scores"] == full.score_names == reps["all"]["model_scores"]
+    cols = {n: pd.read_parquet(tmp_path / n / "scores").sort_values(KEYS[1:]).reset_index(drop=True) for n in reps}
+    for n, rep in reps.items():
+        assert [c for c in cols[n].columns if c in full.score_names] == rep["scores"]
+        for s in rep["scores"]:
+            np.testing.assert_array_equal(cols[n][s].to_numpy(), cols["all"][s].to_numpy())
+        assert rep["anomaly_threshold"]["threshold"] == reps["all"]["anomaly_threshold"]["threshold"]
+        summary = json.loads((tmp_path / n / "products" / "summary.json").read_text())
+        assert {d: v["anomalous"] for d, v in summary["datasets"].items()} == \
+            {d: v["anomalous"] for d, v in json.loads((tmp_path / "all" / "products" / "summary.json")
+                                                      .read_text())["datasets"].items()}
+        assert list(summary["score_comparison"]) == rep["scores"]
+    with pytest.raises(SparkadError, match=r"--scores: model .* has no score\(s\) l9"):
+        run_analysis(generated_hlf, trained_alad, tmp_path / "bad", scores="l1,l9", **kw)
+    r = subprocess.run(["sparkad", "score", "--hlf", str(generated_hlf), "--model", str(trained_alad), "--out",
+                        str(tmp_path / "bad"), "--engine", "dask", "--scores", "nope"], capture_output=True, text=True)
+    assert r.returncode == 1 and "has no score(s) nope" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()

@@ -60,7 +60,7 @@ def test_udf_equals_batch_job(spark, generated_hlf, trained_ae, reference):
     struct = sparkad_score_udf(str(trained_ae))
     row = df.limit(3).withColumn("s", struct(*struct.features)).select("s.mse").toPandas()
     assert row.mse.notna().all()
-    with pytest.raises(SparkadError, match="has no score 'l9'"):
+    with pytest.raises(SparkadError, match=r"has no score\(s\) 'l9'"):
         sparkad_score_udf(str(trained_ae), "l9")
 
 
