@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 
 from sparkad.core.errors import ConfigError, SparkadError
@@ -62,23 +63,41 @@ class Preprocessor:
         return out
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """events × features → events × n_inputs (float32)."""
+        """events × features → events × n_inputs (float32), in one pass over the events (a compiled
+        kernel): a continuous feature becomes (v − median) / scale, computed in the input's precision
+        (float32 or float64; other dtypes as float64) and rounded to float32; a discrete one the one-hot
+        of its category (the last category at and above it, values below the first in the first, NaN
+        in the last: ``np.searchsorted`` order)."""
+        x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != len(self.features):
             raise SparkadError(f"pre-processing expects {len(self.features)} features ({', '.join(self.features)}), "
                                f"got an array of shape {x.shape}")
-        cols = []
-        for i, f in enumerate(self.features):
-            v = x[:, i]
-            if f in self.discrete:
-                cats = np.asarray(self.discrete[f], dtype=np.float64)
-                idx = np.searchsorted(cats, v, side="right") - 1  # value → its category (or the one below)
-                idx = np.clip(idx, 0, len(cats) - 1)
-                onehot = np.zeros((len(v), len(cats)), np.float32)
-                onehot[np.arange(len(v)), idx] = 1.0
-                cols.append(onehot)
-            else:
-                cols.append(((v - self.median[f]) / self.scale[f]).astype(np.float32)[:, None])
-        return np.concatenate(cols, axis=1) if cols else np.zeros((len(x), 0), np.float32)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        out = np.empty((len(x), self.n_inputs), np.float32)
+        _transform(np.ascontiguousarray(x), *self._plan(x.dtype), out)
+        return out
+
+    def _plan(self, dtype):
+        """Per feature: its first output column, its number of categories (0: continuous), where its
+        categories start in one flat array; the medians and scales in the input's precision."""
+        key = np.dtype(dtype).str
+        cache = self.__dict__.setdefault("_plans", {})
+        if key not in cache:
+            col, ncat, cat0, cats = [], [], [], []
+            c = 0
+            for f in self.features:
+                col.append(c)
+                k = len(self.discrete[f]) if f in self.discrete else 0
+                ncat.append(k)
+                cat0.append(len(cats))
+                cats += [float(v) for v in self.discrete.get(f, [])]
+                c += max(k, 1)
+            med = np.array([self.median.get(f, 0.0) for f in self.features], np.float64).astype(dtype)
+            scale = np.array([self.scale.get(f, 1.0) for f in self.features], np.float64).astype(dtype)
+            cache[key] = (np.array(col, np.int64), np.array(ncat, np.int64), np.array(cat0, np.int64),
+                          np.array(cats, np.float64), med, scale)
+        return cache[key]
 
     def to_dict(self) -> dict:
         return {"features": self.features, "discrete": self.discrete, "median": self.median, "scale": self.scale}
@@ -86,6 +105,28 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessor":
         return cls(list(d["features"]), dict(d["discrete"]), dict(d["median"]), dict(d["scale"]))
+
+
+@nb.njit(cache=True, nogil=True)
+def _transform(x, col, ncat, cat0, cats, med, scale, out):  # pragma: no cover - compiled
+    n, nf = x.shape
+    for i in range(n):
+        for f in range(nf):
+            v = x[i, f]
+            k = ncat[f]
+            if k == 0:
+                out[i, col[f]] = np.float32((v - med[f]) / scale[f])
+            else:
+                for c in range(k):
+                    out[i, col[f] + c] = 0.0
+                # the category of v: the last one <= v (the first if none is), NaN in the last
+                idx = k - 1
+                if not np.isnan(v):
+                    idx = 0
+                    for c in range(1, k):
+                        if cats[cat0[f] + c] <= v:
+                            idx = c
+                out[i, col[f] + idx] = 1.0
 
 
 def _quantiles(col, qs, weights=None):
