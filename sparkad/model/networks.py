@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparkad.model import libm
 from sparkad.model.dense import dense
 
 #: a network is a list of layer specs: {"units", "activation", "batchnorm", "dropout", "spectral_norm"}
@@ -50,8 +51,9 @@ def forward(layers: list[dict], x: np.ndarray) -> np.ndarray:
             h = np.maximum(h, 0, out=h) if own else np.maximum(h, 0)
             own = True
         elif kind == "sigmoid":
-            # float64 exp: numpy's float32 exp rounds differently per SIMD level, its float64 one does not
-            h = (1.0 / (1.0 + np.exp(-h.astype(np.float64)))).astype(np.float32)
+            # the C library's float64 exp: numpy's float32 and (on AVX-512 CPUs) float64 exp round
+            # differently per SIMD level
+            h = (1.0 / (1.0 + libm.exp(-h.astype(np.float64)))).astype(np.float32)
             own = True
         elif kind == "linear":
             pass
