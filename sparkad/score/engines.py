@@ -11,6 +11,7 @@ aggregates. Everything lands in a staging folder that is renamed when complete, 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
@@ -106,6 +107,10 @@ class ScoreJob:
     staging: str | None
     batch_rows: int
     scores: tuple | None = None  # the scores to compute (None: all of the model's)
+    #: folder of the float64 scores kept for the aggregation pass (one-pass --select-fraction), or None
+    side: str | None = None
+    #: (score, target weight, reference datasets): return each reference fragment's top tail
+    tail: tuple | None = None
 
 
 def _batches(frag: Fragment, columns, batch_rows: int):
@@ -151,26 +156,44 @@ def drop_attempt_leftovers(staging: Path, frags) -> int:
     return removed
 
 
-def run_fragment(frag: Fragment, job: ScoreJob) -> tuple[int, Partial | None, float, int]:
+def side_path(side, frag: Fragment):
+    """The float64 scores of a fragment kept for the aggregation pass (raw, events × scores, row-major)."""
+    return storage.join(side, f"part-{frag.index:05d}.f64")
+
+
+def run_fragment(frag: Fragment, job: ScoreJob) -> tuple:
     """Read → score → write scores → aggregate, for one fragment, inside one Python worker. Returns
-    (events, partial aggregates, peak RSS in MB, events with a NaN score)."""
+    (events, partial aggregates, peak RSS in MB, events with a NaN score, top tail or None). With
+    ``job.side`` the fragment's float64 scores are kept for ``aggregate_fragment`` instead of being
+    aggregated here (the threshold is not known yet); with ``job.tail`` a reference fragment returns
+    its highest selection scores (``cut_top``), from which the driver finds the exact threshold."""
     single_threaded_numpy()
     scorer = get_scorer(job.model_path, job.model_files, job.scores)  # once per worker process
-    if storage.is_remote(job.staging):  # written locally, then uploaded as one object
+    if storage.is_remote(job.staging):  # written locally, then uploaded as one object each
         import tempfile
         with tempfile.TemporaryDirectory(prefix="sparkad-part-") as tmpdir:
-            local = Path(tmpdir) / "part.parquet"
-            res = _score_fragment(frag, job, scorer, local)
+            local, local_side = Path(tmpdir) / "part.parquet", Path(tmpdir) / "side.f64"
+            res = _score_fragment(frag, job, scorer, local, local_side if job.side else None)
             storage.upload_file(local, part_path(job.staging, frag))
+            if job.side:
+                storage.upload_file(local_side, side_path(job.side, frag))
         return res
     dst = part_path(Path(job.staging), frag)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return _score_fragment(frag, job, scorer, dst)
+    side = None
+    if job.side:
+        side = Path(side_path(job.side, frag))
+        side.parent.mkdir(parents=True, exist_ok=True)
+    return _score_fragment(frag, job, scorer, dst, side)
 
 
-def _score_fragment(frag: Fragment, job: ScoreJob, scorer, dst: Path) -> tuple[int, Partial | None, float, int]:
+def _score_fragment(frag: Fragment, job: ScoreJob, scorer, dst: Path, side: Path | None) -> tuple:
     writer, n, partial, nan = None, 0, None, 0
-    with atomic_path(dst) as tmp:
+    tail = job.tail if job.tail is not None and frag.dataset in job.tail[2] else None
+    tail_s, tail_w = [], []
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(dst))
+        side_file = stack.enter_context(open(stack.enter_context(atomic_path(side)), "wb")) if side else None
         try:
             for b in _batches(frag, _columns(scorer, job.spec), job.batch_rows):
                 sb, scores = score_batch(b, scorer)
@@ -181,12 +204,13 @@ def _score_fragment(frag: Fragment, job: ScoreJob, scorer, dst: Path) -> tuple[i
                 n += b.num_rows
                 # NaN/inf features (e.g. filled by `extract --missing nan`) give NaN scores: never above a threshold
                 nan += int(np.isnan(scores[scorer.score_names[0]]).sum())
+                if side_file is not None:
+                    side_file.write(np.column_stack([np.asarray(scores[s], "<f8") for s in scorer.score_names]).tobytes())
+                if tail is not None:
+                    tail_s.append(np.asarray(scores[tail[0]], np.float64))  # float64: the products compare these
+                    tail_w.append(b.column("weight").to_numpy())
                 if job.spec is not None:
-                    cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in job.spec.features}
-                    for c in job.spec.cuts:
-                        cols.setdefault(c.feature, b.column(c.feature).to_numpy(zero_copy_only=False))
-                    p = aggregate_batch(cols, frag.dataset, b.column("weight").to_numpy(), b.column("run").to_numpy(),
-                                        b.column("luminosityBlock").to_numpy(), scores, job.spec)
+                    p = _aggregate(b, frag.dataset, scores, job.spec)
                     partial = p if partial is None else partial.add(p)
             if writer is None:  # an empty fragment still gets its (empty) file: the dataset exists
                 writer = pq.ParquetWriter(tmp, output_schema(scorer).remove(0), compression="zstd")
@@ -195,21 +219,41 @@ def _score_fragment(frag: Fragment, job: ScoreJob, scorer, dst: Path) -> tuple[i
         finally:
             if writer is not None:
                 writer.close()
-    return n, partial, _peak_rss_mb(), nan
+    top = None
+    if tail is not None:
+        top = cut_top(np.concatenate(tail_s) if tail_s else np.zeros(0),
+                      np.concatenate(tail_w) if tail_w else np.zeros(0), tail[1])
+    return n, partial, _peak_rss_mb(), nan, top
 
 
-def top_scores(frag: Fragment, job: ScoreJob, score: str, target_weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """This fragment's highest scores, in decreasing order, down to the first event at which their
-    cumulative weight exceeds ``target_weight``: a superset of its share of the global top set."""
-    single_threaded_numpy()
-    scorer = get_scorer(job.model_path, job.model_files, (score,))  # only what this score needs
-    s_parts, w_parts = [], []
-    for b in _batches(frag, list(dict.fromkeys(["weight", *scorer.features])), job.batch_rows):
-        x = np.column_stack([b.column(f).to_numpy(zero_copy_only=False) for f in scorer.features])
-        s_parts.append(scorer.score(x.astype(np.float64))[score])  # float64: the products compare these
-        w_parts.append(b.column("weight").to_numpy())
-    return cut_top(np.concatenate(s_parts) if s_parts else np.zeros(0),
-                   np.concatenate(w_parts) if w_parts else np.zeros(0), target_weight)
+def _aggregate(b: pa.RecordBatch, dataset: str, scores: dict, spec: AnalysisSpec) -> Partial:
+    cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in spec.features}
+    for c in spec.cuts:
+        cols.setdefault(c.feature, b.column(c.feature).to_numpy(zero_copy_only=False))
+    return aggregate_batch(cols, dataset, b.column("weight").to_numpy(), b.column("run").to_numpy(),
+                           b.column("luminosityBlock").to_numpy(), scores, spec)
+
+
+def aggregate_fragment(frag: Fragment, job: ScoreJob) -> Partial | None:
+    """The aggregation pass of a one-pass --select-fraction run: the fragment's HLF columns that the
+    products need, in the batches of the scoring pass, with the float64 scores that pass kept — the
+    same partial aggregates, bit for bit, as aggregating in the scoring pass, without a second pass
+    through the networks."""
+    names = list(job.scores)
+    where = side_path(job.side, frag)
+    raw = storage.read_bytes(where) if storage.is_remote(where) else Path(where).read_bytes()
+    side = np.frombuffer(raw, "<f8").reshape(-1, len(names)) if names else np.zeros((0, 0))
+    if len(side) != frag.rows:
+        raise SparkadError(f"{where}: holds the scores of {len(side)} events, the fragment has {frag.rows}")
+    columns = list(dict.fromkeys(["weight", "run", "luminosityBlock", *job.spec.features,
+                                  *(c.feature for c in job.spec.cuts)]))
+    partial, start = None, 0
+    for b in _batches(frag, columns, job.batch_rows):
+        rows = slice(start, start + b.num_rows)
+        start += b.num_rows
+        p = _aggregate(b, frag.dataset, {s: side[rows, i] for i, s in enumerate(names)}, job.spec)
+        partial = p if partial is None else partial.add(p)
+    return partial
 
 
 def cut_top(scores: np.ndarray, weights: np.ndarray, target_weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -318,13 +362,17 @@ def _tasks(engine, fn, frags, job, hlf_dir):
             raise SparkadError(msg) from None
         raise SparkadError(f"{hlf_dir}: a scoring task failed ({msg})") from None
 
+
 def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, anomaly=None,
                  batch_rows: int = 200_000, target_rows: int = 2_000_000, scores=None, log=lambda m: None) -> dict:
     """Score every dataset of an HLF folder; with ``spec_builder`` also aggregate the analysis products.
     ``scores``: the scores computed and stored (None: all of the model's).
 
-    ``anomaly`` (from ``resolve_anomaly_threshold``) says how the anomaly threshold is found; when it is a
-    fraction of a reference sample, a first pass over that sample finds the exact threshold.
+    ``anomaly`` (from ``resolve_anomaly_threshold``) says how the anomaly threshold is found. When it is
+    a fraction of a reference sample the networks still run once: the scoring pass returns each
+    reference fragment's top tail and keeps every fragment's float64 scores beside the output; the
+    driver finds the exact threshold; an aggregation pass (HLF columns + kept scores, no network)
+    builds the products with it and the kept scores are removed.
     """
     t0 = time.time()
     storage.require_local("the model directory (--model)", model_dir)
@@ -339,22 +387,13 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     frags = plan_fragments(hlf_dir, datasets, scorer, target_rows)
     timings = {}
     sel = dict(anomaly or {})
-    if sel.get("fraction") is not None:
-        t = time.time()
-        ref = [f for f in frags if f.dataset in sel["reference_datasets"]]
+    one_pass = sel.get("fraction") is not None  # the threshold comes out of the scoring pass
+    tail = total_w = None
+    if one_pass:
         total_w = sum(float(datasets[d].get("sumw_written", datasets[d]["written"])) if not datasets[d].get("is_data")
                       else float(datasets[d]["written"]) for d in sel["reference_datasets"])
-        job = ScoreJob(str(model_dir), files, None, None, batch_rows)
-        target = sel["fraction"] * total_w
-        tops = _tasks(engine, functools.partial(top_scores, score=sel["score"], target_weight=target), ref, job, hlf_dir)
-        s = np.concatenate([a for a, _ in tops]) if tops else np.zeros(0, np.float32)
-        w = np.concatenate([b for _, b in tops]) if tops else np.zeros(0)
-        sel.update(exact_threshold(s, w, sel["fraction"], total_w))
-        sel["reference_total_weight"] = total_w
-        timings["threshold_pass_s"] = round(time.time() - t, 3)
-        log(f"threshold {sel['score']} > {sel['threshold']:.6g}: {sel['fraction']:g} of "
-            f"{', '.join(sel['reference_datasets'])} ({sel['selected_events']} events)")
-    spec = spec_builder(scorer, sel) if spec_builder is not None else None
+        tail = (sel["score"], sel["fraction"] * total_w, tuple(sel["reference_datasets"]))
+    spec = spec_builder(scorer, sel) if spec_builder is not None and not one_pass else None
 
     if storage.is_remote(out):
         # no rename on an object store: the marker goes first, a fixed staging prefix (a killed run's
@@ -362,27 +401,45 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
         storage.check_bucket(out)
         storage.remove_file(storage.join(out, "_score_report.json"))
         staging = storage.join(out, "_staging", "scores")
+        side = storage.join(out, "_staging", "side")
         storage.remove_tree(storage.join(out, "_staging"))
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "_score_report.json").unlink(missing_ok=True)
-        staging = out / f".scores-{uuid.uuid4().hex}"
+        run_id = uuid.uuid4().hex
+        staging, side = out / f".scores-{run_id}", out / f".side-{run_id}"
+    keep_side = one_pass and spec_builder is not None
     try:
         t = time.time()
-        job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores)
+        job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores,
+                       side=str(side) if keep_side else None, tail=tail)
         results = _tasks(engine, run_fragment, frags, job, hlf_dir)
         timings["score_pass_s"] = round(time.time() - t, 3)
         counts: dict = {name: 0 for name in datasets}
         nan_scores: dict = {name: 0 for name in datasets}
-        for f, (n, _, _, nan) in zip(frags, results):
-            counts[f.dataset] += n
-            nan_scores[f.dataset] += nan
-        partial = functools.reduce(merge, [p for _, p, _, _ in results], None) if spec is not None else None
-        peak_rss = max((r for _, _, r, _ in results), default=0.0)
+        for f, r in zip(frags, results):
+            counts[f.dataset] += r[0]
+            nan_scores[f.dataset] += r[3]
+        peak_rss = max((r[2] for r in results), default=0.0)
         for name in datasets:
             if counts[name] != datasets[name]["written"]:
                 raise SparkadError(f"{storage.join(hlf_dir, name)}: scored {counts[name]} events but the HLF report lists "
                                    f"{datasets[name]['written']} — files changed since extraction?")
+        partial = functools.reduce(merge, [r[1] for r in results], None) if spec is not None else None
+        if one_pass:
+            t = time.time()
+            tops = [r[4] for r in results if r[4] is not None]
+            sel.update(exact_threshold(np.concatenate([a for a, _ in tops]) if tops else np.zeros(0),
+                                       np.concatenate([b for _, b in tops]) if tops else np.zeros(0),
+                                       sel["fraction"], total_w))
+            sel["reference_total_weight"] = total_w
+            log(f"threshold {sel['score']} > {sel['threshold']:.6g}: {sel['fraction']:g} of "
+                f"{', '.join(sel['reference_datasets'])} ({sel['selected_events']} events)")
+            if keep_side:
+                spec = spec_builder(scorer, sel)
+                agg_job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores, side=str(side))
+                partial = functools.reduce(merge, _tasks(engine, aggregate_fragment, frags, agg_job, hlf_dir), None)
+            timings["aggregate_pass_s"] = round(time.time() - t, 3)
         for name, k in nan_scores.items():
             if k:
                 log(f"warning: {storage.join(hlf_dir, name)}: {k} event(s) have non-finite features and a NaN score, which "
@@ -394,8 +451,10 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     finally:
         if storage.is_remote(staging):
             storage.remove_tree(storage.join(out, "_staging"))
-        elif staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            for d in (staging, side):
+                if d.exists():
+                    shutil.rmtree(d, ignore_errors=True)
     doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": str(Path(model_dir).resolve()),
            "model_hash": scorer.content_hash, "model_kind": scorer.kind, "scores": scorer.score_names,
            "model_scores": scorer.all_score_names,

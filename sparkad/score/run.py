@@ -93,8 +93,8 @@ def dataset_roles(hlf_report: dict, scorer: Scorer, background: list[str] | None
 def resolve_anomaly_threshold(scorer: Scorer, roles: dict, *, score: str | None = None, threshold: float | None = None,
                               ppm: float | None = None, fraction: float | None = None, on: str = "data") -> dict:
     """How the anomaly threshold is set, in order of precedence: a value given by the user; a
-    fraction of a reference sample (data, or the weighted MC background), found exactly by a first
-    pass; the model's stored threshold at ``ppm`` of its SM validation sample (default 1000 ppm)."""
+    fraction of a reference sample (data, or the weighted MC background), found exactly from the scoring
+    pass (score_folder); the model's stored threshold at ``ppm`` of its SM validation sample (default 1000 ppm)."""
     score = score or scorer.score_names[0]
     if score not in scorer.score_names:
         raise SparkadError(f"{scorer.model_dir}: model has no score {score!r} (scores: {', '.join(scorer.score_names)})")
@@ -240,8 +240,8 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
                  select_on: str = "data", background: list[str] | None = None, analysis_config=None,
                  products: bool = True, batch_rows: int = 200_000, target_rows: int = 2_000_000,
                  log=lambda m: None) -> dict:
-    """Score an HLF folder and build every analysis product in one pass (two when the threshold is a
-    fraction of a sample). ``scores``: what the pass computes and stores (``kept_scores``). Returns the
+    """Score an HLF folder and build every analysis product in one pass through the networks (followed
+    by an aggregation pass when the threshold is a fraction of a sample). ``scores``: what the pass computes and stores (``kept_scores``). Returns the
     score report (also in OUT/_score_report.json, written last)."""
     from sparkad.analysis.products import write_products
     from sparkad.score.engines import Engine, check_batch_sizes, finish, hlf_report, score_folder

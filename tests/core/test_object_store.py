@@ -245,6 +245,27 @@ def test_score_out_to_s3_scores_and_products(s3, generated_on_s3, generated_hlf,
     assert "data:image/png;base64," in page and generated_on_s3 in page and SECRET not in page
 
 
+def test_score_out_to_s3_with_select_fraction(s3, generated_on_s3, generated_hlf, trained_ae, tmp_path):
+    """--select-fraction with --out s3://: the kept float64 scores of the one-pass threshold live under
+    the staging prefix and are gone after the run; products as a local run's."""
+    from sparkad.score.run import run_analysis
+    run_analysis(generated_hlf, trained_ae, tmp_path / "local", engine="dask", workers=1, batch_rows=5000,
+                 fraction=0.02)
+    r = sparkad("score", "--hlf", generated_on_s3, "--model", trained_ae, "--out", s3("scoredf"), "--engine", "dask",
+                "--workers", "1", "--batch-rows", "5000", "--select-fraction", "0.02")
+    assert r.returncode == 0, r.stderr
+    objs = _objects("scoredf/")
+    assert "scoredf/_score_report.json" in objs and not any(k.startswith("scoredf/_staging") for k in objs)
+    rep = json.loads(objs["scoredf/_score_report.json"])
+    local = json.loads((tmp_path / "local" / "_score_report.json").read_text())
+    assert rep["anomaly_threshold"]["threshold"] == local["anomaly_threshold"]["threshold"]
+    assert "aggregate_pass_s" in rep["timings"]
+    for rel in ("products/astf.csv", "products/pps_yields.csv"):
+        assert objs[f"scoredf/{rel}"] == (tmp_path / "local" / rel).read_bytes(), rel
+    assert json.loads(objs["scoredf/products/summary.json"])["datasets"] == \
+        json.loads((tmp_path / "local" / "products" / "summary.json").read_text())["datasets"]
+
+
 @pytest.mark.parametrize("args", [
     ("train", "--model", "ae", "--hlf", "HLF", "--out", "s3://b/model"),
     ("score", "--hlf", "HLF", "--model", "s3://b/model", "--out", "OUT"),

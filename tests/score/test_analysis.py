@@ -252,3 +252,44 @@ def test_scores_computes_only_what_is_asked(generated_hlf, trained_alad, tmp_pat
                         str(tmp_path / "bad"), "--engine", "dask", "--scores", "nope"], capture_output=True, text=True)
     assert r.returncode == 1 and "has no score(s) nope" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("engine", ["dask", "spark"])
+def test_select_fraction_runs_the_networks_once(engine, request, generated_hlf, trained_ae, tmp_path):
+    """--select-fraction: one pass through the networks (its tails give the exact threshold), then an
+    aggregation pass over the kept float64 scores; the products are the bits of a run given that
+    threshold, and nothing of the kept scores is left behind."""
+    kw = dict(engine=engine, batch_rows=997, target_rows=3000, background=["wjets", "dyjets"])
+    if engine == "spark":
+        kw["spark"] = request.getfixturevalue("spark")
+    else:
+        kw["workers"] = 2
+    rep = run_analysis(generated_hlf, trained_ae, tmp_path / "fraction", fraction=0.02, **kw)
+    t = rep["anomaly_threshold"]["threshold"]
+    assert set(rep["timings"]) == {"score_pass_s", "aggregate_pass_s", "products_s"}
+    given = run_analysis(generated_hlf, trained_ae, tmp_path / "given", threshold=t, **kw)
+    assert "aggregate_pass_s" not in given["timings"]
+    a, b = _agg(tmp_path / "fraction")["partial"], _agg(tmp_path / "given")["partial"]
+    assert a.hists.keys() == b.hists.keys() and a.score_hists.keys() == b.score_hists.keys()
+    for k in a.hists:
+        np.testing.assert_array_equal(a.hists[k].rows(), b.hists[k].rows())
+    for k in a.score_hists:
+        np.testing.assert_array_equal(a.score_hists[k].rows(), b.score_hists[k].rows())
+    for ds in a.totals:
+        assert {k: list(v) for k, v in a.totals[ds].items()} == {k: list(v) for k, v in b.totals[ds].items()}
+    for ds in a.per_ls:
+        np.testing.assert_array_equal(a.per_ls[ds], b.per_ls[ds])
+    assert a.run_counts.keys() == b.run_counts.keys()
+    for k, runs in a.run_counts.items():
+        assert runs.keys() == b.run_counts[k].keys()
+        for run, counts in runs.items():
+            np.testing.assert_array_equal(counts, b.run_counts[k][run])
+    for name in ("astf.csv", "pps_yields.csv"):
+        assert (tmp_path / "fraction" / "products" / name).read_bytes() == \
+            (tmp_path / "given" / "products" / name).read_bytes()
+    # the selection holds the fraction of the data the threshold was chosen for
+    data = pd.read_parquet(tmp_path / "fraction" / "scores" / "dataset=data")
+    assert rep["anomaly_threshold"]["selected_events"] == int((Scorer(trained_ae).score_frame(
+        pd.read_parquet(generated_hlf / "data"))["mse"] > t).sum()) <= 0.02 * len(data)
+    assert sorted(p.name for p in (tmp_path / "fraction").iterdir()) == \
+        ["_score_report.json", "products", "scores"]
