@@ -2,12 +2,15 @@
 aggregates (histograms, ASTF inputs, yields, per-run counts) → write scores — against the bare
 in-process rate of the same pre-processing + scoring on the same events in one Python process.
 
-    python benchmarks/score.py --model MODEL_DIR [--events 4000000] [--cores 2] [--workdir DIR] [--dask]
-                               [--select-fraction F] [--scores l1|all|...]
+    python benchmarks/score.py --model MODEL_DIR [--events 4000000|1e6,1e7,1e8] [--cores 2] [--workdir DIR]
+                               [--dask] [--select-fraction F] [--scores l1|all|...] [--keep]
 
 Builds an HLF folder of --events rows (feature rows drawn around the model's medians; throughput does
 not depend on the values; 20 runs × 100 lumi sections of data). Prints JSON lines, then a summary with
 the ratio spark/bare, the Python workers' peak RSS, and the extrapolated wall time for 1e9 events.
+With several sizes each is written, scored with all products and removed in turn, and the summary's
+``growth`` compares the smallest and the largest: time per event of the passes, fixed costs (planning,
+merge, products), merge cost per fragment, worker and driver peak memory.
 
 The limit in the same run: this core's sustained single-precision GEMM rate (a large square product,
 one thread), the dense-layer FLOPs per event of the scores computed (``--scores``, as `sparkad score`;
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +30,13 @@ from pathlib import Path
 import numpy as np
 
 
-def make_hlf(scorer, n: int, out: Path, files: int = 16) -> Path:
+def make_hlf(scorer, n: int, out: Path, files: int | None = None) -> Path:
     from sparkad.core.parquet_io import hlf_table, write_atomic
     from sparkad.core.atomic import write_json_atomic
 
     rng = np.random.default_rng(5)
     pre = scorer.pre
+    files = files or max(16, n // 2_000_000)  # files of at most ~2M events: bounded memory here
     per = n // files
     for i in range(files):
         feats = {}
@@ -118,7 +123,10 @@ def dense_flops_per_event(scorer, events: int = 1000) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
-    ap.add_argument("--events", type=int, default=4_000_000)
+    ap.add_argument("--events", default="4000000",
+                    help="events, or a comma-separated list of sizes (1e6,1e7,1e8) run one after the other: the "
+                         "growth of time and memory with the size")
+    ap.add_argument("--keep", action="store_true", help="keep the HLF and scored folders of every size")
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--target-rows", type=int, default=500_000, help="events per task")
@@ -142,7 +150,8 @@ def main():
                       "scores": scorer.score_names, "dense_flops_per_event": round(flops),
                       "limit_events_per_s_per_core": round(limit / flops) if flops else None,
                       "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}))
-    hlf = make_hlf(scorer, args.events, work / "hlf")
+    sizes = [int(float(v)) for v in str(args.events).split(",")]
+    hlf = make_hlf(scorer, sizes[0], work / f"hlf_{sizes[0]}")
     bare, bare_read, n_bare = bare_rate(scorer, hlf)
     print(json.dumps({"what": "bare_in_process", "events": n_bare, "events_per_s_per_core": round(bare),
                       "with_parquet_read_events_per_s_per_core": round(bare_read),
@@ -155,39 +164,66 @@ def main():
     else:
         kw["ppm"] = 1000
     run_analysis(hlf, args.model, work / "warm", engine="spark", spark=spark, **kw)  # JVM and Python workers up
-    t = time.perf_counter()
-    rep = run_analysis(hlf, args.model, work / "spark", engine="spark", spark=spark, **kw)
-    wall = time.perf_counter() - t
+    shutil.rmtree(work / "warm", ignore_errors=True)
+    scaling = []
+    for i, size in enumerate(sizes):
+        if i:
+            t = time.perf_counter()
+            hlf = make_hlf(scorer, size, work / f"hlf_{size}")
+            print(json.dumps({"what": "hlf_written", "events": size, "s": round(time.perf_counter() - t, 1)}), flush=True)
+        t = time.perf_counter()
+        rep = run_analysis(hlf, args.model, work / f"spark_{size}", engine="spark", spark=spark, **kw)
+        wall = time.perf_counter() - t
+        n = rep["total_events"]
+        tm = rep["timings"]
+        pass_rate = n / tm["score_pass_s"] / args.cores
+        per_event_s = tm["score_pass_s"] + tm.get("aggregate_pass_s", 0.0)  # the passes that scale with events
+        row = {"what": "spark", "cores": args.cores, "events": n, "fragments": rep["fragments"], "wall_s": round(wall, 2),
+               "score_pass_events_per_s_per_core": round(pass_rate),
+               "end_to_end_events_per_s_per_core": round(n / wall / args.cores), "timings": tm,
+               "fixed_s": round(wall - per_event_s, 2), "worker_peak_rss_mb": rep["worker_peak_rss_mb"],
+               "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               # fixed costs (planning, merge, products, plots) once, plus 1e9 events at the rate of the passes
+               "extrapolated_1e9_events_s": round(wall - per_event_s + 1e9 * per_event_s / n)}
+        print(json.dumps(row), flush=True)
+        scaling.append(row)
+        if args.dask and i == len(sizes) - 1:
+            t = time.perf_counter()
+            drep = run_analysis(hlf, args.model, work / "dask", engine="dask", workers=args.cores, **kw)
+            d_rate = n / drep["timings"]["score_pass_s"] / args.cores
+            print(json.dumps({"what": "dask", "cores": args.cores, "score_pass_events_per_s_per_core": round(d_rate),
+                              "end_to_end_s": round(time.perf_counter() - t, 2)}))
+        if not args.keep:
+            for d in (hlf, work / f"spark_{size}", work / "dask"):
+                shutil.rmtree(d, ignore_errors=True)
     spark.stop()
-    n = rep["total_events"]
-    pass_rate = n / rep["timings"]["score_pass_s"] / args.cores
-    per_event_s = rep["timings"]["score_pass_s"] + rep["timings"].get("aggregate_pass_s", 0.0)
-    e2e_rate = n / wall / args.cores
-    print(json.dumps({"what": "spark", "cores": args.cores, "events": n, "fragments": rep["fragments"],
-                      "score_pass_events_per_s_per_core": round(pass_rate),
-                      "end_to_end_events_per_s_per_core": round(e2e_rate), "timings": rep["timings"],
-                      "worker_peak_rss_mb": rep["worker_peak_rss_mb"]}))
-    summary = {"what": "summary", "model": scorer.kind, "scores": scorer.score_names, "cores": args.cores, "events": n,
+    last = scaling[-1]
+    pass_rate, e2e_rate = last["score_pass_events_per_s_per_core"], last["end_to_end_events_per_s_per_core"]
+    summary = {"what": "summary", "model": scorer.kind, "scores": scorer.score_names, "cores": args.cores,
+               "events": last["events"],
                "gemm_float32_gflops_one_thread": round(limit / 1e9, 1), "dense_flops_per_event": round(flops),
                "bare_fraction_of_gemm_limit": round(bare * flops / limit, 3) if flops else None,
                "goal_bare_fraction_of_gemm_limit": 0.5,
                "bare_events_per_s_per_core": round(bare),
-               "spark_events_per_s_per_core": round(pass_rate),
+               "spark_events_per_s_per_core": pass_rate,
                "ratio_spark_to_bare": round(pass_rate / bare, 3),
                "ratio_spark_end_to_end_to_bare": round(e2e_rate / bare, 3),
-               "python_worker_peak_rss_mb": rep["worker_peak_rss_mb"],
-               "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-               # fixed costs (planning, products, plots) once, plus 1e9 events at the rate of the passes
-               # that scale with the events (scoring, and the aggregation pass of --select-fraction)
-               "extrapolated_1e9_events_s": round(wall - per_event_s + 1e9 * per_event_s / n),
+               "python_worker_peak_rss_mb": last["worker_peak_rss_mb"],
+               "driver_peak_rss_mb": last["driver_peak_rss_mb"],
+               "extrapolated_1e9_events_s": last["extrapolated_1e9_events_s"],
+               "goal_1e9_events_s": 600,
                "goal_ratio": 0.5}
-    if args.dask:
-        t = time.perf_counter()
-        rep = run_analysis(hlf, args.model, work / "dask", engine="dask", workers=args.cores, **kw)
-        d_rate = n / rep["timings"]["score_pass_s"] / args.cores
-        print(json.dumps({"what": "dask", "cores": args.cores, "score_pass_events_per_s_per_core": round(d_rate),
-                          "end_to_end_s": round(time.perf_counter() - t, 2)}))
-        summary["ratio_dask_to_bare"] = round(d_rate / bare, 3)
+    if len(scaling) > 1:  # growth from the smallest to the largest size: linear time, flat memory
+        a, b = scaling[0], scaling[-1]
+        summary["growth"] = {
+            "events": [a["events"], b["events"]],
+            "pass_s_per_event_ratio": round(((b["timings"]["score_pass_s"] + b["timings"].get("aggregate_pass_s", 0))
+                                             / b["events"]) / ((a["timings"]["score_pass_s"]
+                                                               + a["timings"].get("aggregate_pass_s", 0)) / a["events"]), 3),
+            "fixed_s": [a["fixed_s"], b["fixed_s"]],
+            "merge_s_per_fragment": [round(r["timings"].get("merge_s", 0) / max(r["fragments"], 1), 5) for r in (a, b)],
+            "worker_peak_rss_mb": [a["worker_peak_rss_mb"], b["worker_peak_rss_mb"]],
+            "driver_peak_rss_mb": [a["driver_peak_rss_mb"], b["driver_peak_rss_mb"]]}
     print(json.dumps(summary))
 
 

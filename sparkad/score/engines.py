@@ -384,8 +384,9 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     files = read_model_files(model_dir)
     scorer = Scorer(model_dir, files=files, scores=scores)
     scores = tuple(scorer.score_names)
+    t = time.time()
     frags = plan_fragments(hlf_dir, datasets, scorer, target_rows)
-    timings = {}
+    timings = {"plan_s": round(time.time() - t, 3)}
     sel = dict(anomaly or {})
     one_pass = sel.get("fraction") is not None  # the threshold comes out of the scoring pass
     tail = total_w = None
@@ -425,7 +426,9 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             if counts[name] != datasets[name]["written"]:
                 raise SparkadError(f"{storage.join(hlf_dir, name)}: scored {counts[name]} events but the HLF report lists "
                                    f"{datasets[name]['written']} — files changed since extraction?")
+        t = time.time()
         partial = functools.reduce(merge, [r[1] for r in results], None) if spec is not None else None
+        merge_s = time.time() - t
         if one_pass:
             t = time.time()
             tops = [r[4] for r in results if r[4] is not None]
@@ -438,8 +441,13 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             if keep_side:
                 spec = spec_builder(scorer, sel)
                 agg_job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores, side=str(side))
-                partial = functools.reduce(merge, _tasks(engine, aggregate_fragment, frags, agg_job, hlf_dir), None)
-            timings["aggregate_pass_s"] = round(time.time() - t, 3)
+                partials = _tasks(engine, aggregate_fragment, frags, agg_job, hlf_dir)
+                t_merge = time.time()
+                partial = functools.reduce(merge, partials, None)
+                merge_s = time.time() - t_merge
+            timings["aggregate_pass_s"] = round(time.time() - t - merge_s, 3)
+        if spec is not None:
+            timings["merge_s"] = round(merge_s, 3)
         for name, k in nan_scores.items():
             if k:
                 log(f"warning: {storage.join(hlf_dir, name)}: {k} event(s) have non-finite features and a NaN score, which "

@@ -50,9 +50,12 @@ def test_train_and_score_benchmarks(tmp_path):
     # the limit in the same run: the AE's mse alone is its encoder and decoder products, 2 k m per dense layer
     meta = json.loads((model / "model.json").read_text())
     assert s["scores"] == ["mse", "mahalanobis", "pca", "iforest"]  # `sparkad score`'s default
-    out = _run("score.py", "--model", str(model), "--events", "20000", "--cores", "1", "--target-rows", "10000",
+    out = _run("score.py", "--model", str(model), "--events", "1e4,2e4", "--cores", "1", "--target-rows", "10000",
                "--select-fraction", "0.01", "--scores", "mse", "--workdir", str(tmp_path / "score_mse"))
     s = out["summary"]
+    g = s["growth"]  # two sizes, each scored with all products, then removed
+    assert g["events"] == [10000, 20000] and g["pass_s_per_event_ratio"] > 0 and len(g["worker_peak_rss_mb"]) == 2
+    assert not any((tmp_path / "score_mse").glob("hlf_*")) and not any((tmp_path / "score_mse").glob("spark_*"))
     import numpy as np
     with np.load(model / "networks.npz") as z:
         shapes = [z[k].shape for k in z.files if not k.startswith("baselines/") and z[k].ndim == 2]

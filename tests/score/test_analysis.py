@@ -266,7 +266,7 @@ def test_select_fraction_runs_the_networks_once(engine, request, generated_hlf, 
         kw["workers"] = 2
     rep = run_analysis(generated_hlf, trained_ae, tmp_path / "fraction", fraction=0.02, **kw)
     t = rep["anomaly_threshold"]["threshold"]
-    assert set(rep["timings"]) == {"score_pass_s", "aggregate_pass_s", "products_s"}
+    assert set(rep["timings"]) == {"plan_s", "score_pass_s", "aggregate_pass_s", "merge_s", "products_s"}
     given = run_analysis(generated_hlf, trained_ae, tmp_path / "given", threshold=t, **kw)
     assert "aggregate_pass_s" not in given["timings"]
     a, b = _agg(tmp_path / "fraction")["partial"], _agg(tmp_path / "given")["partial"]
