@@ -109,7 +109,7 @@ class ScoreJob:
     scores: tuple | None = None  # the scores to compute (None: all of the model's)
     #: folder of the float64 scores kept for the aggregation pass (one-pass --select-fraction), or None
     side: str | None = None
-    #: (score, target weight, reference datasets): return each reference fragment's top tail
+    #: (score, reference datasets): a reference fragment returns the first round of ``select_threshold``
     tail: tuple | None = None
 
 
@@ -163,10 +163,10 @@ def side_path(side, frag: Fragment):
 
 def run_fragment(frag: Fragment, job: ScoreJob) -> tuple:
     """Read → score → write scores → aggregate, for one fragment, inside one Python worker. Returns
-    (events, partial aggregates, peak RSS in MB, events with a NaN score, top tail or None). With
-    ``job.side`` the fragment's float64 scores are kept for ``aggregate_fragment`` instead of being
-    aggregated here (the threshold is not known yet); with ``job.tail`` a reference fragment returns
-    its highest selection scores (``cut_top``), from which the driver finds the exact threshold."""
+    (events, partial aggregates, peak RSS in MB, events with a NaN score, first selection round or
+    None). With ``job.side`` the fragment's float64 scores are kept for ``select_round`` and
+    ``aggregate_fragment`` instead of being aggregated here (the threshold is not known yet); with
+    ``job.tail`` a reference fragment returns the first round of ``select_threshold``."""
     single_threaded_numpy()
     scorer = get_scorer(job.model_path, job.model_files, job.scores)  # once per worker process
     if storage.is_remote(job.staging):  # written locally, then uploaded as one object each
@@ -189,8 +189,8 @@ def run_fragment(frag: Fragment, job: ScoreJob) -> tuple:
 
 def _score_fragment(frag: Fragment, job: ScoreJob, scorer, dst: Path, side: Path | None) -> tuple:
     writer, n, partial, nan = None, 0, None, 0
-    tail = job.tail if job.tail is not None and frag.dataset in job.tail[2] else None
-    tail_s, tail_w = [], []
+    tail = job.tail if job.tail is not None and frag.dataset in job.tail[1] else None
+    tail_s, tail_w = [], []  # the selection score and weight of a reference fragment's events
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(dst))
         side_file = stack.enter_context(open(stack.enter_context(atomic_path(side)), "wb")) if side else None
@@ -220,9 +220,9 @@ def _score_fragment(frag: Fragment, job: ScoreJob, scorer, dst: Path, side: Path
             if writer is not None:
                 writer.close()
     top = None
-    if tail is not None:
-        top = cut_top(np.concatenate(tail_s) if tail_s else np.zeros(0),
-                      np.concatenate(tail_w) if tail_w else np.zeros(0), tail[1])
+    if tail is not None:  # the first round of the exact selection (``select_threshold``)
+        top = digit_histogram(np.concatenate(tail_s) if tail_s else np.zeros(0),
+                              np.concatenate(tail_w) if tail_w else np.zeros(0), 0, 0)
     return n, partial, _peak_rss_mb(), nan, top
 
 
@@ -234,17 +234,26 @@ def _aggregate(b: pa.RecordBatch, dataset: str, scores: dict, spec: AnalysisSpec
                            b.column("luminosityBlock").to_numpy(), scores, spec)
 
 
+def read_side(side_dir, frag: Fragment, names) -> np.ndarray:
+    """The float64 scores (events × names) the scoring pass kept for a fragment."""
+    where = side_path(side_dir, frag)
+    if storage.is_remote(where):
+        side = np.frombuffer(storage.read_bytes(where), "<f8")
+    else:
+        side = np.memmap(where, "<f8", mode="r") if Path(where).stat().st_size else np.zeros(0)
+    side = side.reshape(-1, len(names))
+    if len(side) != frag.rows:
+        raise SparkadError(f"{where}: holds the scores of {len(side)} events, the fragment has {frag.rows}")
+    return side
+
+
 def aggregate_fragment(frag: Fragment, job: ScoreJob) -> Partial | None:
     """The aggregation pass of a one-pass --select-fraction run: the fragment's HLF columns that the
     products need, in the batches of the scoring pass, with the float64 scores that pass kept — the
     same partial aggregates, bit for bit, as aggregating in the scoring pass, without a second pass
     through the networks."""
     names = list(job.scores)
-    where = side_path(job.side, frag)
-    raw = storage.read_bytes(where) if storage.is_remote(where) else Path(where).read_bytes()
-    side = np.frombuffer(raw, "<f8").reshape(-1, len(names)) if names else np.zeros((0, 0))
-    if len(side) != frag.rows:
-        raise SparkadError(f"{where}: holds the scores of {len(side)} events, the fragment has {frag.rows}")
+    side = read_side(job.side, frag, names)
     columns = list(dict.fromkeys(["weight", "run", "luminosityBlock", *job.spec.features,
                                   *(c.feature for c in job.spec.cuts)]))
     partial, start = None, 0
@@ -254,6 +263,102 @@ def aggregate_fragment(frag: Fragment, job: ScoreJob) -> Partial | None:
         p = _aggregate(b, frag.dataset, {s: side[rows, i] for i, s in enumerate(names)}, job.spec)
         partial = p if partial is None else partial.add(p)
     return partial
+
+
+# ------------------------------------------------ the exact threshold of --select-fraction, distributed
+# A radix selection over the float64 selection score: each round, every reference fragment returns the
+# weights and counts of its events per 16-bit digit of an order-preserving 64-bit key, among the events
+# whose higher digits equal the prefix chosen so far; the driver walks the merged digits from the top to
+# the one where the cumulative weight first exceeds the target; once that digit holds few events, they
+# are collected and the threshold is found among them exactly as ``exact_threshold`` does on all events.
+# What crosses the network is bounded (≤ 65 536 bins per fragment and round, then one bin's events),
+# whatever the fraction and the sample size (the earlier tails grew as fraction × sample per fragment).
+DIGIT_BITS = 16
+COLLECT_MAX = 1_000_000  # events of the crossing bin collected on the driver
+
+
+def order_keys(scores: np.ndarray) -> np.ndarray:
+    """float64 → uint64 in the same order (−0.0 as +0.0; NaN must be removed by the caller)."""
+    b = (np.asarray(scores, np.float64) + 0.0).view(np.uint64)
+    return np.where((b >> np.uint64(63)).astype(bool), ~b, b | np.uint64(1 << 63))
+
+
+def digit_histogram(scores, weights, depth: int, prefix: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(digits, Σw, events) of the events whose key's first ``depth`` digits equal ``prefix``, per next
+    digit, digits ascending; NaN scores (never selected) left out."""
+    scores, weights = np.asarray(scores, np.float64), np.asarray(weights, np.float64)
+    ok = ~np.isnan(scores)
+    keys, w = order_keys(scores[ok]), weights[ok]
+    if depth:
+        mine = (keys >> np.uint64(64 - DIGIT_BITS * depth)) == np.uint64(prefix)
+        keys, w = keys[mine], w[mine]
+    d = ((keys >> np.uint64(64 - DIGIT_BITS * (depth + 1))) & np.uint64((1 << DIGIT_BITS) - 1)).astype(np.int64)
+    digits, inv = np.unique(d, return_inverse=True)
+    return digits, np.bincount(inv, weights=w, minlength=len(digits)), np.bincount(inv, minlength=len(digits))
+
+
+def bin_members(scores, weights, depth: int, prefix: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (score, weight) of the events whose key's first ``depth`` digits equal ``prefix``."""
+    scores, weights = np.asarray(scores, np.float64), np.asarray(weights, np.float64)
+    ok = ~np.isnan(scores)
+    scores, weights = scores[ok], weights[ok]
+    mine = (order_keys(scores) >> np.uint64(64 - DIGIT_BITS * depth)) == np.uint64(prefix)
+    return scores[mine], weights[mine]
+
+
+@dataclass
+class SelectRound:
+    """One round of the distributed selection, shipped to the reference fragments' tasks."""
+
+    side: str
+    scores: tuple
+    score: str
+    batch_rows: int
+    depth: int
+    prefix: int
+    collect: bool
+
+
+def select_round(frag: Fragment, job: SelectRound):
+    """A reference fragment's part of one round, from the scores its scoring task kept."""
+    s = read_side(job.side, frag, job.scores)[:, list(job.scores).index(job.score)]
+    w = np.concatenate([b.column("weight").to_numpy() for b in _batches(frag, ["weight"], job.batch_rows)] or
+                       [np.zeros(0)])
+    if job.collect:
+        return bin_members(s, w, job.depth, job.prefix)
+    return digit_histogram(s, w, job.depth, job.prefix)
+
+
+def select_threshold(first, next_round, fraction: float, total_weight: float) -> dict:
+    """The exact threshold (as ``exact_threshold`` on all events) from the first round's histograms
+    ``first`` and ``next_round(depth, prefix, collect)``, which returns every reference fragment's
+    histograms (collect=False) or bin members (collect=True) for that round."""
+    target = fraction * total_weight
+    above_w, above_n, prefix, depth, hists = 0.0, 0, 0, 0, first
+    while True:
+        digits = np.concatenate([h[0] for h in hists]) if hists else np.zeros(0, np.int64)
+        uniq, inv = np.unique(digits, return_inverse=True)
+        w = np.bincount(inv, weights=np.concatenate([h[1] for h in hists]) if hists else None, minlength=len(uniq))
+        n = np.bincount(inv, weights=np.concatenate([h[2] for h in hists]) if hists else None, minlength=len(uniq))
+        cw = above_w + np.cumsum(w[::-1])  # from the highest digit down
+        i = int(np.searchsorted(cw, target, side="right"))
+        if i >= len(uniq):
+            raise SparkadError(f"--select-fraction {fraction:g} keeps the whole reference sample: nothing to cut on")
+        j = len(uniq) - 1 - i  # the crossing digit
+        above_w = float(cw[i] - w[j])
+        above_n += int(n[j + 1:].sum())
+        prefix, depth = (prefix << DIGIT_BITS) | int(uniq[j]), depth + 1
+        if n[j] <= COLLECT_MAX or depth * DIGIT_BITS == 64:
+            members = next_round(depth, prefix, True)
+            bs = np.concatenate([m[0] for m in members])
+            bw = np.concatenate([m[1] for m in members])
+            s_top, w_top = cut_top(bs, bw, target - above_w)
+            t = float(s_top[-1])
+            passing = bs > t
+            return {"threshold": t, "selected_weight": above_w + float(bw[passing].sum()),
+                    "selected_events": above_n + int(passing.sum()), "target_weight": target,
+                    "selection_rounds": depth + 1}
+        hists = next_round(depth, prefix, False)
 
 
 def cut_top(scores: np.ndarray, weights: np.ndarray, target_weight: float) -> tuple[np.ndarray, np.ndarray]:
@@ -369,10 +474,11 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     ``scores``: the scores computed and stored (None: all of the model's).
 
     ``anomaly`` (from ``resolve_anomaly_threshold``) says how the anomaly threshold is found. When it is
-    a fraction of a reference sample the networks still run once: the scoring pass returns each
-    reference fragment's top tail and keeps every fragment's float64 scores beside the output; the
-    driver finds the exact threshold; an aggregation pass (HLF columns + kept scores, no network)
-    builds the products with it and the kept scores are removed.
+    a fraction of a reference sample the networks still run once: the scoring pass keeps every
+    fragment's float64 scores beside the output and returns the first round of the distributed exact
+    selection (``select_threshold``: a few more rounds over the kept scores); an aggregation pass (HLF
+    columns + kept scores, no network) builds the products with the threshold; the kept scores are
+    removed.
     """
     t0 = time.time()
     storage.require_local("the model directory (--model)", model_dir)
@@ -393,7 +499,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     if one_pass:
         total_w = sum(float(datasets[d].get("sumw_written", datasets[d]["written"])) if not datasets[d].get("is_data")
                       else float(datasets[d]["written"]) for d in sel["reference_datasets"])
-        tail = (sel["score"], sel["fraction"] * total_w, tuple(sel["reference_datasets"]))
+        tail = (sel["score"], tuple(sel["reference_datasets"]))
     spec = spec_builder(scorer, sel) if spec_builder is not None and not one_pass else None
 
     if storage.is_remote(out):
@@ -409,11 +515,10 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
         (out / "_score_report.json").unlink(missing_ok=True)
         run_id = uuid.uuid4().hex
         staging, side = out / f".scores-{run_id}", out / f".side-{run_id}"
-    keep_side = one_pass and spec_builder is not None
     try:
         t = time.time()
         job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores,
-                       side=str(side) if keep_side else None, tail=tail)
+                       side=str(side) if one_pass else None, tail=tail)
         results = _tasks(engine, run_fragment, frags, job, hlf_dir)
         timings["score_pass_s"] = round(time.time() - t, 3)
         counts: dict = {name: 0 for name in datasets}
@@ -431,14 +536,18 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
         merge_s = time.time() - t
         if one_pass:
             t = time.time()
-            tops = [r[4] for r in results if r[4] is not None]
-            sel.update(exact_threshold(np.concatenate([a for a, _ in tops]) if tops else np.zeros(0),
-                                       np.concatenate([b for _, b in tops]) if tops else np.zeros(0),
-                                       sel["fraction"], total_w))
+            ref = [f for f in frags if f.dataset in tail[1]]
+
+            def next_round(depth, prefix, collect):
+                rjob = SelectRound(str(side), scores, sel["score"], batch_rows, depth, prefix, collect)
+                return _tasks(engine, select_round, ref, rjob, hlf_dir)
+
+            sel.update(select_threshold([r[4] for r in results if r[4] is not None], next_round, sel["fraction"],
+                                        total_w))
             sel["reference_total_weight"] = total_w
             log(f"threshold {sel['score']} > {sel['threshold']:.6g}: {sel['fraction']:g} of "
                 f"{', '.join(sel['reference_datasets'])} ({sel['selected_events']} events)")
-            if keep_side:
+            if spec_builder is not None:
                 spec = spec_builder(scorer, sel)
                 agg_job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores, side=str(side))
                 partials = _tasks(engine, aggregate_fragment, frags, agg_job, hlf_dir)

@@ -293,3 +293,39 @@ def test_select_fraction_runs_the_networks_once(engine, request, generated_hlf, 
         pd.read_parquet(generated_hlf / "data"))["mse"] > t).sum()) <= 0.02 * len(data)
     assert sorted(p.name for p in (tmp_path / "fraction").iterdir()) == \
         ["_score_report.json", "products", "scores"]
+
+
+@pytest.mark.parametrize("collect_max", [1, 5, 1_000_000])
+def test_distributed_selection_equals_the_exact_threshold(collect_max, monkeypatch):
+    """select_threshold (radix selection over fragments: digit histograms, then one bin's events)
+    gives exact_threshold's threshold and selection on the whole sample: ties, negative scores, NaN,
+    unit and real weights, one to five fragments, down to the last digit when bins are tiny."""
+    import sparkad.score.engines as engines
+    monkeypatch.setattr(engines, "COLLECT_MAX", collect_max)
+    rng = np.random.default_rng(collect_max)
+    x = np.concatenate([rng.normal(0, 1e3, 5000), [0.0, -0.0, np.inf, -np.inf, 1e-300, -1e-300, 5e-324]])
+    keys = engines.order_keys(x)
+    order = np.argsort(x, kind="stable")
+    assert all(int(a) <= int(b) for a, b in zip(keys[order][:-1], keys[order][1:]))  # the same order
+    for trial in range(40):
+        n = int(rng.integers(10, 4000))
+        s = np.round(rng.lognormal(0, 2, n), int(rng.integers(0, 6))) * (-1 if trial % 3 == 0 else 1)
+        s[rng.random(n) < 0.01] = np.nan
+        w = np.ones(n) if trial % 2 else rng.uniform(0.1, 3, n)
+        parts = np.array_split(np.arange(n), int(rng.integers(1, 6)))
+        frac = float(rng.uniform(0.001, 0.5))
+        ok = ~np.isnan(s)
+        first = [engines.digit_histogram(s[p], w[p], 0, 0) for p in parts]
+
+        def next_round(depth, prefix, collect):
+            fn = engines.bin_members if collect else engines.digit_histogram
+            return [fn(s[p], w[p], depth, prefix) for p in parts]
+
+        got = engines.select_threshold(first, next_round, frac, w.sum())
+        ref = exact_threshold(s[ok], w[ok], frac, w.sum())
+        assert got["threshold"] == ref["threshold"] and got["selected_events"] == ref["selected_events"], trial
+        assert got["selected_weight"] == pytest.approx(ref["selected_weight"], rel=1e-12)
+        if collect_max == 1:
+            assert got["selection_rounds"] >= 2
+    with pytest.raises(SparkadError, match="keeps the whole reference sample"):
+        engines.select_threshold([engines.digit_histogram(np.ones(3), np.ones(3), 0, 0)], None, 0.5, 10.0)
