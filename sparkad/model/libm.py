@@ -14,28 +14,16 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True, nogil=True)
-def _log(x, out):  # pragma: no cover - compiled
-    for i in range(x.size):
-        out[i] = math.log(x[i])
+def _elementwise(fn):
+    """A compiled loop applying ``fn`` (a ``math`` function: a call of the C library) to each value."""
+    @nb.njit(cache=True, nogil=True)
+    def kernel(x, out):  # pragma: no cover - compiled
+        for i in range(x.size):
+            out[i] = fn(x[i])
+    return kernel
 
 
-@nb.njit(cache=True, nogil=True)
-def _exp(x, out):  # pragma: no cover - compiled
-    for i in range(x.size):
-        out[i] = math.exp(x[i])
-
-
-@nb.njit(cache=True, nogil=True)
-def _log1p(x, out):  # pragma: no cover - compiled
-    for i in range(x.size):
-        out[i] = math.log1p(x[i])
-
-
-@nb.njit(cache=True, nogil=True)
-def _expm1(x, out):  # pragma: no cover - compiled
-    for i in range(x.size):
-        out[i] = math.expm1(x[i])
+_log, _exp, _log1p, _expm1 = (_elementwise(f) for f in (math.log, math.exp, math.log1p, math.expm1))
 
 
 def _apply(kernel, x):

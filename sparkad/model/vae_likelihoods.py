@@ -352,25 +352,8 @@ class NumpyBackend:
         self.erfc, self.lgamma, self.igamma = special.erfc, special.gammaln, special.gammainc
 
     sqrt = staticmethod(np.sqrt)  # exactly rounded (IEEE) at every SIMD level
-
-    @staticmethod
-    def log1p(x):
-        return libm.log1p(x)
-
-    @staticmethod
-    def expm1(x):
-        return libm.expm1(x)
-
-    @staticmethod
-    def log(x):
-        """The C library's log, element by element: numpy's float64 log has an AVX-512 variant that
-        rounds differently (580 of 10⁶ values on an AVX-512 CPU), its baseline calls this one."""
-        return libm.log(x)
-
-    @staticmethod
-    def exp(x):
-        """The C library's exp (numpy's AVX-512 float64 exp differs from it in ~5 % of values)."""
-        return libm.exp(x)
+    # the C library's, value by value: numpy's float64 ones take AVX-512 paths that round differently
+    log, exp, log1p, expm1 = (staticmethod(f) for f in (libm.log, libm.exp, libm.log1p, libm.expm1))
 
     @staticmethod
     def tanh(x):
