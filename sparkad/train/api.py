@@ -42,6 +42,8 @@ def resolve_config(kind: str, config_file=None, **overrides) -> tuple[CocktailCo
         conf = merge_config(conf, _check_sections(load_yaml(config_file), str(config_file), kind))
     training = merge_config(conf.get("training") or {}, (conf.get("models") or {}).get(kind) or {},
                             given({k: overrides.get(k) for k in ("epochs", "batch_size")}))
+    if overrides.get("epochs") is not None:  # an epoch count given for this run replaces a step budget
+        training["steps"] = None
     cocktail = dict(conf.get("cocktail") or {})
     if overrides.get("train_on_data"):
         cocktail["train_on_data"] = True

@@ -30,6 +30,10 @@ from sparkad.model.preprocessing import Preprocessor, check_finite
 @dataclass
 class TrainConfig:
     epochs: int = 20
+    #: a budget of optimizer steps instead of epochs: the run ends after this many steps (inside an
+    #: epoch if need be), so a 20k- and a 20M-event sample get the same number of updates; an epoch
+    #: count given for the run (--epochs) replaces it
+    steps: int | None = None
     batch_size: int = 256
     checkpoint_every: int = 500        # steps
     seed: int = 1
@@ -53,6 +57,8 @@ class TrainConfig:
             v = getattr(cfg, k)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"{where}.{k} must be a positive integer, got {v!r}")
+        if cfg.steps is not None and not is_int(cfg.steps, 1):
+            raise ConfigError(f"{where}.steps must be a positive integer (or null: train by epochs), got {cfg.steps!r}")
         if not is_int(cfg.seed, 0):
             raise ConfigError(f"{where}.seed must be a non-negative integer, got {cfg.seed!r}")
         if cfg.threads is not None and not is_int(cfg.threads, 1):
@@ -157,7 +163,7 @@ def check_model_config(kind: str | None, model, where: str = "model") -> dict:
 def _config_hash(kind: str, cfg: TrainConfig, data: TrainingData, pre: Preprocessor) -> str:
     """Identity of a run: a checkpoint is resumed only by the same model, configuration, data and inputs."""
     # epochs, checkpoint interval and threads only say where to stop or how fast: a run may be extended
-    trajectory = {k: v for k, v in cfg.__dict__.items() if k not in ("epochs", "checkpoint_every", "threads")}
+    trajectory = {k: v for k, v in cfg.__dict__.items() if k not in ("epochs", "steps", "checkpoint_every", "threads")}
     h = hashlib.sha256(json.dumps([kind, trajectory, data.provenance, pre.to_dict()], sort_keys=True,
                                   default=str).encode())
     h.update(np.ascontiguousarray(data.x_train).tobytes()[:1 << 20])
@@ -248,6 +254,8 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
         else len(x_train) // global_batch
     if steps_per_epoch < 1:
         raise ConfigError(f"training set of {len(x_train)} events is smaller than one batch of {global_batch}")
+    # a step budget: as many epochs as it needs, the last one cut at the budget
+    epochs = -(-cfg.steps // steps_per_epoch) if cfg.steps else cfg.epochs
     model_cfg = dict(cfg.model)
     if kind == "alad" and cfg.batch_size != 50 and "lr_scale" not in model_cfg:
         model_cfg["lr_scale"] = cfg.batch_size / 50.0  # linear learning-rate scaling from the paper's batch of 50
@@ -301,14 +309,14 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
     tqdm = None
     if progress:
         from tqdm import tqdm
-    while counters["epoch"] < cfg.epochs and not counters["stopped"]:
+    while counters["epoch"] < epochs and not counters["stopped"]:
         epoch = counters["epoch"]
         t_epoch = time.time()
         perm = np.random.default_rng(cfg.seed * 100003 + epoch + (7919 * worker if sharded else 0)).permutation(len(x_train))
         sums: dict[str, float] = {}
-        bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"], desc=f"{kind} epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(total=steps_per_epoch, initial=counters["step_in_epoch"], desc=f"{kind} epoch {epoch + 1}/{epochs}",
                    unit="step", leave=False) if tqdm else None
-        while counters["step_in_epoch"] < steps_per_epoch:
+        while counters["step_in_epoch"] < steps_per_epoch and not (cfg.steps and counters["global_step"] >= cfg.steps):
             b = counters["step_in_epoch"]
             idx = perm[b * local_batch:(b + 1) * local_batch] if sharded else \
                 perm[b * global_batch:(b + 1) * global_batch][worker::n_workers]
@@ -339,7 +347,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
             val = {k: float(np.mean(v)) for k, v in val.items()}
         monitor = next(iter(val.values()))
         record = {"epoch": epoch + 1, "global_step": counters["global_step"],
-                  **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
+                  **{f"train_{k}": v / max(counters["step_in_epoch"], 1) for k, v in sums.items()},
                   **{f"val_{k}": v for k, v in val.items()},
                   "learning_rate": float(next(iter(model.optimizers().values()))[0].learning_rate.numpy()),
                   "epoch_s": round(time.time() - t_epoch, 3), "train_seconds": round(counters["train_seconds"], 3)}

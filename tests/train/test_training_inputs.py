@@ -218,3 +218,22 @@ def test_train_config_values_are_normalised():
     assert CocktailConfig.from_dict(dict(c.__dict__)) == c  # evaluation rebuilds it from the provenance
     with pytest.raises(SparkadError, match="unknown model 'nope'"):
         TrainConfig.from_dict({}, "nope")
+
+
+def test_step_budget_ends_the_run_inside_an_epoch(tiny_hlf, tmp_path):
+    """training.steps: as many epochs as the budget needs, the last one cut at it; an epoch count
+    given for the run replaces the budget; ALAD's default is a budget (conf/train.yaml)."""
+    cfg = _train_cfg(tmp_path, models={"ae": {"steps": 7, "model": {"hidden": [8], "latent": 2}}})
+    doc = train_from_config("ae", tiny_hlf, tmp_path / "m", config_file=cfg, batch_size=50, progress=False,
+                            log=lambda m: None)
+    hist = [json.loads(x) for x in (tmp_path / "m" / "history.jsonl").read_text().splitlines()]
+    per_epoch = hist[0]["global_step"]  # the training half of the W + DY events, in batches of 50
+    assert per_epoch < 7 and hist[-1]["global_step"] == 7 and len(hist) == -(-7 // per_epoch)
+    assert doc["history"]["epochs"] == len(hist) and doc["config"]["training"]["steps"] == 7
+    _, training = resolve_config("ae", cfg, epochs=2)
+    assert training["steps"] is None and training["epochs"] == 2
+    _, alad = resolve_config("alad", None)
+    assert alad["steps"] == 16000 and alad["batch_size"] == 500
+    for bad in (0, 2.5, "many"):
+        with pytest.raises(ConfigError, match="training.steps must be a positive integer"):
+            TrainConfig.from_dict({"steps": bad})
