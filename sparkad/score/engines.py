@@ -283,15 +283,21 @@ def order_keys(scores: np.ndarray) -> np.ndarray:
     return np.where((b >> np.uint64(63)).astype(bool), ~b, b | np.uint64(1 << 63))
 
 
+def _in_bin(scores, weights, depth: int, prefix: int):
+    """(keys, scores, weights) of the non-NaN events whose key's first ``depth`` digits equal ``prefix``."""
+    scores, weights = np.asarray(scores, np.float64), np.asarray(weights, np.float64)
+    ok = ~np.isnan(scores)  # NaN scores are never selected
+    keys, scores, weights = order_keys(scores[ok]), scores[ok], weights[ok]
+    if depth:
+        mine = (keys >> np.uint64(64 - DIGIT_BITS * depth)) == np.uint64(prefix)
+        keys, scores, weights = keys[mine], scores[mine], weights[mine]
+    return keys, scores, weights
+
+
 def digit_histogram(scores, weights, depth: int, prefix: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(digits, Σw, events) of the events whose key's first ``depth`` digits equal ``prefix``, per next
     digit, digits ascending; NaN scores (never selected) left out."""
-    scores, weights = np.asarray(scores, np.float64), np.asarray(weights, np.float64)
-    ok = ~np.isnan(scores)
-    keys, w = order_keys(scores[ok]), weights[ok]
-    if depth:
-        mine = (keys >> np.uint64(64 - DIGIT_BITS * depth)) == np.uint64(prefix)
-        keys, w = keys[mine], w[mine]
+    keys, _, w = _in_bin(scores, weights, depth, prefix)
     d = ((keys >> np.uint64(64 - DIGIT_BITS * (depth + 1))) & np.uint64((1 << DIGIT_BITS) - 1)).astype(np.int64)
     digits, inv = np.unique(d, return_inverse=True)
     return digits, np.bincount(inv, weights=w, minlength=len(digits)), np.bincount(inv, minlength=len(digits))
@@ -299,11 +305,8 @@ def digit_histogram(scores, weights, depth: int, prefix: int) -> tuple[np.ndarra
 
 def bin_members(scores, weights, depth: int, prefix: int) -> tuple[np.ndarray, np.ndarray]:
     """The (score, weight) of the events whose key's first ``depth`` digits equal ``prefix``."""
-    scores, weights = np.asarray(scores, np.float64), np.asarray(weights, np.float64)
-    ok = ~np.isnan(scores)
-    scores, weights = scores[ok], weights[ok]
-    mine = (order_keys(scores) >> np.uint64(64 - DIGIT_BITS * depth)) == np.uint64(prefix)
-    return scores[mine], weights[mine]
+    _, s, w = _in_bin(scores, weights, depth, prefix)
+    return s, w
 
 
 @dataclass
