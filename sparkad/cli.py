@@ -27,7 +27,9 @@ def main():
 @click.argument("files", nargs=-1, type=str)
 @click.option("--fileset", type=click.Path(dir_okay=False), help="Fileset YAML (dataset → files, xsec, n_gen, is_data, label).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--features", "feature_set", help="Feature set (vae21, alad24, cms2012) or comma-separated feature names.")
+@click.option("--analysis", type=click.Choice(["single_lepton", "dijet"]),
+              help="single_lepton (default) or dijet: two large-R jets, their substructure and constituents (seeds/004).")
+@click.option("--features", "feature_set", help="Feature set (vae21, alad24, cms2012; dijet) or comma-separated feature names.")
 @click.option("--selection", help="Selection preset of conf/selections.yaml or a YAML file.")
 @click.option("--missing", "on_missing", type=click.Choice(["refuse", "nan"]), help="Features the input cannot provide: refuse (default) or fill NaN.")
 @click.option("--executor", type=click.Choice(["iterative", "futures", "dask"]), help="coffea executor.")
@@ -41,7 +43,7 @@ def main():
 @click.option("--label", default=None, help="Label for FILES.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors
-def extract(files, fileset, out, feature_set, selection, on_missing, executor, workers, scheduler, chunksize,
+def extract(files, fileset, out, analysis, feature_set, selection, on_missing, executor, workers, scheduler, chunksize,
             skip_bad_files, fmt, dataset, is_data, label, quiet):
     """Stream ROOT FILES (or a --fileset) through the coffea HLF processor into OUT/<dataset>/*.parquet."""
     from sparkad.extract.fileset import DatasetSpec, Fileset, load_fileset
@@ -60,7 +62,8 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
         name = dataset or Path(paths[0]).stem
         fs = Fileset({name: DatasetSpec(name=name, files=paths, is_data=is_data,
                                         label=label or ("data" if is_data else name), format=fmt)})
-    opts = ExtractOptions.from_conf(out, feature_set=feature_set, selection=selection, on_missing=on_missing,
+    opts = ExtractOptions.from_conf(out, analysis=analysis, feature_set=feature_set, selection=selection,
+                                    on_missing=on_missing,
                                     executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize,
                                     skip_bad_files=skip_bad_files, progress=not quiet)
     if scheduler and opts.executor != "dask":
@@ -76,7 +79,8 @@ def extract(files, fileset, out, feature_set, selection, on_missing, executor, w
 
 #: the options `sparkad train` and jobs/train.py share
 train_options = option_group(
-    click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae"]), required=True, help="Model to train."),
+    click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae", "jet_vae"]), required=True,
+                 help="Model to train (jet_vae: the per-jet image VAE of the dijet search, conf/jet_vae.yaml)."),
     click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder written by `sparkad extract`."),
     click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model directory to write."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML overriding conf/train.yaml."),
@@ -104,6 +108,52 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, qu
         click.echo(f"  threshold {name:<9} {vals}")
 
 
+def _model_kind(model_dir) -> str | None:
+    import json
+
+    try:
+        return json.loads((Path(model_dir) / "model.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None  # the evaluation reports what is wrong with the directory
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory (jet_vae).")
+@click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="Dijet HLF folder (extract --analysis dijet).")
+@click.option("--dataset", required=True, help="The dataset to search (e.g. the data-like mix).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for bump_hunt.json and the plots.")
+@click.option("--strategy", type=click.Choice(["j1", "j2", "sum", "both", "either"]), default="both", show_default=True,
+              help="Loss combination of the two jets (seeds/004 Fig. 4).")
+@click.option("--efficiency", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True,
+              help="Background fraction kept at every mjj by score > L_T(mjj).")
+@click.option("--fit-on", type=click.Choice(["background", "data"]), default="background", show_default=True,
+              help="Fit L_T(mjj) on the background MC's signal region or on the dataset itself.")
+@click.option("--background", help="Comma-separated background MC datasets (default: the model's background labels).")
+@click.option("--bins", type=click.IntRange(min=5), default=30, show_default=True, help="mjj bins of the spectra.")
+@click.option("--toys", type=click.IntRange(min=0), default=200, show_default=True, help="Pseudo-spectra for the global significance.")
+@one_line_errors
+def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, background, bins, toys):
+    """Bump hunt on the mjj spectrum before and after the anomaly selection score > L_T(mjj) (seeds/004)."""
+    from sparkad.evaluate.dijet import run_bump_hunt
+
+    res = run_bump_hunt(model_dir, hlf_dir, out, dataset, strategy=strategy, efficiency=efficiency, fit_on=fit_on,
+                        background=background.split(",") if background else None, bins=bins, n_toys=toys,
+                        log=lambda m: click.echo(m, err=True))
+    flat = res.get("background_flatness") or res["data_flatness"]
+    click.echo(f"{dataset}: {res['n_signal_region']} signal-region events, {res['n_selected']} selected by "
+               f"{strategy} > L_T(mjj) at q = {efficiency:g}; background efficiency vs mjj chi2/ndf "
+               f"{flat['chi2']:.1f}/{flat['ndf']} (p = {flat['p_value']:.3g})")
+    for name in ("all", "selected"):
+        r = res[name]
+        if "error" in r:
+            click.echo(f"  {name:<8} no fit: {r['error']}")
+        else:
+            click.echo(f"  {name:<8} largest excess {r['window'][0]:.0f}-{r['window'][1]:.0f} GeV: {r['n_observed']:.0f} "
+                       f"observed, {r['n_expected']:.1f} expected, local Z {r['z_local']:.2f}, global Z "
+                       f"{r['z_global']:.2f} ({r['n_toys']} toys)")
+    click.echo(f"bump_hunt.json and plots in {out}")
+
+
 @main.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
 @click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder with SM and anomaly datasets.")
@@ -115,6 +165,20 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, qu
 def evaluate(model_dir, hlf_dir, out, signals, bdt, background):
     """ROC, AUC, TPR and LR+ at fixed FPR per anomaly sample and score: table and plots."""
     from sparkad.evaluate.report import run_evaluation
+
+    if _model_kind(model_dir) == "jet_vae":  # the dijet search: loss strategies on the signal region
+        from sparkad.evaluate.dijet import run_dijet_evaluation
+
+        res = run_dijet_evaluation(model_dir, hlf_dir, out, signals=signals.split(",") if signals else None,
+                                   background=background.split(",") if background else None)
+        click.echo(res["markdown"])
+        for sig, v in res["best"].items():
+            click.echo(f"{sig}: best strategy {v['best_strategy']} AUC {v['auc']:.4f} vs best reference "
+                       f"{v['best_reference']} {v['reference_auc']:.4f}: "
+                       f"{'the model is better' if v['model_beats_references'] else 'THE REFERENCE IS AS GOOD OR BETTER'}")
+        click.echo(f"background {', '.join(res['background'])}: {res['n_background_sr']} signal-region events; "
+                   f"table and plots in {out}")
+        return
 
     res = run_evaluation(model_dir, hlf_dir, out, signals=signals.split(",") if signals else None, bdt=bdt,
                          background=background.split(",") if background else None, log=lambda m: click.echo(m, err=True))

@@ -83,6 +83,41 @@ def generated_hlf(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def dijet_hlf(tmp_path_factory):
+    """A small 13 TeV dijet sample of the Pythia dijet engine (QCD, G -> WW at 2 TeV, a data-like mix with
+    the signal injected), extracted with --analysis dijet."""
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import load_fileset
+    from sparkad.generate.api import generate
+
+    d = tmp_path_factory.mktemp("dijethlf")
+    cfg = {"name": "pytest_dijet_hlf", "engine": "pythia_dijet", "sqrt_s": 13000, "seed": 11, "luminosity": 1000.0,
+           "samples": {"qcd": {"process": "qcd_dijet", "events": 400},
+                       "g_ww": {"process": "rsg_ww", "events": 80, "params": {"mass": 2000.0}},
+                       "data": {"data_like": True, "events": 300, "mix": {"qcd": None, "g_ww": 20.0},
+                                "runs": {"n_runs": 3, "lumis_per_run": [5, 10]}}}}
+    fileset = generate(cfg, out_dir=d / "gen", progress=False)
+    run_extraction(load_fileset(fileset), ExtractOptions.from_conf(d / "hlf", analysis="dijet", progress=False),
+                   log=lambda m: None)
+    return d / "hlf"
+
+
+@pytest.fixture(scope="session")
+def jet_model(dijet_hlf, tmp_path_factory):
+    """A small per-jet VAE (3 epochs) trained on the QCD sideband of dijet_hlf: (model dir, model.json)."""
+    import yaml
+
+    from sparkad.train.jet_vae import train_jet_vae
+
+    d = tmp_path_factory.mktemp("jetvae")
+    cfg = d / "small.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"filters": [4, 8], "dense": 16, "latent": 4},
+                                   "training": {"epochs": 3, "batch_size": 64}}))
+    doc = train_jet_vae(dijet_hlf, d / "model", config_file=cfg, progress=False, log=lambda m: None)
+    return d / "model", doc
+
+
+@pytest.fixture(scope="session")
 def spark():
     """One local SparkSession for the whole test session (skipped, with the reason, without Java)."""
     from sparkad.core.errors import SparkadError

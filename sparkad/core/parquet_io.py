@@ -16,7 +16,8 @@ ID_COLUMNS = ("dataset", "run", "luminosityBlock", "event", "weight", "label")
 
 
 def hlf_table(dataset: str, label: str, ids: dict, weight: np.ndarray, features: dict, metadata: dict) -> pa.Table:
-    """One row per selected event: identifiers, weight, label, then the features (float32)."""
+    """One row per selected event: identifiers, weight, label, then the features (float32; a 2-D array
+    as a fixed-size list column)."""
     n = len(weight)
     cols = {
         "dataset": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([dataset])),
@@ -26,9 +27,18 @@ def hlf_table(dataset: str, label: str, ids: dict, weight: np.ndarray, features:
         "weight": pa.array(np.asarray(weight, np.float64), pa.float64()),
         "label": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([label])),
     }
-    cols.update({k: pa.array(v, pa.float32()) for k, v in features.items()})
+    cols.update({k: _float32_column(v) for k, v in features.items()})
     table = pa.table(cols)
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+
+
+def _float32_column(v) -> pa.Array:
+    """A float32 column; an (n, k) array becomes a fixed-size list of k per row (e.g. a jet's constituents)."""
+    v = np.asarray(v)
+    if v.ndim == 2:
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(v, np.float32).ravel(), pa.float32()),
+                                                 v.shape[1])
+    return pa.array(v, pa.float32())
 
 
 def write_atomic(table: pa.Table, path: str | Path) -> Path | str:

@@ -34,6 +34,7 @@ class Fileset:
     datasets: dict[str, DatasetSpec]
     luminosity: float | None = None  # pb^-1
     source: str = "command line"
+    generator: dict | None = None  # provenance of generated samples (sparkad generate)
 
 
 def _resolve_files(entries, base: Path, where: str) -> list[str]:
@@ -108,7 +109,8 @@ def load_fileset(path: str | Path) -> Fileset:
         if not is_data and spec.xsec is not None and lumi is None:
             raise ConfigError(f"{where}: MC with xsec needs a top-level luminosity (pb^-1) for its weights")
         out[spec.name] = spec
-    return Fileset(out, lumi, str(path))
+    gen = doc.get("generator")
+    return Fileset(out, lumi, str(path), gen if isinstance(gen, dict) else None)
 
 
 def check_unique_files(datasets: dict, where: str) -> None:
@@ -140,8 +142,9 @@ class FileCheck:
     notes: list = field(default_factory=list)
 
 
-def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
-    """Open a file and check tree, entries and branches; raise InputFileError with the reason."""
+def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict, analysis: str = "single_lepton") -> FileCheck:
+    """Open a file and check tree, entries and branches (those of the analysis: the single-lepton objects,
+    or the large-R jets of the dijet one); raise InputFileError with the reason."""
     import uproot
 
     from sparkad.core.root_zlib import use_isal
@@ -188,18 +191,22 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
             raise InputFileError(path, f"tree '{treename}' cannot be read ({type(e).__name__}: {str(e)[:160]})") from None
         if entries == 0:
             raise InputFileError(path, f"tree '{treename}' is empty (0 entries)", entries=0)
-        try:
-            fmt = dataset.format or detect_format(treename, branches)
-        except ValueError as e:
-            raise InputFileError(path, str(e), entries=entries) from None
-        info = describe(fmt, branches, btag_conf)
+        if analysis == "dijet":
+            info = _dijet_info(dataset, path, treename, branches, entries)
+        else:
+            try:
+                fmt = dataset.format or detect_format(treename, branches)
+            except ValueError as e:
+                raise InputFileError(path, str(e), entries=entries) from None
+            info = describe(fmt, branches, btag_conf)
         if info.missing_branches:
             raise InputFileError(
                 path, f"missing branch{'es' if len(info.missing_branches) > 1 else ''} "
-                      f"{', '.join(info.missing_branches)} (needed for format {fmt})", entries=entries)
-        problem = branch_type_problem(tree, info)
+                      f"{', '.join(info.missing_branches)} (needed for "
+                      f"{'the dijet analysis' if analysis == 'dijet' else 'format ' + info.name})", entries=entries)
+        problem = None if analysis == "dijet" else branch_type_problem(tree, info)
         if problem:
-            raise InputFileError(path, f"{problem} (format {fmt})", entries=entries)
+            raise InputFileError(path, f"{problem} (format {info.name})", entries=entries)
         check = FileCheck(dataset.name, path, treename, entries, info, genweight="genWeight" in branches)
         if not dataset.is_data and "Runs" in keys:
             try:
@@ -214,6 +221,17 @@ def inspect_file(dataset: DatasetSpec, path: str, btag_conf: dict) -> FileCheck:
                 raise InputFileError(path, f"tree 'Runs' cannot be read ({type(e).__name__}: "
                                            f"{str(e).splitlines()[0][:160]})", entries=entries) from None
         return check
+
+
+def _dijet_info(dataset: DatasetSpec, path: str, treename: str, branches, entries: int) -> FormatInfo:
+    """The dijet analysis reads NanoAOD-style large-R jets (FatJet, + PFNano constituents)."""
+    from sparkad.extract.dijet import capabilities
+
+    if treename == "Delphes" or dataset.format == "delphes":
+        raise InputFileError(path, "the dijet analysis reads NanoAOD FatJet collections; Delphes FatJet input is "
+                                   "not supported yet", entries=entries)
+    caps, missing = capabilities(branches)
+    return FormatInfo("pfnano" if "constituents" in caps else "nanoaod", None, "", caps, missing, "none", "none")
 
 
 def dataset_weighting(ds: DatasetSpec, checks: list[FileCheck], luminosity: float | None) -> dict:

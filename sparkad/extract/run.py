@@ -33,23 +33,37 @@ from sparkad.core.version import code_version
 EXECUTORS = ("iterative", "futures", "dask")
 
 
-def resolve_features(spec) -> tuple[str, list[str]]:
-    """A named set of conf/features.yaml, or a list / comma-separated string of feature names."""
+def known_features(analysis: str = "single_lepton") -> tuple[str, ...]:
+    from sparkad.extract import dijet
+
+    return dijet.KNOWN_FEATURES if analysis == "dijet" else KNOWN_FEATURES
+
+
+def resolve_features(spec, analysis: str = "single_lepton") -> tuple[str, list[str]]:
+    """A named set of conf/features.yaml, or a list / comma-separated string of feature names (of the
+    analysis: the single-lepton HLF or the dijet ones)."""
     sets = load_conf("features")
+    known = known_features(analysis)
     if isinstance(spec, str) and spec in sets:
-        return spec, list(sets[spec])
+        names = list(sets[spec])
+        wrong = [n for n in names if n not in known]
+        if wrong:
+            raise ConfigError(f"feature set {spec} does not belong to the {analysis} analysis ({', '.join(wrong[:4])} "
+                              f"are not among its features); use --analysis to match it")
+        return spec, names
     names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     names = [n for n in names if n]
-    unknown = [n for n in names if n not in KNOWN_FEATURES]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise ConfigError(f"unknown feature set or feature(s) {', '.join(unknown) or repr(spec)} "
-                          f"(sets: {', '.join(sets)}; features: {', '.join(KNOWN_FEATURES)})")
+        raise ConfigError(f"unknown feature set or feature(s) {', '.join(unknown) or repr(spec)} of the {analysis} "
+                          f"analysis (sets: {', '.join(sets)}; features: {', '.join(known)})")
     return "custom", names
 
 
 @dataclass
 class ExtractOptions:
     out: Path | str  # a local folder, or an s3:// prefix (sparkad.core.storage)
+    analysis: str = "single_lepton"  # or "dijet" (sparkad.extract.dijet)
     feature_set: str | list = "cms2012"
     selection: str = "single_lepton"
     on_missing: str = "refuse"
@@ -64,13 +78,21 @@ class ExtractOptions:
     @classmethod
     def from_conf(cls, out, **overrides) -> "ExtractOptions":
         conf = load_conf("extract")
-        keys = {"feature_set", "selection", "on_missing", "chunksize", "executor", "workers"}
-        base = merge_config({k: conf[k] for k in keys if k in conf}, given(overrides))
+        keys = {"analysis", "feature_set", "selection", "on_missing", "chunksize", "executor", "workers"}
+        defaults = {k: conf[k] for k in keys if k in conf}
+        analysis = overrides.get("analysis") or defaults.get("analysis", "single_lepton")
+        if analysis != "single_lepton":  # that analysis's own default feature set and selection
+            defaults.update(analysis=analysis, **(conf.get(analysis) or {}))
+        base = merge_config(defaults, given(overrides))
         opts = cls(out=storage.location(out), **base)
         opts.validate()
         return opts
 
     def validate(self):
+        from sparkad.extract.selection import ANALYSES
+
+        if self.analysis not in ANALYSES:
+            raise ConfigError(f"analysis must be one of {', '.join(ANALYSES)}, got {self.analysis!r}")
         if self.on_missing not in ("refuse", "nan"):
             raise ConfigError(f"on_missing must be 'refuse' or 'nan', got {self.on_missing!r}")
         if self.executor not in EXECUTORS:
@@ -157,12 +179,17 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
     """Run the whole extraction and return the report (also written to OUT/_report.json)."""
     from coffea import processor
     from coffea.nanoevents import DelphesSchema, NanoAODSchema
-    from sparkad.extract.processor import HLFProcessor
+    from sparkad.extract import dijet
+    from sparkad.extract.processor import DijetProcessor, HLFProcessor
 
     t0 = time.time()
     opts.validate()
-    set_name, features = resolve_features(opts.feature_set)
+    set_name, features = resolve_features(opts.feature_set, opts.analysis)
     selection: Selection = load_selection(opts.selection)
+    if selection.analysis != opts.analysis:
+        raise ConfigError(f"selection {selection.name} belongs to the {selection.analysis} analysis, not to "
+                          f"{opts.analysis}; choose a {opts.analysis} selection (or --analysis {selection.analysis})")
+    is_dijet = opts.analysis == "dijet"
     btag_conf = load_conf("extract")["btag"]
     for name in fileset.datasets:  # each becomes OUT/<name>/: `..` or `a/b` would write outside OUT
         problem = name_problem(name)
@@ -176,7 +203,7 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
     for ds in fileset.datasets.values():
         for path in ds.files:
             try:
-                good[ds.name].append(inspect_file(ds, path, btag_conf))
+                good[ds.name].append(inspect_file(ds, path, btag_conf, opts.analysis))
             except InputFileError as e:
                 if not opts.skip_bad_files:
                     raise SparkadError(f"{e} (use --skip-bad-files to skip and report bad files)") from None
@@ -187,15 +214,16 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
     nan_features, notes = {}, []
     for checks in good.values():
         for c in checks:
-            lack = missing_capabilities(features, c.info.capabilities)
+            lack = (dijet.missing_capabilities if is_dijet else missing_capabilities)(features, c.info.capabilities)
             if not lack:
                 continue
             caps = sorted({cap for caps in lack.values() for cap in caps})
-            needs = "; ".join(f"{cap}: {NEEDED_INPUTS[cap]}" for cap in caps)
+            needs = "; ".join(f"{cap}: {(dijet.NEEDED_INPUTS if is_dijet else NEEDED_INPUTS)[cap]}" for cap in caps)
             if opts.on_missing == "refuse":
                 raise FeatureUnavailableError(
                     f"{c.path}: format {c.info.name} cannot provide {', '.join(lack)} of feature set {set_name} "
-                    f"(needs {needs}); use a feature set it supports (e.g. cms2012) or --missing nan")
+                    f"(needs {needs}); use a feature set it supports (e.g. {'a list without them' if is_dijet else 'cms2012'}) "
+                    f"or --missing nan")
             nan_features[c.path] = sorted(lack)
             notes.append({"file": c.path, "format": c.info.name, "nan_features": sorted(lack), "missing_inputs": caps})
     if notes:
@@ -233,9 +261,17 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
 
     metadata = {"feature_set": set_name, "features": features, "selection": selection.to_dict(),
                 "code_version": code_version(), **opts.extra_metadata}
-    proc = HLFProcessor(features=features, selection=selection, staging_dir=staging, datasets=datasets,
-                        file_info={c.path: c.info for cs in good.values() for c in cs}, btag_conf=btag_conf,
-                        nan_features=nan_features, metadata=metadata)
+    file_info = {c.path: c.info for cs in good.values() for c in cs}
+    if is_dijet:
+        from sparkad.generate.dijet import SUBSTRUCTURE
+
+        # the generator's conventions; a real NanoAOD's FatJet_tau* follow CMS's (the same one-pass kT axes)
+        metadata["substructure"] = fileset.generator.get("substructure", SUBSTRUCTURE) if fileset.generator else SUBSTRUCTURE
+        proc = DijetProcessor(features=features, selection=selection, staging_dir=staging, datasets=datasets,
+                              file_info=file_info, nan_features=nan_features, metadata=metadata)
+    else:
+        proc = HLFProcessor(features=features, selection=selection, staging_dir=staging, datasets=datasets,
+                            file_info=file_info, btag_conf=btag_conf, nan_features=nan_features, metadata=metadata)
 
     # 4. run, one coffea Runner per schema (NanoAOD-like vs Delphes)
     groups: dict[str, dict] = {}
@@ -334,6 +370,7 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
         "datasets": summary,
         "totals": totals,
         "parquet_files": sorted(acc.get("files_written", [])),
+        **({"analysis": "dijet", "undefined_ratios": acc.get("undefined_ratios", {})} if is_dijet else {}),
         "chunks": acc.get("chunks", 0),
         "elapsed_s": round(time.time() - t0, 3),
     }

@@ -28,14 +28,49 @@ class Selection:
     lepton: LeptonCut
     jets: JetCut
     min_jets: int = 0
+    analysis: str = "single_lepton"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def selection_from_dict(name: str, d: dict, where: str) -> Selection:
+@dataclass(frozen=True)
+class DijetSelection:
+    """The dijet analysis (seeds/004): events with two large-R jets above pt_min within |eta| < eta_max;
+    jet 1 / jet 2 = the two highest-pT such jets, each with its `constituents` leading constituents kept."""
+    name: str
+    jets: JetCut
+    constituents: int = 100
+    analysis: str = "dijet"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ANALYSES = ("single_lepton", "dijet")
+
+
+def dijet_selection_from_dict(name: str, d: dict, where: str) -> DijetSelection:
+    check_keys(d, {"analysis", "jets", "constituents", "description"}, where)
+    jets = require_mapping(d.get("jets", {}), f"{where}.jets")
+    check_keys(jets, {"pt_min", "eta_max"}, f"{where}.jets")
+    k = d.get("constituents", 100)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"{where}.constituents: expected a positive integer, got {k!r}")
+    return DijetSelection(name=name, jets=JetCut(pt_min=as_number(jets.get("pt_min", 30.0), f"{where}.jets.pt_min"),
+                                                 eta_max=as_number(jets.get("eta_max", 2.4), f"{where}.jets.eta_max",
+                                                                   positive=True), lepton_dr=0.0),
+                          constituents=k)
+
+
+def selection_from_dict(name: str, d: dict, where: str) -> Selection | DijetSelection:
     d = require_mapping(d, where)
-    check_keys(d, {"lepton", "jets", "min_jets", "description"}, where)
+    analysis = d.get("analysis", "single_lepton")
+    if analysis not in ANALYSES:
+        raise ConfigError(f"{where}.analysis: expected one of {', '.join(ANALYSES)}, got {analysis!r}")
+    if analysis == "dijet":
+        return dijet_selection_from_dict(name, d, where)
+    check_keys(d, {"analysis", "lepton", "jets", "min_jets", "description"}, where)
     lep = require_mapping(d.get("lepton", {}), f"{where}.lepton")
     check_keys(lep, {"pt_min", "iso_max", "eta_max"}, f"{where}.lepton")
     jets = require_mapping(d.get("jets", {}), f"{where}.jets")
@@ -59,7 +94,7 @@ def selection_from_dict(name: str, d: dict, where: str) -> Selection:
     )
 
 
-def load_selection(name_or_path: str) -> Selection:
+def load_selection(name_or_path: str) -> Selection | DijetSelection:
     """A preset name from conf/selections.yaml, or a YAML file holding one selection mapping."""
     if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
         return selection_from_dict(Path(name_or_path).stem, load_yaml(name_or_path), name_or_path)

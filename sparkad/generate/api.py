@@ -201,6 +201,8 @@ def run_job(cfg: dict, job: dict, progress=None) -> dict:
     rstruct = None
     if is_data:
         rstruct = runs.build(s["runs"], s["events"], _rng(cfg["seed"], job["sample_index"], _RUNS_SALT))
+    if cfg.get("engine") == "pythia_dijet":
+        return _dijet_job(cfg, job, s, rstruct, progress)
     source = None
     if cfg.get("engine") == "pythia":
         from sparkad.generate.pythia import PythiaMix, PythiaSource, pythia_seed
@@ -229,6 +231,46 @@ def run_job(cfg: dict, job: dict, progress=None) -> dict:
     return out
 
 
+def _dijet_job(cfg: dict, job: dict, s: dict, rstruct, progress=None) -> dict:
+    """Write one file of the Pythia dijet engine (sparkad.generate.dijet): PFNano-style branches."""
+    from sparkad.generate.dijet import PROCESS_IDS as DIJET_IDS, DijetMix, DijetSource
+    from sparkad.generate.pythia import pythia_seed
+
+    is_data = rstruct is not None
+    key = [int(cfg["seed"]), job["sample_index"], job["file_index"], _PYTHIA_SALT]
+    sqrt_s = float(cfg["sqrt_s"])
+    if is_data:
+        comps = s["components"]
+        source = DijetMix(comps, sqrt_s, [pythia_seed(np.random.SeedSequence(key + [ci])) for ci in range(len(comps))],
+                          [DIJET_IDS[c["process"]] for c in comps])
+    else:
+        source = DijetSource(s["process"], s["params"], sqrt_s, pythia_seed(np.random.SeedSequence(key)),
+                             DIJET_IDS[s["process"]])
+    start, stop = job["start"], job["start"] + job["count"]
+    with layout.RootWriter(job["path"], cfg["compression"], is_mc=not is_data) as w:
+        for c, a in enumerate(range(start, stop, cfg["chunk_size"])):
+            b = min(a + cfg["chunk_size"], stop)
+            n = b - a
+            if is_data:
+                run, lumi, event, _ = rstruct.events(a, b)
+                out = source.branches(_rng(cfg["seed"], job["sample_index"], job["file_index"], c), n)
+            else:
+                k = np.arange(a, b, dtype=np.int64)
+                run, lumi, event = np.ones(n, np.uint32), (1 + k // 1000).astype(np.uint32), (k + 1).astype(np.uint64)
+                out = source.branches(n)
+                out["Truth_isSignal"] = np.full(n, bool(s.get("is_signal")))
+                out["genWeight"] = np.ones(n, np.float32)
+            w.extend({"run": np.asarray(run, np.uint32), "luminosityBlock": np.asarray(lumi, np.uint32),
+                      "event": np.asarray(event, np.uint64), **out})
+            if progress:
+                progress(n)
+        n, sumw = w.n, w.sumw
+    res = {**job, "n": n, "sumw": sumw}
+    if not is_data:
+        res["pythia"] = source.cross_section()
+    return res
+
+
 def pythia_cross_section(parts: list[dict], k_factor: float = 1.0) -> dict:
     """A sample's cross section from its files' Pythia estimates: sigma_gen averaged with the files'
     generated-event counts as weights, times the filter efficiency (passed / tried over all files) and
@@ -252,7 +294,7 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
         if res and "pythia" in res[0]:
             pythia[name] = pythia_cross_section([r["pythia"] for r in res], s["k_factor"])
             s = {**s, "xsec": pythia[name].pop("xsec")}
-        elif cfg.get("engine") == "pythia" and s.get("data_like"):  # the mix's weights (pb)
+        elif cfg.get("engine") in ("pythia", "pythia_dijet") and s.get("data_like"):  # the mix's weights (pb)
             pythia[name] = {"mix_xsec_pb": {c["name"]: float(f"{c['weight']:.6g}") for c in s["components"]}}
         if s.get("data_like"):
             datasets[name] = {"files": files, "treename": "Events", "is_data": True, "label": s["label"]}
@@ -270,6 +312,10 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
     }
     if pythia:  # provenance of the datasets' xsec: Pythia's sigma_gen x filter efficiency x k_factor
         doc["generator"]["pythia"] = pythia
+    if cfg.get("engine") == "pythia_dijet":  # HLF.md: the substructure conventions travel with the files
+        from sparkad.generate.dijet import SUBSTRUCTURE
+
+        doc["generator"]["substructure"] = SUBSTRUCTURE
     path = out_dir / FILESET_NAME
     write_text_atomic(yaml.safe_dump(doc, sort_keys=False), path)
     return path

@@ -26,8 +26,9 @@ from sparkad.generate.config import GeneratorConfigError, list_presets
               help="Write exactly the real CMS 2012 layout (no PF summaries, Truth_*, genWeight, Runs).")
 @click.option("--pf-candidates", is_flag=True, default=False,
               help="Also write a PFNano-style PFCands collection (large files).")
-@click.option("--engine", type=click.Choice(["parametric", "pythia"]), default=None,
-              help="Event engine: parametric (fast) or pythia (Pythia 8 + FastJet; default: the preset's).")
+@click.option("--engine", type=click.Choice(["parametric", "pythia", "pythia_dijet"]), default=None,
+              help="Event engine: parametric (fast), pythia (Pythia 8 + FastJet) or pythia_dijet (large-R jets "
+                   "and constituents, PFNano layout; default: the preset's).")
 @click.option("--list-presets", "list_presets_", is_flag=True, default=False, help="List the available presets and exit.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 @one_line_errors

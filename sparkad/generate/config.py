@@ -41,7 +41,7 @@ TRIGGER_DEFAULTS = {"single_muon": {"pt_min": 24.0, "eta_max": 2.1, "iso_max": 0
 # that resolution cannot move rejected-at-generation events into the accepted region
 QCD_BIAS_PT_FACTOR, QCD_BIAS_ETA_MARGIN = 0.85, 0.2
 FAULT_KEYS = {"type", "runs", "lumis", "rate", "eta", "phi", "pt_scale", "shift"}
-ENGINES = ("parametric", "pythia")
+ENGINES = ("parametric", "pythia", "pythia_dijet")
 # sample keys the Pythia engine refuses: its cross section is Pythia's estimate x the filter efficiency
 PYTHIA_REFUSED_KEYS = ("xsec", "filter_eff")
 
@@ -278,8 +278,13 @@ def validate(raw: dict, name: str = "custom") -> dict:
     cfg["pf_candidates"] = _bool(cfg["pf_candidates"], "pf_candidates")
     if cfg["engine"] not in ENGINES:
         raise GeneratorConfigError(f"engine must be one of {', '.join(ENGINES)}, got {cfg['engine']!r}")
-    pythia = cfg["engine"] == "pythia"
-    if pythia:  # Pythia's particles carry the underlying event: isolation from the truth cone sums
+    pythia = cfg["engine"] in ("pythia", "pythia_dijet")
+    if cfg["engine"] == "pythia_dijet":  # particle level, PFNano layout: nothing of the lepton detector applies
+        for key in ("detector", "exact_layout", "pf_candidates"):
+            if cfg[key]:
+                raise GeneratorConfigError(f"preset {name}: {key} does not apply to engine pythia_dijet (particle-"
+                                           f"level jets and constituents in the PFNano layout)")
+    elif pythia:  # Pythia's particles carry the underlying event: isolation from the truth cone sums
         cfg["detector"].setdefault("particle_isolation", True)
     elif cfg["detector"].get("particle_isolation"):
         raise GeneratorConfigError("detector: particle_isolation needs engine pythia (the parametric processes "
@@ -306,12 +311,14 @@ def validate(raw: dict, name: str = "custom") -> dict:
         if s.get("data_like") and pythia:
             for key in ("trigger", "signal"):
                 if s.get(key):
-                    raise GeneratorConfigError(f"sample {sname}: {key} is not supported by engine pythia yet "
-                                               f"(a generator-level lepton filter on the mixed samples is)")
+                    raise GeneratorConfigError(f"sample {sname}: {key} is not supported by engine {cfg['engine']} "
+                                               f"yet (the mix of the preset's samples at chosen weights is)")
+            if s.get("faults") and cfg["engine"] == "pythia_dijet":
+                raise GeneratorConfigError(f"sample {sname}: faults are not supported by engine pythia_dijet yet")
         if s.get("data_like"):
             out[sname] = s  # resolved below, once all MC samples are known
         elif pythia:
-            out[sname] = _resolve_pythia_component(s, f"sample {sname}", cfg["sqrt_s"])
+            out[sname] = _resolve_pythia_component(s, f"sample {sname}", cfg["sqrt_s"], cfg["engine"])
         else:
             out[sname] = _resolve_component(s, f"sample {sname}", xs)
     for sname, s in out.items():
@@ -372,7 +379,36 @@ def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
         raise GeneratorConfigError(f"{what}: jet_r must be in (0, 1.5], got {params['jet_r']!r}")
     if proc == "dyjets" and 0 < out["m_max"] <= out["m_min"]:
         raise GeneratorConfigError(f"{what}: m_max must be > m_min (or 0: no upper cut), got {out['m_max']!r}")
-    settings = out["settings"]
+    _check_settings_list(out["settings"], what)
+    return out
+
+
+def _check_dijet_params(proc: str, params, what: str, sqrt_s: float) -> dict:
+    from sparkad.generate.dijet import COMMON_DEFAULTS, PROCESS_DEFAULTS
+
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise GeneratorConfigError(f"{what}: params must be a mapping, got {params!r}")
+    known = {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}
+    bad = sorted(set(params) - set(known))
+    if bad:
+        raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc} under engine "
+                                   f"pythia_dijet; known: {sorted(known)}")
+    out = {**known, **params}
+    for k in ("pt_hat_min", "mass", "jet_pt_min"):
+        if k in out:
+            out[k] = _num(out[k], f"{what}: {k}", positive=False)
+            if out[k] < 0 or out[k] >= sqrt_s:
+                raise GeneratorConfigError(f"{what}: {k} must be in [0, sqrt_s = {sqrt_s:g}) GeV, got {params[k]!r}")
+    out["jet_r"] = _num(out["jet_r"], f"{what}: jet_r")
+    if out["jet_r"] > 1.5:
+        raise GeneratorConfigError(f"{what}: jet_r must be in (0, 1.5], got {params['jet_r']!r}")
+    _check_settings_list(out["settings"], what)
+    return out
+
+
+def _check_settings_list(settings, what: str) -> None:
     if not isinstance(settings, list) or not all(isinstance(x, str) for x in settings):
         raise GeneratorConfigError(f"{what}: settings must be a list of Pythia setting strings, got {settings!r}")
     if settings:
@@ -382,25 +418,29 @@ def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
             check_settings(settings)
         except ValueError as e:
             raise GeneratorConfigError(f"{what}: {e}") from None
-    return out
 
 
-def _resolve_pythia_component(s: dict, what: str, sqrt_s: float) -> dict:
-    """An MC sample of the Pythia engine: the cross section is known only after generation (Pythia's
+def _resolve_pythia_component(s: dict, what: str, sqrt_s: float, engine: str = "pythia") -> dict:
+    """An MC sample of a Pythia engine: the cross section is known only after generation (Pythia's
     sigma_gen x the filter efficiency x k_factor, written to the fileset by the driver)."""
-    from sparkad.generate.pythia import PROCESS_DEFAULTS
+    if engine == "pythia_dijet":
+        from sparkad.generate.dijet import LABELS as labels, PROCESS_DEFAULTS, SIGNALS as signals
+    else:
+        from sparkad.generate.pythia import PROCESS_DEFAULTS
+        labels, signals = LABELS, set()
 
     proc = s.get("process")
     if proc not in PROCESS_DEFAULTS:
-        raise GeneratorConfigError(f"{what}: unknown process {proc!r} for engine pythia; known: "
+        raise GeneratorConfigError(f"{what}: unknown process {proc!r} for engine {engine}; known: "
                                    f"{', '.join(PROCESS_DEFAULTS)}")
     for key in PYTHIA_REFUSED_KEYS:
         if key in s:
-            raise GeneratorConfigError(f"{what}: {key} comes from Pythia under engine pythia (remove it)")
-    params = _check_pythia_params(proc, s.get("params"), what, sqrt_s)
+            raise GeneratorConfigError(f"{what}: {key} comes from Pythia under engine {engine} (remove it)")
+    check = _check_dijet_params if engine == "pythia_dijet" else _check_pythia_params
+    params = check(proc, s.get("params"), what, sqrt_s)
     k = _num(s.get("k_factor", 1.0), f"{what}: k_factor")
     return {**s, "process": proc, "params": params, "k_factor": k, "xsec": None,
-            "label": s.get("label", LABELS[proc]), "is_signal": bool(s.get("is_signal", False))}
+            "label": s.get("label", labels[proc]), "is_signal": bool(s.get("is_signal", proc in signals))}
 
 
 def _resolve_data(s: dict, sname: str, samples: dict, xs: dict, pythia: bool = False) -> dict:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from sparkad.model import libm
+from sparkad.model.conv import avgpool2, conv2d_same, upsample2
 from sparkad.model.dense import dense
 
-#: a network is a list of layer specs: {"units", "activation", "batchnorm", "dropout", "spectral_norm"}
+#: a network is a list of layer specs: {"units", "activation", "batchnorm", "dropout", "spectral_norm"};
+#: exported, a list of ops: dense, affine, activations, and for images conv2d, avgpool2, upsample2, reshape
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid")
 LEAKY_SLOPE = 0.2
 
@@ -57,6 +59,17 @@ def forward(layers: list[dict], x: np.ndarray) -> np.ndarray:
             own = True
         elif kind == "linear":
             pass
+        elif kind == "conv2d":
+            h = conv2d_same(h, op["w"], op["b"])
+            own = True
+        elif kind == "avgpool2":
+            h = avgpool2(h)
+            own = True
+        elif kind == "upsample2":
+            h = upsample2(h)
+            own = True
+        elif kind == "reshape":  # to (events, *shape); Keras Flatten is shape [-1]
+            h = h.reshape((h.shape[0], *op["shape"]))
         else:
             raise ValueError(f"unknown exported op {kind!r}")
     return h

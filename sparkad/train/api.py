@@ -55,6 +55,14 @@ def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, lo
                       stop_after_steps=None, on_epoch=None, shard=None, **overrides) -> dict:
     """``shard=(i, n)``: this is worker i of n and reads only its disjoint share of the HLF."""
     storage.require_local("the model directory (--out)", out)
+    if kind == "jet_vae":  # the dijet search's per-jet image VAE: its own data, configuration and loop
+        if strategy is not None or shard is not None:
+            raise ConfigError("the jet_vae trains in one process (its distributed training is not built yet)")
+        from sparkad.train.jet_vae import train_jet_vae
+
+        return train_jet_vae(hlf_dir, out, config_file=config_file, epochs=overrides.get("epochs"),
+                             batch_size=overrides.get("batch_size"), train_on_data=overrides.get("train_on_data"),
+                             progress=progress, log=log)
     from sparkad.train.loop import TrainConfig, train
 
     cocktail, training = resolve_config(kind, config_file, **overrides)

@@ -1,0 +1,95 @@
+"""The per-jet convolutional VAE of seeds/004 for scoring: numpy only (what executors import).
+
+A jet's loss is L = Σ_pixels (x − x̂)² + β · D_KL (seeds/004 eq. 1–3; β = 5e-4), with x the jet image
+(sparkad.model.jet_images), x̂ the decoder's reconstruction from z = μ_z (deterministic scoring) and
+D_KL = −½ Σ (1 + log σ² − μ² − σ²) against the N(0, I) prior. The two jets' losses combine into the event
+scores of seeds/004 Fig. 4, each a named score so that "score > L_T" is that strategy's selection:
+
+  j1 = L1, j2 = L2 (one jet above L_T), sum = L1 + L2, both = min(L1, L2) (both jets above L_T),
+  either = max(L1, L2) (one or the other above L_T).
+
+`JetVAEScorer` loads a model directory written by ``sparkad.train.jet_vae`` (model.json + networks.npz, a
+content hash over both) and scores a dijet table (the constituent columns of `sparkad extract --analysis
+dijet`)."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sparkad.core.errors import SparkadError
+from sparkad.model import libm
+from sparkad.model.directory import content_hash, read_model_files
+from sparkad.model.jet_images import constituents_of, jet_images
+from sparkad.model.networks import fold, forward, unpack
+
+STRATEGIES = ("j1", "j2", "sum", "both", "either")
+KIND = "jet_vae"
+#: jets scored per network pass (the im2col buffers of a block stay ~100 MB)
+SCORE_BATCH = 2048
+
+
+def jet_losses(nets: dict, images: np.ndarray, beta: float) -> dict[str, np.ndarray]:
+    """Per-jet reconstruction error, KL term and total loss (float64) of images (n, P, P)."""
+    n, p = images.shape[0], images.shape[1]
+    reco = np.empty(n, np.float64)
+    kl = np.empty(n, np.float64)
+    for s in range(0, n, SCORE_BATCH):
+        x = np.ascontiguousarray(images[s:s + SCORE_BATCH, :, :, None], np.float32)
+        stats = forward(nets["encoder"], x).astype(np.float64)
+        latent = stats.shape[1] // 2
+        mu, logvar = stats[:, :latent], stats[:, latent:]
+        xhat = forward(nets["decoder"], mu.astype(np.float32)).reshape(len(x), p, p).astype(np.float64)
+        d = x[:, :, :, 0].astype(np.float64) - xhat
+        reco[s:s + len(x)] = np.einsum("ijk,ijk->i", d, d)
+        # the C library's exp: numpy's float64 exp rounds differently per SIMD level (docs/numerics.md)
+        kl[s:s + len(x)] = -0.5 * np.sum(1.0 + logvar - mu * mu - libm.exp(logvar), axis=1)
+    return {"reco": reco, "kl": kl, "loss": reco + beta * kl}
+
+
+def event_scores(l1: np.ndarray, l2: np.ndarray) -> dict[str, np.ndarray]:
+    """The loss-combination strategies of seeds/004 Fig. 4 as event scores (see the module docstring)."""
+    l1, l2 = np.asarray(l1, np.float64), np.asarray(l2, np.float64)
+    return {"j1": l1, "j2": l2, "sum": l1 + l2, "both": np.minimum(l1, l2), "either": np.maximum(l1, l2)}
+
+
+class JetVAEScorer:
+    """A trained per-jet VAE loaded for scoring dijet tables."""
+
+    def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None):
+        self.model_dir = Path(model_dir)
+        meta_bytes, npz_bytes = files if files is not None else read_model_files(self.model_dir)
+        try:
+            self.meta = json.loads(meta_bytes)
+        except ValueError as e:
+            raise SparkadError(f"{self.model_dir}/model.json: not valid JSON ({e})") from None
+        if self.meta.get("kind") != KIND:
+            raise SparkadError(f"{self.model_dir}: a {self.meta.get('kind')} model, not a {KIND}")
+        if content_hash(self.meta, npz_bytes) != self.meta.get("content_hash"):
+            raise SparkadError(f"{self.model_dir}: model.json and networks.npz do not match their content hash "
+                               f"{self.meta.get('content_hash')} (modified or corrupted; restore or retrain the model)")
+        with np.load(io.BytesIO(npz_bytes)) as z:
+            arrays = {k: z[k] for k in z.files}
+        self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
+        self.image = dict(self.meta["image"])
+        self.beta = float(self.meta["config"]["beta"])
+        self.score_names = list(STRATEGIES)
+
+    def images(self, table, jet: int) -> np.ndarray:
+        pt, deta, dphi = constituents_of(table, jet)
+        return jet_images(pt, deta, dphi, **self.image)[0]
+
+    def score_jets(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return jet_losses(self.nets, images, self.beta)
+
+    def score_table(self, table) -> dict[str, np.ndarray]:
+        """Event scores (the strategies) and the per-jet losses L1, L2 of a dijet table."""
+        for k in (1, 2):
+            if f"j{k}_c_pt" not in (table.column_names if hasattr(table, "column_names") else table.columns):
+                raise SparkadError(f"the table has no constituent columns j{k}_c_* (extract with --analysis dijet "
+                                   f"from files with constituents)")
+        l1 = self.score_jets(self.images(table, 1))["loss"]
+        l2 = self.score_jets(self.images(table, 2))["loss"]
+        return {**event_scores(l1, l2), "L1": l1, "L2": l2}
