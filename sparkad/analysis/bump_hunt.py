@@ -82,8 +82,11 @@ def fit_dijet(edges, counts, sqrt_s: float, n_params: int = 4) -> dict:
             best = r
         if best.success:
             break
-    p = np.r_[start[0] * np.exp(best.x[0]), best.x[1:]]
-    mu = expected_counts(edges, p, sqrt_s)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = np.r_[start[0] * np.exp(best.x[0]), best.x[1:]]
+        mu = expected_counts(edges, p, sqrt_s)
+    if not np.all(np.isfinite(mu)) or best.fun >= 1e300:
+        raise ValueError("the dijet-function fit found no finite description of the spectrum")
     with np.errstate(divide="ignore", invalid="ignore"):
         dev = 2.0 * np.sum(mu - counts + np.where(counts > 0, counts * np.log(counts / mu), 0.0))
     ndf = int(np.count_nonzero(mu > 0)) - n_params

@@ -131,6 +131,9 @@ class Scorer:
             with np.load(io.BytesIO(npz_bytes)) as z:
                 arrays = {k: z[k] for k in z.files}
             self.kind = self.meta["kind"]
+            if self.kind == "jet_vae":
+                raise SparkadError(f"{self.model_dir}: a jet_vae (dijet) model: `sparkad evaluate` and `sparkad bumphunt` "
+                                   f"score it; the scoring pass (`sparkad score`, jobs/score.py) does not take it yet")
             if self.kind not in SCORERS:
                 raise SparkadError(f"{self.model_dir}: unknown model kind {self.kind!r}")
             self.features = list(self.meta["features"])

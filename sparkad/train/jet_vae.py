@@ -115,7 +115,8 @@ def load_sideband(hlf_dir, data_conf: dict, log=print):
         pick = rng.permutation(n_all)[:n]
     log(f"jet_vae: {n_all} sideband events in {', '.join(chosen)}; training on {n}")
     return table.take(pick), {"datasets": chosen, "n_sideband": n_all, "n_used": n, "deta_min": data_conf["deta_min"],
-                              "train_on_data": on_data, "hlf_dir": str(hlf_dir)}
+                              "train_on_data": on_data,
+                              "hlf_dir": str(hlf_dir) if storage.is_remote(hlf_dir) else str(Path(hlf_dir).resolve())}
 
 
 def build(n_pixels: int, filters, dense: int, latent: int, seed: int):
