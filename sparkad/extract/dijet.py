@@ -53,16 +53,6 @@ def capabilities(branches) -> tuple[frozenset, tuple]:
     return frozenset(caps), tuple(x for x in REQUIRED_BRANCHES if x not in b)
 
 
-def missing_capabilities(features, caps) -> dict[str, list[str]]:
-    """feature -> capabilities it needs that the input lacks."""
-    out = {}
-    for f in features:
-        lack = [c for c in FEATURE_REQUIRES[f] if c not in caps]
-        if lack:
-            out[f] = lack
-    return out
-
-
 @nb.njit(cache=True)
 def leading_pair(off, pt, eta, pt_min, eta_max):
     """Flat indices of the two highest-pT jets with pT > pt_min and |eta| < eta_max per event (-1 where

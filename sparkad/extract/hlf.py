@@ -87,11 +87,13 @@ class EventObjects:
         return self._dirs[name]
 
 
-def missing_capabilities(features, capabilities) -> dict[str, list[str]]:
-    """feature -> capabilities it needs that the input lacks (empty when all are computable)."""
+def missing_capabilities(features, capabilities, requires=None) -> dict[str, list[str]]:
+    """feature -> capabilities it needs that the input lacks (empty when all are computable); `requires`:
+    the analysis's feature -> capabilities table (default: these single-lepton features')."""
+    requires = FEATURE_REQUIRES if requires is None else requires
     out = {}
     for f in features:
-        lack = [c for c in FEATURE_REQUIRES[f] if c not in capabilities]
+        lack = [c for c in requires[f] if c not in capabilities]
         if lack:
             out[f] = lack
     return out

@@ -50,22 +50,20 @@ def chunk_filename(filename: str, start: int, stop: int) -> str:
     return f"{Path(filename).stem}-{digest}-{start:012d}-{stop:012d}.parquet"
 
 
-class HLFProcessor(processor.ProcessorABC):
-    """Select events, compute HLF, write ``<staging>/<dataset>/<chunk>.parquet``.
+class ChunkProcessor(processor.ProcessorABC):
+    """What the analyses' processors share: their configuration and the certified-lumi masks.
 
     datasets: name -> {label, is_data, weighting: {scale, use_genweight}, golden_json}
     file_info: input path -> sparkad.extract.formats.FormatInfo (from the pre-flight inspection)
-    nan_features: input path -> features filled with NaN because the format lacks their inputs
+    nan_features: input path -> features filled with NaN because the file lacks their inputs
     """
 
-    def __init__(self, *, features, selection, staging_dir, datasets, file_info, btag_conf,
-                 nan_features=None, metadata=None):
+    def __init__(self, *, features, selection, staging_dir, datasets, file_info, nan_features=None, metadata=None):
         self.features = list(features)
         self.selection = selection
         self.staging_dir = str(staging_dir)
         self.datasets = datasets
         self.file_info = file_info
-        self.btag_conf = btag_conf
         self.nan_features = nan_features or {}
         self.metadata = metadata or {}
         self._lumimasks = {}
@@ -75,6 +73,18 @@ class HLFProcessor(processor.ProcessorABC):
             from coffea.lumi_tools import LumiMask
             self._lumimasks[path] = LumiMask(path)
         return self._lumimasks[path]
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+
+class HLFProcessor(ChunkProcessor):
+    """Select events, compute HLF, write ``<staging>/<dataset>/<chunk>.parquet`` (btag_conf: the b-tag
+    working points per format)."""
+
+    def __init__(self, *, btag_conf, **kwargs):
+        super().__init__(**kwargs)
+        self.btag_conf = btag_conf
 
     def process(self, events):
         _freeze_heap_once()
@@ -131,9 +141,6 @@ class HLFProcessor(processor.ProcessorABC):
             "chunks": 1,
         }
 
-    def postprocess(self, accumulator):
-        return accumulator
-
 
 def _flat(x) -> np.ndarray:
     return ak.to_numpy(ak.flatten(x)) if x.ndim > 1 else ak.to_numpy(x)
@@ -145,30 +152,14 @@ def _offsets(x) -> np.ndarray:
     return off
 
 
-class DijetProcessor(processor.ProcessorABC):
+class DijetProcessor(ChunkProcessor):
     """The dijet analysis (seeds/004): events with two large-R jets, their features (sparkad.extract.dijet)
     and each jet's leading constituents as fixed-size list columns ``j1_c_pt/deta/dphi``, ``j2_c_*``;
     writes ``<staging>/<dataset>/<chunk>.parquet`` like HLFProcessor.
 
     selection: a DijetSelection; file_info: input path -> FormatInfo (capabilities substructure /
-    constituents); nan_features: input path -> features filled with NaN because the file lacks their inputs.
+    constituents).
     """
-
-    def __init__(self, *, features, selection, staging_dir, datasets, file_info, nan_features=None, metadata=None):
-        self.features = list(features)
-        self.selection = selection
-        self.staging_dir = str(staging_dir)
-        self.datasets = datasets
-        self.file_info = file_info
-        self.nan_features = nan_features or {}
-        self.metadata = metadata or {}
-        self._lumimasks = {}
-
-    def _lumimask(self, path):
-        if path not in self._lumimasks:
-            from coffea.lumi_tools import LumiMask
-            self._lumimasks[path] = LumiMask(path)
-        return self._lumimasks[path]
 
     def process(self, events):
         _freeze_heap_once()
@@ -260,6 +251,3 @@ class DijetProcessor(processor.ProcessorABC):
             "files_written": written,
             "chunks": 1,
         }
-
-    def postprocess(self, accumulator):
-        return accumulator

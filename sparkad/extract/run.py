@@ -214,7 +214,7 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
     nan_features, notes = {}, []
     for checks in good.values():
         for c in checks:
-            lack = (dijet.missing_capabilities if is_dijet else missing_capabilities)(features, c.info.capabilities)
+            lack = missing_capabilities(features, c.info.capabilities, dijet.FEATURE_REQUIRES if is_dijet else None)
             if not lack:
                 continue
             caps = sorted({cap for caps in lack.values() for cap in caps})

@@ -352,19 +352,23 @@ def _resolve_component(s: dict, what: str, xs: dict) -> dict:
             "is_signal": bool(s.get("is_signal", proc in SIGNALS))}
 
 
-def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
-    from sparkad.generate.pythia import COMMON_DEFAULTS, PROCESS_DEFAULTS, default_jet_r
-
+def _with_defaults(proc: str, params, what: str, known: dict, engine: str) -> tuple[dict, dict]:
+    """(the sample's params, they over the process's defaults); unknown names refused."""
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise GeneratorConfigError(f"{what}: params must be a mapping, got {params!r}")
-    known = {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}
     bad = sorted(set(params) - set(known))
     if bad:
-        raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc} under engine pythia; "
+        raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc} under engine {engine}; "
                                    f"known: {sorted(known)}")
-    out = {**known, **params}
+    return params, {**known, **params}
+
+
+def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
+    from sparkad.generate.pythia import COMMON_DEFAULTS, PROCESS_DEFAULTS, default_jet_r
+
+    params, out = _with_defaults(proc, params, what, {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}, "pythia")
     for k in ("lepton_pt_min", "m_min", "m_max", "parton_pt_min"):
         if k in out:
             out[k] = _num(out[k], f"{what}: {k}", positive=False)
@@ -386,16 +390,7 @@ def _check_pythia_params(proc: str, params, what: str, sqrt_s: float) -> dict:
 def _check_dijet_params(proc: str, params, what: str, sqrt_s: float) -> dict:
     from sparkad.generate.dijet import COMMON_DEFAULTS, PROCESS_DEFAULTS
 
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise GeneratorConfigError(f"{what}: params must be a mapping, got {params!r}")
-    known = {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}
-    bad = sorted(set(params) - set(known))
-    if bad:
-        raise GeneratorConfigError(f"{what}: unknown parameter(s) {bad} of process {proc} under engine "
-                                   f"pythia_dijet; known: {sorted(known)}")
-    out = {**known, **params}
+    params, out = _with_defaults(proc, params, what, {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}, "pythia_dijet")
     for k in ("pt_hat_min", "mass", "jet_pt_min"):
         if k in out:
             out[k] = _num(out[k], f"{what}: {k}", positive=False)

@@ -108,6 +108,30 @@ def read_model_files(model_dir: str | Path) -> tuple[bytes, bytes]:
         raise SparkadError(f"{model_dir}: unreadable model files ({e})") from None
 
 
+def load_model(model_dir, files: tuple[bytes, bytes] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(model.json's content, networks.npz's arrays) of a model directory (or of its shipped files), the
+    content hash checked: what was trained is what is scored."""
+    model_dir = Path(model_dir)
+    meta_bytes, npz_bytes = files if files is not None else read_model_files(model_dir)
+    try:
+        meta = json.loads(meta_bytes)
+    except ValueError as e:
+        raise SparkadError(f"{model_dir}/model.json: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise SparkadError(f"{model_dir}: unreadable model files (model.json holds no mapping)")
+    expected = meta.get("content_hash")
+    if expected and content_hash(meta, npz_bytes) != expected:
+        # a truncated copy, an edited model.json, another networks.npz: plausible but wrong scores
+        raise SparkadError(f"{model_dir}: model.json and networks.npz do not match their content hash "
+                           f"{expected} (modified or corrupted; restore or retrain the model)")
+    try:
+        with np.load(io.BytesIO(npz_bytes)) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise SparkadError(f"{model_dir}: unreadable model files ({type(e).__name__}: {e})") from None
+    return meta, arrays
+
+
 class Scorer:
     """A trained model loaded for scoring: features batch → named scores (numpy, deterministic)."""
 
@@ -116,20 +140,9 @@ class Scorer:
         Only what those scores need runs (``sparkad.model.scores``); ``score_names`` lists them in the
         model's order, ``all_score_names`` every score the model has."""
         self.model_dir = Path(model_dir)
-        meta_bytes, npz_bytes = files if files is not None else read_model_files(self.model_dir)
+        self.meta, arrays = load_model(self.model_dir, files)
+        self.content_hash = self.meta.get("content_hash")
         try:
-            self.meta = json.loads(meta_bytes)
-        except ValueError as e:
-            raise SparkadError(f"{self.model_dir}/model.json: not valid JSON ({e})") from None
-        self.content_hash = self.meta.get("content_hash") if isinstance(self.meta, dict) else None
-        if self.content_hash and content_hash(self.meta, npz_bytes) != self.content_hash:
-            # what was trained is not what is here: a truncated copy, an edited model.json, another
-            # networks.npz; scoring it could give plausible but wrong scores
-            raise SparkadError(f"{self.model_dir}: model.json and networks.npz do not match their content hash "
-                               f"{self.content_hash} (modified or corrupted; restore or retrain the model)")
-        try:
-            with np.load(io.BytesIO(npz_bytes)) as z:
-                arrays = {k: z[k] for k in z.files}
             self.kind = self.meta["kind"]
             if self.kind == "jet_vae":
                 raise SparkadError(f"{self.model_dir}: a jet_vae (dijet) model: `sparkad evaluate` and `sparkad bumphunt` "

@@ -13,15 +13,13 @@ content hash over both) and scores a dijet table (the constituent columns of `sp
 dijet`)."""
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 
 from sparkad.core.errors import SparkadError
 from sparkad.model import libm
-from sparkad.model.directory import content_hash, read_model_files
+from sparkad.model.directory import load_model
 from sparkad.model.jet_images import constituents_of, jet_images
 from sparkad.model.networks import fold, forward, unpack
 
@@ -60,18 +58,11 @@ class JetVAEScorer:
 
     def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None):
         self.model_dir = Path(model_dir)
-        meta_bytes, npz_bytes = files if files is not None else read_model_files(self.model_dir)
-        try:
-            self.meta = json.loads(meta_bytes)
-        except ValueError as e:
-            raise SparkadError(f"{self.model_dir}/model.json: not valid JSON ({e})") from None
+        self.meta, arrays = load_model(self.model_dir, files)
         if self.meta.get("kind") != KIND:
             raise SparkadError(f"{self.model_dir}: a {self.meta.get('kind')} model, not a {KIND}")
-        if content_hash(self.meta, npz_bytes) != self.meta.get("content_hash"):
-            raise SparkadError(f"{self.model_dir}: model.json and networks.npz do not match their content hash "
-                               f"{self.meta.get('content_hash')} (modified or corrupted; restore or retrain the model)")
-        with np.load(io.BytesIO(npz_bytes)) as z:
-            arrays = {k: z[k] for k in z.files}
+        if not self.meta.get("content_hash"):
+            raise SparkadError(f"{self.model_dir}: model.json has no content hash (not written by sparkad train)")
         self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
         self.image = dict(self.meta["image"])
         self.beta = float(self.meta["config"]["beta"])
