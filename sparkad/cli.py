@@ -131,14 +131,17 @@ def _model_kind(model_dir) -> str | None:
 @click.option("--background", help="Comma-separated background MC datasets (default: the model's background labels).")
 @click.option("--bins", type=click.IntRange(min=5), default=30, show_default=True, help="mjj bins of the spectra.")
 @click.option("--toys", type=click.IntRange(min=0), default=200, show_default=True, help="Pseudo-spectra for the global significance.")
+@click.option("--save-threshold", is_flag=True, help="Store the fitted L_T(mjj) in the model directory (mjj_thresholds.json).")
+@click.option("--use-stored", is_flag=True, help="Apply the L_T(mjj) stored in the model directory instead of fitting one.")
 @one_line_errors
-def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, background, bins, toys):
+def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, background, bins, toys, save_threshold,
+             use_stored):
     """Bump hunt on the mjj spectrum before and after the anomaly selection score > L_T(mjj) (seeds/004)."""
     from sparkad.evaluate.dijet import run_bump_hunt
 
     res = run_bump_hunt(model_dir, hlf_dir, out, dataset, strategy=strategy, efficiency=efficiency, fit_on=fit_on,
                         background=background.split(",") if background else None, bins=bins, n_toys=toys,
-                        log=lambda m: click.echo(m, err=True))
+                        save_threshold=save_threshold, use_stored=use_stored, log=lambda m: click.echo(m, err=True))
     flat = res.get("background_flatness") or res["data_flatness"]
     click.echo(f"{dataset}: {res['n_signal_region']} signal-region events, {res['n_selected']} selected by "
                f"{strategy} > L_T(mjj) at q = {efficiency:g}; background efficiency vs mjj chi2/ndf "

@@ -66,7 +66,10 @@ def fit_dijet(edges, counts, sqrt_s: float, n_params: int = 4) -> dict:
     nz = counts > 0
     cols = [np.ones(nz.sum()), np.log1p(-xc[nz]), -np.log(xc[nz])] + ([-np.log(xc[nz]) ** 2] if n_params == 4 else [])
     sol, *_ = np.linalg.lstsq(np.stack(cols, axis=1), np.log(dens[nz]), rcond=None)
-    start = np.r_[np.exp(sol[0]), sol[1:]]
+    with np.errstate(over="ignore"):
+        start = np.r_[np.exp(sol[0]), sol[1:]]
+    if not np.all(np.isfinite(start)) or start[0] <= 0:
+        raise ValueError("the dijet-function fit found no finite description of the spectrum")
     # p0 is fitted as a scale of its start: the others then move on comparable scales
     def nll_scaled(q):
         with np.errstate(over="ignore"):

@@ -22,7 +22,7 @@ from sparkad.core import storage
 from sparkad.core.atomic import write_json_atomic, write_text_atomic
 from sparkad.core.errors import SparkadError
 from sparkad.evaluate.metrics import auc, roc_curve, tpr_at_fpr
-from sparkad.model.jet_vae import STRATEGIES, JetVAEScorer
+from sparkad.model.jet_vae import STRATEGIES, JetVAEScorer, store_threshold
 
 SR_DETA = 1.4
 HLF_FOR_BASELINES = [f"j{k}_{f}" for k in (1, 2) for f in ("mass", "msd", "tau21", "tau32")]
@@ -174,10 +174,12 @@ def default_mjj_range(mjj) -> tuple[float, float]:
 
 def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both", efficiency: float = 0.01,
                   fit_on: str = "background", background=None, bins: int = 30, mjj_range=None, degree: int = 2,
-                  n_toys: int = 200, sqrt_s: float = 13000.0, log=print) -> dict:
-    """The anomaly-selected bump hunt of seeds/004 on `dataset`'s signal region (see the module docstring)."""
+                  n_toys: int = 200, sqrt_s: float = 13000.0, save_threshold: bool = False,
+                  use_stored: bool = False, log=print) -> dict:
+    """The anomaly-selected bump hunt of seeds/004 on `dataset`'s signal region (see the module docstring).
+    save_threshold: store the fitted L_T(mjj) in the model directory; use_stored: apply the stored one."""
     from sparkad.analysis.bump_hunt import sliding_window
-    from sparkad.analysis.quantile_threshold import efficiency_flatness, fit_quantile_threshold
+    from sparkad.analysis.quantile_threshold import QuantileThreshold, efficiency_flatness, fit_quantile_threshold
 
     if strategy not in STRATEGIES:
         raise SparkadError(f"unknown strategy {strategy!r} (strategies: {', '.join(STRATEGIES)})")
@@ -195,14 +197,24 @@ def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both",
     d_mjj = data["mjj"].to_numpy().astype(np.float64)
     d_score = scorer.score_table(data)[strategy]
     bkg = region(pa.concat_tables([read_dataset(hlf_dir, n) for n in background]), True) if background else None
-    if fit_on == "background":
+    if use_stored:
+        f_mjj = f_score = f_w = None
+    elif fit_on == "background":
         if bkg is None or bkg.num_rows == 0:
             raise SparkadError(f"{hlf_dir}: no background MC to fit the threshold on (use --fit-on data)")
         f_mjj, f_score = bkg["mjj"].to_numpy().astype(np.float64), scorer.score_table(bkg)[strategy]
         f_w = bkg["weight"].to_numpy().astype(np.float64)
     else:
         f_mjj, f_score, f_w = d_mjj, d_score, None
-    lt = fit_quantile_threshold(f_mjj, f_score, efficiency, degree=degree, weights=f_w)
+    if use_stored:
+        stored = scorer.stored_threshold(strategy, efficiency)
+        lt = QuantileThreshold.from_dict(stored)
+        fit_on = stored.get("fit_on", "stored")
+    else:
+        lt = fit_quantile_threshold(f_mjj, f_score, efficiency, degree=degree, weights=f_w)
+    if save_threshold and not use_stored:
+        store_threshold(scorer, strategy, efficiency, {**lt.to_dict(), "fit_on": fit_on, "degree": degree,
+                                                       "datasets": background if fit_on == "background" else [dataset]})
     lo, hi = mjj_range or default_mjj_range(d_mjj)
     edges = np.linspace(lo, hi, bins + 1)
     selected = lt.selects(d_mjj, d_score)

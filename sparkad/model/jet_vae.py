@@ -13,6 +13,7 @@ content hash over both) and scores a dijet table (the constituent columns of `sp
 dijet`)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from sparkad.model.networks import fold, forward, unpack
 
 STRATEGIES = ("j1", "j2", "sum", "both", "either")
 KIND = "jet_vae"
+#: the mjj-dependent thresholds fitted for this model (`sparkad bumphunt --save-threshold`), beside model.json
+MJJ_THRESHOLDS = "mjj_thresholds.json"
 #: jets scored per network pass (the im2col buffers of a block stay ~100 MB)
 SCORE_BATCH = 2048
 
@@ -84,3 +87,43 @@ class JetVAEScorer:
         l1 = self.score_jets(self.images(table, 1))["loss"]
         l2 = self.score_jets(self.images(table, 2))["loss"]
         return {**event_scores(l1, l2), "L1": l1, "L2": l2}
+
+    def stored_threshold(self, strategy: str, efficiency: float) -> dict:
+        """The L_T(mjj) stored for (strategy, efficiency) by `store_threshold` (a QuantileThreshold dict)."""
+        path = self.model_dir / MJJ_THRESHOLDS
+        key = threshold_key(strategy, efficiency)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SparkadError(f"{self.model_dir}: no stored mjj thresholds (run `sparkad bumphunt ... "
+                               f"--save-threshold` first)") from None
+        except (OSError, ValueError) as e:
+            raise SparkadError(f"{path}: unreadable ({e})") from None
+        if doc.get("model_hash") != self.meta["content_hash"]:
+            raise SparkadError(f"{path}: fitted for model {doc.get('model_hash')}, not for this one "
+                               f"({self.meta['content_hash']}); fit it again with --save-threshold")
+        if key not in doc.get("thresholds", {}):
+            raise SparkadError(f"{path}: no threshold {key} (stored: {', '.join(doc.get('thresholds', {})) or 'none'})")
+        return doc["thresholds"][key]
+
+
+def threshold_key(strategy: str, efficiency: float) -> str:
+    return f"{strategy}@{efficiency:g}"
+
+
+def store_threshold(scorer: JetVAEScorer, strategy: str, efficiency: float, threshold: dict) -> Path:
+    """Add (or replace) the L_T(mjj) of (strategy, efficiency) in the model directory's MJJ_THRESHOLDS,
+    bound to the model's content hash (a retrained model does not inherit it)."""
+    from sparkad.core.atomic import write_json_atomic
+
+    path = scorer.model_dir / MJJ_THRESHOLDS
+    doc = {"model_hash": scorer.meta["content_hash"], "thresholds": {}}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old.get("model_hash") == doc["model_hash"]:
+            doc["thresholds"] = dict(old.get("thresholds", {}))
+    doc["thresholds"][threshold_key(strategy, efficiency)] = threshold
+    return write_json_atomic(doc, path)

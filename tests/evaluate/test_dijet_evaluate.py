@@ -58,3 +58,28 @@ def test_cli(jet_model, dijet_hlf, tmp_path):
     assert "selected by both > L_T(mjj) at q = 0.2" in r.stdout
     r = sparkad("bumphunt", "--model", jet_model[0], "--hlf", dijet_hlf, "--dataset", "nope", "--out", tmp_path / "x")
     assert r.returncode == 1 and "no dataset 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_threshold_is_stored_with_the_model_and_applied_again(jet_model, dijet_hlf, tmp_path):
+    import shutil
+
+    from sparkad.core.errors import SparkadError
+
+    model = tmp_path / "model"
+    shutil.copytree(jet_model[0], model)
+    with pytest.raises(SparkadError, match="no stored mjj thresholds"):
+        run_bump_hunt(model, dijet_hlf, tmp_path / "a", "data", efficiency=0.2, use_stored=True, n_toys=0)
+    first = run_bump_hunt(model, dijet_hlf, tmp_path / "b", "data", efficiency=0.2, n_toys=0, bins=10,
+                          save_threshold=True, log=lambda m: None)
+    stored = json.loads((model / "mjj_thresholds.json").read_text())
+    assert stored["model_hash"] == JetVAEScorer(model).meta["content_hash"]
+    assert stored["thresholds"]["both@0.2"]["fit_on"] == "background"
+    again = run_bump_hunt(model, dijet_hlf, tmp_path / "c", "data", efficiency=0.2, n_toys=0, bins=10,
+                          use_stored=True, log=lambda m: None)
+    assert again["threshold"] == first["threshold"] and again["n_selected"] == first["n_selected"]
+    with pytest.raises(SparkadError, match="no threshold both@0.05"):
+        run_bump_hunt(model, dijet_hlf, tmp_path / "d", "data", efficiency=0.05, use_stored=True, n_toys=0)
+    stored["model_hash"] = "another"
+    (model / "mjj_thresholds.json").write_text(json.dumps(stored))
+    with pytest.raises(SparkadError, match="fitted for model another, not for this one"):
+        run_bump_hunt(model, dijet_hlf, tmp_path / "e", "data", efficiency=0.2, use_stored=True, n_toys=0)
