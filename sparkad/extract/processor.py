@@ -192,6 +192,12 @@ class DijetProcessor(ChunkProcessor):
         sel = np.flatnonzero(mask)
         cols, lists = {}, {}
         pair = []
+        if "constituents" in caps:
+            pc, link = events.PFCands, events.FatJetPFCands
+            cands = (_offsets(link.jetIdx), _flat(link.jetIdx).astype(np.int64), _flat(link.pFCandsIdx).astype(np.int64),
+                     _offsets(pc.pt), _flat(pc.pt).astype(np.float64), _flat(pc.eta).astype(np.float64),
+                     _flat(pc.phi).astype(np.float64))
+            del pc, link  # views into the chunk's NanoEvents: released with them below
         for k, idx in ((1, i1[sel]), (2, i2[sel])):
             j = {f: v[idx] for f, v in jet.items()}
             pair.append(j)
@@ -199,11 +205,8 @@ class DijetProcessor(ChunkProcessor):
                 if f in j:
                     cols[f"j{k}_{f}"] = j[f]
             if "constituents" in caps:
-                pc, link = events.PFCands, events.FatJetPFCands
                 c_pt, c_deta, c_dphi, count = dijet.leading_constituents(
-                    sel, idx - off[sel], j["eta"], j["phi"], _offsets(link.jetIdx), _flat(link.jetIdx).astype(np.int64),
-                    _flat(link.pFCandsIdx).astype(np.int64), _offsets(pc.pt), _flat(pc.pt).astype(np.float64),
-                    _flat(pc.eta).astype(np.float64), _flat(pc.phi).astype(np.float64), int(self.selection.constituents))
+                    sel, idx - off[sel], j["eta"], j["phi"], *cands, int(self.selection.constituents))
                 cols[f"j{k}_ncons"] = count.astype(np.float64)
                 lists.update({f"j{k}_c_pt": c_pt, f"j{k}_c_deta": c_deta, f"j{k}_c_dphi": c_dphi})
         cols.update(dijet.pair_features(*pair))

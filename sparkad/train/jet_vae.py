@@ -96,16 +96,18 @@ def load_sideband(hlf_dir, data_conf: dict, log=print):
         files = storage.list_files(storage.join(hlf_dir, name), ".parquet")
         for f in files:
             t = pq.read_table(f, filesystem=storage.filesystem(f)[0] if storage.is_remote(f) else None, columns=None)
+            if t.num_rows == 0:  # a dataset no event of which passed: its placeholder file holds no constituents
+                continue
             missing = [c for c in COLUMNS if c not in t.column_names]
             if missing:
                 raise SparkadError(f"{f}: no column(s) {', '.join(missing)} (extracted without constituents?)")
             t = t.select(COLUMNS)
             tables.append(t.filter(pc.greater(t["deta"], float(data_conf["deta_min"]))))
-    table = pa.concat_tables(tables)
-    n_all = table.num_rows
+    n_all = sum(t.num_rows for t in tables)
     if n_all < 10:
         raise SparkadError(f"{hlf_dir}: {n_all} sideband events (|deta| > {data_conf['deta_min']}) in "
                            f"{', '.join(chosen)}: too few to train on")
+    table = pa.concat_tables(tables)
     rng = np.random.default_rng(int(data_conf["seed"]))
     w = table["weight"].to_numpy()
     n = min(n_all, int(data_conf["max_events"]))

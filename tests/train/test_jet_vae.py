@@ -93,3 +93,18 @@ def test_cli_refuses_a_lepton_extraction(generated_hlf, tmp_path):
                         "--out", str(tmp_path / "m")], capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "not a dijet extraction (run `sparkad extract --analysis dijet`)" in r.stderr
+
+
+def test_an_extraction_without_events_is_too_few_not_a_missing_column(dijet_hlf, tmp_path):
+    """Datasets no event of which passed hold a placeholder file without constituents: said as such."""
+    from sparkad.extract.fileset import load_fileset
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.train.jet_vae import train_jet_vae
+
+    sel = tmp_path / "hard.yaml"
+    sel.write_text("analysis: dijet\njets: {pt_min: 100000.0, eta_max: 2.4}\n")
+    run_extraction(load_fileset(dijet_hlf.parent / "gen" / "fileset.yaml"),
+                   ExtractOptions.from_conf(tmp_path / "hlf", analysis="dijet", selection=str(sel), progress=False),
+                   log=lambda m: None)
+    with pytest.raises(SparkadError, match="0 sideband events .* too few to train on"):
+        train_jet_vae(tmp_path / "hlf", tmp_path / "m", progress=False, log=lambda m: None)
