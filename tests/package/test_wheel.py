@@ -61,8 +61,11 @@ def venv(wheel, tmp_path_factory):
     py = d / "bin" / "python"
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
-    # this environment's packages as plain paths: dependencies, never this checkout's sparkad
+    # this environment's packages as plain paths: dependencies, never this checkout's sparkad; every
+    # site-packages folder on the path (a venv made with --system-site-packages, as on an image whose Python
+    # comes with packages, finds some dependencies outside its own purelib)
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    deps |= {p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()}
     (site / "zz_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
                        capture_output=True, text=True, timeout=600)
