@@ -168,9 +168,35 @@ def rates(model, hlf):
     dec.predict(stats[:, : int(m["latent"])], batch_size=512, verbose=0)
     t_keras = time.perf_counter() - t0
     n = len(img)
+    # the limit: this core's float32 GEMM rate (one thread), times the network's multiply-adds per jet
+    flops = 2.0 * sum(int(np.prod(op["w"].shape)) for net in s.nets.values() for op in net if op["op"] == "dense")
+    flops += 2.0 * sum(int(np.prod(op["w"].shape)) * _pixels(net, i, int(s.image["n_pixels"]))
+                       for net in s.nets.values() for i, op in enumerate(net) if op["op"] == "conv2d")
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    with threadpool_limits(1):
+        a @ a
+        t0 = time.perf_counter()
+        for _ in range(5):
+            a @ a
+        gemm = 5 * 2.0 * 1024 ** 3 / (time.perf_counter() - t0)
     emit(what="rate", jets=n, images_per_s=n / t_img, numpy_jets_per_s=n / t_np, keras_jets_per_s=n / t_keras,
-         numpy_over_keras=t_keras / t_np)
+         numpy_over_keras=t_keras / t_np, flops_per_jet=flops, gemm_flops_per_s=gemm,
+         numpy_fraction_of_gemm_limit=flops * n / t_np / gemm, keras_fraction_of_gemm_limit=flops * n / t_keras / gemm)
     keras.backend.clear_session()
+
+
+def _pixels(net, i, n_pixels) -> int:
+    """Output pixels of the i-th op (a conv2d) of an exported network: the input size halved by every
+    avgpool2 and doubled by every upsample2 before it (the decoder starts from its reshape's size)."""
+    size = n_pixels
+    for op in net[:i]:
+        if op["op"] == "avgpool2":
+            size //= 2
+        elif op["op"] == "upsample2":
+            size *= 2
+        elif op["op"] == "reshape" and len(op["shape"]) == 3:
+            size = int(op["shape"][0])
+    return size * size
 
 
 def bumps(model, hlf, masses, injections, efficiency):
