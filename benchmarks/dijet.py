@@ -12,7 +12,9 @@ the anomaly selection, on an independent Pythia 8 simulation.
    FPR 10 %, 1 %, 0.1 % per loss strategy and signal, beside τ21 and the Mahalanobis / PCA / isolation-forest
    references fitted on the same sideband;
 3. scoring rates: the exported numpy networks (jet images built from the constituents + encoder + decoder)
-   against Keras' own predict on the same jets, in this process, on one core (`OMP/TF threads = 1`);
+   against Keras' own predict on the same jets, in this process, on one core (`OMP/TF threads = 1`); the bare
+   event rate of the scoring kernel (both jets, every strategy), and `sparkad score --engine spark` (local[2],
+   all products) over every event, its rate per core as a fraction of the bare rate;
 4. the bump hunt: QCD's signal region split in two halves (one fits L_T(mjj), the other is the pseudo-data),
    each G -> WW signal injected at the given fractions of the pseudo-data; the largest excess's local Z of the
    dijet-function fit before and after the selection `both > L_T(mjj)` at the given background efficiency,
@@ -99,7 +101,8 @@ def main():
         emit(what="verdict", signal=sig, **b)
     if a.pictures:
         pictures(hlf, Path(a.pictures), ev)
-    rates(model, hlf)
+    bare = rates(model, hlf)
+    spark_rate(model, hlf, work, bare)
     bumps(model, hlf, masses, [float(x) for x in a.injections.split(",")], a.efficiency)
     print(f"\n{PAPER['statement']}\nresults in {work}")
 
@@ -183,6 +186,29 @@ def rates(model, hlf):
          numpy_over_keras=t_keras / t_np, flops_per_jet=flops, gemm_flops_per_s=gemm,
          numpy_fraction_of_gemm_limit=flops * n / t_np / gemm, keras_fraction_of_gemm_limit=flops * n / t_keras / gemm)
     keras.backend.clear_session()
+    # the bare in-process event rate of the scoring pass's kernel: both jets' images and losses, all strategies
+    with threadpool_limits(1):
+        s.score_arrow(t.slice(0, 100))
+        t0 = time.perf_counter()
+        s.score_arrow(t)
+        bare = t.num_rows / (time.perf_counter() - t0)
+    emit(what="rate", step="bare_events", events=t.num_rows, events_per_s=bare)
+    return bare
+
+
+def spark_rate(model, hlf, work: Path, bare: float):
+    """`sparkad score --engine spark` over every event of the HLF folder (jet images built in the workers)
+    with all products, against the bare in-process event rate measured above."""
+    out = work / "scores_spark"
+    dt, _ = run("score", "--engine", "spark", "--master", "local[2]", "--hlf", hlf, "--model", model, "--out", out,
+                "--scores", "all")
+    rep = json.loads((out / "_score_report.json").read_text())
+    n, cores, t = rep["total_events"], rep["cores"], rep["timings"]
+    per_core = n / t["score_pass_s"] / cores
+    emit(what="rate", step="spark_score", events=n, cores=cores, score_pass_s=t["score_pass_s"],
+         products_s=t.get("products_s"), elapsed_s=rep["elapsed_s"], command_s=dt,
+         pass_events_per_s_per_core=per_core, job_events_per_s_per_core=n / rep["elapsed_s"] / cores,
+         bare_events_per_s=bare, pass_over_bare=per_core / bare, job_over_bare=n / rep["elapsed_s"] / cores / bare)
 
 
 def _pixels(net, i, n_pixels) -> int:

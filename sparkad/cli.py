@@ -204,6 +204,8 @@ score_options = option_group(
     click.option("--select-fraction", type=float, help="Set the threshold exactly so that this fraction of --select-on is anomalous."),
     click.option("--select-on", type=click.Choice(["data", "mc"]), default="data", show_default=True,
                  help="Reference sample of --select-fraction: the data, or the weighted MC background."),
+    click.option("--mjj-efficiency", type=float, help="Jet VAE: select with its stored L_T(mjj) at this background "
+                 "efficiency (`sparkad bumphunt --save-threshold`); --score names the strategy (default both)."),
     click.option("--background", help="Comma-separated MC background datasets for the ASTF (default: the model's cocktail)."),
     click.option("--analysis-config", type=click.Path(dir_okay=False), help="YAML overriding conf/analysis.yaml."),
     click.option("--no-products", is_flag=True, help="Scores only: no histograms, ASTF, yields or run check."),
@@ -215,11 +217,11 @@ score_options = option_group(
 )
 
 
-def score_arguments(hlf_dir, model_dir, out, score_name, threshold, ppm, select_fraction, select_on, background,
-                    analysis_config, no_products, keep_scores, batch_rows, target_rows) -> dict:
+def score_arguments(hlf_dir, model_dir, out, score_name, threshold, ppm, select_fraction, select_on, mjj_efficiency,
+                    background, analysis_config, no_products, keep_scores, batch_rows, target_rows) -> dict:
     """The ``score_options`` values as the arguments of ``sparkad.score.run.run_analysis``."""
     return {"hlf_dir": hlf_dir, "model_dir": model_dir, "out": out, "score": score_name, "threshold": threshold,
-            "ppm": ppm, "fraction": select_fraction, "select_on": select_on, "background": split_list(background),
+            "ppm": ppm, "fraction": select_fraction, "select_on": select_on, "mjj_efficiency": mjj_efficiency, "background": split_list(background),
             "analysis_config": analysis_config, "products": not no_products, "scores": keep_scores, "batch_rows": batch_rows,
             "target_rows": target_rows}
 

@@ -55,6 +55,23 @@ def _hist(values: np.ndarray, bins: int = 100) -> dict:
     return {"edges": edges.tolist(), "counts": counts.tolist()}
 
 
+def write_validation_scores(val_scores: dict, out: Path) -> None:
+    """validation_scores.json: per score, a 100-bin histogram of the SM validation sample (the scoring
+    pass's score binning, ``validation_edges``)."""
+    write_json_atomic({k: _hist(v) for k, v in val_scores.items()}, Path(out) / "validation_scores.json")
+
+
+def validation_edges(model_dir, name: str) -> np.ndarray:
+    """A score's histogram binning: its validation histogram's edges (100 bins over the range of the
+    SM validation scores), or 100 bins over [0, 1] when the model directory has none for it."""
+    try:
+        doc = json.loads((Path(model_dir) / "validation_scores.json").read_text())
+    except (OSError, ValueError):
+        doc = {}
+    e = doc.get(name, {}).get("edges") if isinstance(doc, dict) else None
+    return np.asarray(e, np.float64) if e else np.linspace(0.0, 1.0, 101)
+
+
 def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_scores: dict, config: dict,
                     provenance: dict, composition: dict, history_summary: dict, baselines: dict | None = None) -> dict:
     """``val_scores``: the model's scores, then the baselines' (``sparkad.model.baselines``), on the SM
@@ -68,7 +85,7 @@ def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_
     np.savez(buf, **arrays)
     blob = buf.getvalue()
     write_bytes_atomic(blob, out / "networks.npz")
-    write_json_atomic({k: _hist(v) for k, v in val_scores.items()}, out / "validation_scores.json")
+    write_validation_scores(val_scores, out)
     doc = {
         "kind": kind,
         "score_names": list(val_scores),
@@ -132,6 +149,35 @@ def load_model(model_dir, files: tuple[bytes, bytes] | None = None) -> tuple[dic
     return meta, arrays
 
 
+def open_scorer(model_dir, files: tuple[bytes, bytes] | None = None, scores=None, options: dict | None = None):
+    """The scorer of any model kind for the batch scoring pass: a ``Scorer`` (HLF feature vectors) or a
+    ``sparkad.model.jet_vae.JetVAEScorer`` (jet constituents → jet images); both give ``score_arrow``,
+    ``features``, ``score_names``, ``thresholds`` and ``histogram_edges``. ``options``: what the kind
+    needs beside its files (a jet VAE: ``mjj_thresholds``, read on the driver by ``scorer_options``)."""
+    meta_bytes = (files[0] if files is not None else read_model_files(model_dir)[0])
+    try:
+        kind = json.loads(meta_bytes).get("kind")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind == "jet_vae":
+        from sparkad.model.jet_vae import JetVAEScorer
+        return JetVAEScorer(model_dir, files=files, scores=scores, **(options or {}))
+    if options:
+        raise SparkadError(f"{model_dir}: a {kind} model takes no options {sorted(options)}")
+    return Scorer(model_dir, files=files, scores=scores)
+
+
+def scorer_options(model_dir) -> dict:
+    """What the executors need beside a model's files: a jet VAE's stored L_T(mjj) thresholds (so that its
+    L − L_T(mjj) scores exist), nothing for the other kinds."""
+    meta = json.loads(read_model_files(model_dir)[0])
+    if isinstance(meta, dict) and meta.get("kind") == "jet_vae":
+        from sparkad.model.jet_vae import JetVAEScorer
+        doc = JetVAEScorer(model_dir).stored_thresholds()
+        return {"mjj_thresholds": doc} if doc else {}
+    return {}
+
+
 class Scorer:
     """A trained model loaded for scoring: features batch → named scores (numpy, deterministic)."""
 
@@ -145,8 +191,9 @@ class Scorer:
         try:
             self.kind = self.meta["kind"]
             if self.kind == "jet_vae":
-                raise SparkadError(f"{self.model_dir}: a jet_vae (dijet) model: `sparkad evaluate` and `sparkad bumphunt` "
-                                   f"score it; the scoring pass (`sparkad score`, jobs/score.py) does not take it yet")
+                raise SparkadError(f"{self.model_dir}: a jet_vae (dijet) model scores jet constituents, not a vector of "
+                                   f"HLF features: use `sparkad score`, `sparkad evaluate` or `sparkad bumphunt` "
+                                   f"(in code: sparkad.model.directory.open_scorer)")
             if self.kind not in SCORERS:
                 raise SparkadError(f"{self.model_dir}: unknown model kind {self.kind!r}")
             self.features = list(self.meta["features"])
@@ -210,6 +257,17 @@ class Scorer:
     def baseline_scores(self) -> list[str]:
         """The names among ``score_names`` that are classic baselines, not the model's own scores."""
         return list(self.meta.get("baseline_scores") or [])
+
+    def score_arrow(self, batch) -> dict[str, np.ndarray]:
+        """The chosen scores of a pyarrow batch or table holding the model's feature columns."""
+        names = batch.schema.names
+        self.check_columns(names, "HLF input")
+        x = np.column_stack([batch.column(names.index(f)).to_numpy(zero_copy_only=False) for f in self.features]) \
+            if batch.num_rows else np.zeros((0, len(self.features)))
+        return self.score(x.astype(np.float64, copy=False))
+
+    def histogram_edges(self, name: str) -> np.ndarray:
+        return validation_edges(self.model_dir, name)
 
     def score_frame(self, df) -> dict[str, np.ndarray]:
         self.check_columns(df.columns)

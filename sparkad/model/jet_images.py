@@ -70,11 +70,15 @@ def _fill(pt, deta, dphi, n_pixels, width, center, rotate, normalize, out, outsi
 
 
 def jet_images(pt, deta, dphi, n_pixels: int = N_PIXELS, width: float = WIDTH, center: str = "axis",
-               rotate: bool = False, normalize: bool = True):
+               rotate: bool = False, normalize: bool = True, power: float = 1.0):
     """(images (n, n_pixels, n_pixels) float32, pT fraction outside the window (n,) float64) of jets given
-    as (n, k) arrays of their constituents' pT, Δη, Δφ (zero pT = padding)."""
+    as (n, k) arrays of their constituents' pT, Δη, Δφ (zero pT = padding). ``power`` < 1 compresses the
+    pixel intensities (pixel^power, after the normalisation): the core pixel weighs less in a squared loss
+    against the soft radiation around it."""
     if center not in ("axis", "centroid"):
         raise ValueError(f"center must be 'axis' or 'centroid', got {center!r}")
+    if not (isinstance(power, (int, float)) and 0 < power <= 1):
+        raise ValueError(f"power must lie in (0, 1], got {power!r}")
     pt, deta, dphi = (np.ascontiguousarray(np.asarray(x, np.float64)) for x in (pt, deta, dphi))
     if pt.ndim != 2 or pt.shape != deta.shape or pt.shape != dphi.shape:
         raise ValueError(f"constituent arrays must share one (jets, constituents) shape, got {pt.shape}, "
@@ -83,6 +87,8 @@ def jet_images(pt, deta, dphi, n_pixels: int = N_PIXELS, width: float = WIDTH, c
     outside = np.zeros(pt.shape[0], np.float64)
     _fill(pt, deta, dphi, int(n_pixels), float(width), center == "centroid", bool(rotate), bool(normalize), out,
           outside)
+    if power != 1:
+        np.power(out, float(power), out=out)
     return out.astype(np.float32), outside
 
 
@@ -90,5 +96,12 @@ def constituents_of(table, jet: int):
     """The (pt, deta, dphi) (n, k) arrays of jet 1 or 2 from an extracted dijet table (pyarrow or pandas)."""
     cols = [f"j{jet}_c_{q}" for q in ("pt", "deta", "dphi")]
     if hasattr(table, "column"):  # pyarrow: fixed-size lists flatten without a copy per row
-        return tuple(table.column(c).combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1) for c in cols)
+        out = []
+        for c in cols:
+            col = table.column(c)
+            if hasattr(col, "combine_chunks"):  # a Table's ChunkedArray; a RecordBatch holds one Array
+                col = col.combine_chunks()
+            size = getattr(col.type, "list_size", -1)  # fixed-size lists know their width, even with no row
+            out.append(col.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, size if size > 0 else -1))
+        return tuple(out)
     return tuple(np.stack(table[c].to_numpy()) if len(table) else np.zeros((0, 0)) for c in cols)

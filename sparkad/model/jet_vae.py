@@ -25,6 +25,8 @@ from sparkad.model.jet_images import constituents_of, jet_images
 from sparkad.model.networks import fold, forward, unpack
 
 STRATEGIES = ("j1", "j2", "sum", "both", "either")
+#: the score a scoring pass selects on by default (seeds/004: both jets above L_T keeps the QCD tail smallest)
+HEADLINE = "both"
 KIND = "jet_vae"
 #: the mjj-dependent thresholds fitted for this model (`sparkad bumphunt --save-threshold`), beside model.json
 MJJ_THRESHOLDS = "mjj_thresholds.json"
@@ -56,20 +58,63 @@ def event_scores(l1: np.ndarray, l2: np.ndarray) -> dict[str, np.ndarray]:
     return {"j1": l1, "j2": l2, "sum": l1 + l2, "both": np.minimum(l1, l2), "either": np.maximum(l1, l2)}
 
 
-class JetVAEScorer:
-    """A trained per-jet VAE loaded for scoring dijet tables."""
+def mjj_score_name(strategy: str, efficiency: float) -> str:
+    """The event score L − L_T(mjj) of a strategy with its stored mjj-dependent threshold at `efficiency`:
+    positive is the selection of seeds/004 Fig. 8, so a scoring pass selects it with the threshold 0."""
+    return f"{strategy}_minus_LT_{efficiency * 1e6:g}ppm"
 
-    def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None):
+
+def constituent_columns(jets=(1, 2)) -> list[str]:
+    return [f"j{k}_c_{q}" for k in jets for q in ("pt", "deta", "dphi")]
+
+
+class JetVAEScorer:
+    """A trained per-jet VAE loaded for scoring dijet tables (`score_table`), and for the batch scoring pass
+    (`score_arrow`, the interface of ``sparkad.model.directory.Scorer``: features, score names, thresholds).
+
+    ``scores``: the names to compute (None: every strategy, plus L − L_T(mjj) for each threshold in
+    ``mjj_thresholds``, the content of the model's MJJ_THRESHOLDS read on the driver, which executors
+    do not have)."""
+
+    pre = None  # no feature pre-processing: the inputs are the jets' constituents
+    #: the stored threshold a scoring pass selects with by default: 1 % of the QCD, as seeds/004
+    default_ppm = 10_000.0
+    baseline_scores: list = []
+
+    def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None, scores=None,
+                 mjj_thresholds: dict | None = None):
         self.model_dir = Path(model_dir)
         self.meta, arrays = load_model(self.model_dir, files)
-        if self.meta.get("kind") != KIND:
+        self.kind = self.meta.get("kind")
+        if self.kind != KIND:
             raise SparkadError(f"{self.model_dir}: a {self.meta.get('kind')} model, not a {KIND}")
-        if not self.meta.get("content_hash"):
+        self.content_hash = self.meta.get("content_hash")
+        if not self.content_hash:
             raise SparkadError(f"{self.model_dir}: model.json has no content hash (not written by sparkad train)")
         self.nets = {k: fold(v) for k, v in unpack(self.meta["networks"], arrays).items()}
         self.image = dict(self.meta["image"])
         self.beta = float(self.meta["config"]["beta"])
-        self.score_names = list(STRATEGIES)
+        self.thresholds = self.meta["thresholds"]
+        self._curves = {}
+        if mjj_thresholds:
+            self._check_hash(mjj_thresholds, self.model_dir / MJJ_THRESHOLDS)
+            from sparkad.analysis.quantile_threshold import QuantileThreshold
+            for key, d in sorted(mjj_thresholds.get("thresholds", {}).items()):
+                strategy, eff = key.split("@")
+                self._curves[mjj_score_name(strategy, float(eff))] = (strategy, QuantileThreshold.from_dict(d))
+        self.all_score_names = [HEADLINE, *(s for s in STRATEGIES if s != HEADLINE), *self._curves]
+        if scores is None:
+            self.score_names = list(self.all_score_names)
+        else:
+            scores = [scores] if isinstance(scores, str) else list(scores)
+            unknown = [s for s in scores if s not in self.all_score_names]
+            if unknown or not scores:
+                raise SparkadError(f"{self.model_dir}: model has no score(s) {', '.join(map(repr, unknown)) or '(none given)'}"
+                                   f" (scores: {', '.join(self.all_score_names)})")
+            self.score_names = [s for s in self.all_score_names if s in set(scores)]
+        strategies = {self._curves[s][0] if s in self._curves else s for s in self.score_names}
+        self._jets = [k for k in (1, 2) if strategies - {"j2" if k == 1 else "j1"}]
+        self.features = constituent_columns(self._jets) + (["mjj"] if set(self.score_names) & set(self._curves) else [])
 
     def images(self, table, jet: int) -> np.ndarray:
         pt, deta, dphi = constituents_of(table, jet)
@@ -88,6 +133,39 @@ class JetVAEScorer:
         l2 = self.score_jets(self.images(table, 2))["loss"]
         return {**event_scores(l1, l2), "L1": l1, "L2": l2}
 
+    def check_columns(self, columns, source: str = "input") -> None:
+        missing = [f for f in self.features if f not in set(columns)]
+        if missing:
+            raise SparkadError(f"{source}: lacks column(s) {', '.join(missing)} that the jet VAE {self.model_dir} scores "
+                               f"(extract with `sparkad extract --analysis dijet` from files with jet constituents)")
+
+    def score_arrow(self, batch) -> dict[str, np.ndarray]:
+        """The chosen scores (float64) of a pyarrow batch or table with the dijet columns: the jet images
+        are built here, from the constituents, in the worker."""
+        self.check_columns(batch.schema.names, "scoring input")
+        loss = {k: self.score_jets(self.images(batch, k))["loss"] for k in self._jets}
+        zero = np.zeros(batch.num_rows)
+        per = event_scores(loss.get(1, zero), loss.get(2, zero))
+        out = {}
+        for name in self.score_names:
+            if name in self._curves:
+                strategy, lt = self._curves[name]
+                mjj = batch.column(batch.schema.names.index("mjj")).to_numpy(zero_copy_only=False)
+                out[name] = per[strategy] - lt(mjj)
+            else:
+                out[name] = per[name]
+        return out
+
+    def histogram_edges(self, name: str) -> np.ndarray:
+        """Binning of a score's histograms: its validation range (validation_scores.json); L − L_T(mjj)
+        gets the same width, centred on 0."""
+        from sparkad.model.directory import validation_edges
+
+        if name in self._curves:
+            e = validation_edges(self.model_dir, self._curves[name][0])
+            return e - 0.5 * (e[0] + e[-1])
+        return validation_edges(self.model_dir, name)
+
     def stored_threshold(self, strategy: str, efficiency: float) -> dict:
         """The L_T(mjj) stored for (strategy, efficiency) by `store_threshold` (a QuantileThreshold dict)."""
         path = self.model_dir / MJJ_THRESHOLDS
@@ -99,12 +177,27 @@ class JetVAEScorer:
                                f"--save-threshold` first)") from None
         except (OSError, ValueError) as e:
             raise SparkadError(f"{path}: unreadable ({e})") from None
-        if doc.get("model_hash") != self.meta["content_hash"]:
-            raise SparkadError(f"{path}: fitted for model {doc.get('model_hash')}, not for this one "
-                               f"({self.meta['content_hash']}); fit it again with --save-threshold")
+        self._check_hash(doc, path)
         if key not in doc.get("thresholds", {}):
             raise SparkadError(f"{path}: no threshold {key} (stored: {', '.join(doc.get('thresholds', {})) or 'none'})")
         return doc["thresholds"][key]
+
+    def stored_thresholds(self) -> dict:
+        """The model's MJJ_THRESHOLDS content (checked against the model), or {} when it has none."""
+        path = self.model_dir / MJJ_THRESHOLDS
+        if not path.exists():
+            return {}
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SparkadError(f"{path}: unreadable ({e})") from None
+        self._check_hash(doc, path)
+        return doc
+
+    def _check_hash(self, doc: dict, path) -> None:
+        if doc.get("model_hash") != self.content_hash:
+            raise SparkadError(f"{path}: fitted for model {doc.get('model_hash')}, not for this one "
+                               f"({self.content_hash}); fit it again with --save-threshold")
 
 
 def threshold_key(strategy: str, efficiency: float) -> str:

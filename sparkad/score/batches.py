@@ -8,13 +8,14 @@ is kept to one thread per worker, and no TensorFlow is involved (the exported nu
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 import pyarrow as pa
 
 from sparkad.core.parquet_io import ID_COLUMNS
-from sparkad.model.directory import Scorer
+from sparkad.model.directory import Scorer, open_scorer
 
 
 def single_threaded_numpy() -> None:
@@ -31,12 +32,13 @@ def single_threaded_numpy() -> None:
 _SCORERS: dict = {}
 
 
-def get_scorer(model_dir: str, files: tuple[bytes, bytes], scores=None) -> Scorer:
-    """The model, built once per Python process from its shipped files (keyed by content and by the
-    scores it computes)."""
-    key = (model_dir, hash(files[0]), len(files[1]), None if scores is None else tuple(scores))
+def get_scorer(model_dir: str, files: tuple[bytes, bytes], scores=None, options: dict | None = None):
+    """The model (any kind: ``open_scorer``), built once per Python process from its shipped files (keyed
+    by content, by the scores it computes and by its options)."""
+    key = (model_dir, hash(files[0]), len(files[1]), None if scores is None else tuple(scores),
+           json.dumps(options, sort_keys=True) if options else None)
     if key not in _SCORERS:
-        _SCORERS[key] = Scorer(model_dir, files=files, scores=scores)
+        _SCORERS[key] = open_scorer(model_dir, files=files, scores=scores, options=options)
     return _SCORERS[key]
 
 
@@ -52,10 +54,7 @@ def score_batch(batch: pa.RecordBatch, scorer: Scorer) -> tuple[pa.RecordBatch, 
     float32) and the scorer's float64 scores, on which the thresholds are defined (the products compare
     those: a float32-rounded score can land on the other side of a threshold it equals)."""
     names = batch.schema.names
-    scorer.check_columns(names, "HLF input")
-    x = np.column_stack([batch.column(names.index(f)).to_numpy(zero_copy_only=False) for f in scorer.features]) \
-        if batch.num_rows else np.zeros((0, len(scorer.features)))
-    scores = scorer.score(x.astype(np.float64, copy=False))
+    scores = scorer.score_arrow(batch)
     schema = output_schema(scorer)  # built once per batch, not once per column
     cols = []
     for c in ID_COLUMNS:

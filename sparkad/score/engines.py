@@ -30,7 +30,7 @@ from sparkad.core.atomic import atomic_path
 from sparkad.core.errors import SparkadError, task_error
 from sparkad.core.jsonsafe import jsonable
 from sparkad.core.parquet_io import ID_COLUMNS
-from sparkad.model.directory import Scorer, read_model_files
+from sparkad.model.directory import Scorer, open_scorer, read_model_files, scorer_options
 from sparkad.score.batches import (
     get_scorer,
     output_schema,
@@ -111,6 +111,8 @@ class ScoreJob:
     side: str | None = None
     #: (score, reference datasets): a reference fragment returns the first round of ``select_threshold``
     tail: tuple | None = None
+    #: what the model kind needs beside its files (``sparkad.model.directory.scorer_options``)
+    model_options: dict | None = None
 
 
 def _batches(frag: Fragment, columns, batch_rows: int):
@@ -168,7 +170,7 @@ def run_fragment(frag: Fragment, job: ScoreJob) -> tuple:
     ``aggregate_fragment`` instead of being aggregated here (the threshold is not known yet); with
     ``job.tail`` a reference fragment returns the first round of ``select_threshold``."""
     single_threaded_numpy()
-    scorer = get_scorer(job.model_path, job.model_files, job.scores)  # once per worker process
+    scorer = get_scorer(job.model_path, job.model_files, job.scores, job.model_options)  # once per worker process
     if storage.is_remote(job.staging):  # written locally, then uploaded as one object each
         import tempfile
         with tempfile.TemporaryDirectory(prefix="sparkad-part-") as tmpdir:
@@ -472,9 +474,11 @@ def _tasks(engine, fn, frags, job, hlf_dir):
 
 
 def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, anomaly=None,
-                 batch_rows: int = 200_000, target_rows: int = 2_000_000, scores=None, log=lambda m: None) -> dict:
+                 batch_rows: int = 200_000, target_rows: int = 2_000_000, scores=None, model_options=None,
+                 log=lambda m: None) -> dict:
     """Score every dataset of an HLF folder; with ``spec_builder`` also aggregate the analysis products.
-    ``scores``: the scores computed and stored (None: all of the model's).
+    ``scores``: the scores computed and stored (None: all of the model's). Any model kind
+    (``open_scorer``); ``model_options``: its ``scorer_options`` (read here when not given).
 
     ``anomaly`` (from ``resolve_anomaly_threshold``) says how the anomaly threshold is found. When it is
     a fraction of a reference sample the networks still run once: the scoring pass keeps every
@@ -491,7 +495,8 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     report = hlf_report(hlf_dir)
     datasets = report["datasets"]
     files = read_model_files(model_dir)
-    scorer = Scorer(model_dir, files=files, scores=scores)
+    model_options = scorer_options(model_dir) if model_options is None else model_options
+    scorer = open_scorer(model_dir, files=files, scores=scores, options=model_options)
     scores = tuple(scorer.score_names)
     t = time.time()
     frags = plan_fragments(hlf_dir, datasets, scorer, target_rows)
@@ -521,7 +526,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     try:
         t = time.time()
         job = ScoreJob(str(model_dir), files, spec, str(staging), batch_rows, scores,
-                       side=str(side) if one_pass else None, tail=tail)
+                       side=str(side) if one_pass else None, tail=tail, model_options=model_options)
         results = _tasks(engine, run_fragment, frags, job, hlf_dir)
         timings["score_pass_s"] = round(time.time() - t, 3)
         counts: dict = {name: 0 for name in datasets}

@@ -4,7 +4,6 @@ All of it is decided on the driver before the pass and shipped to the tasks as a
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -14,16 +13,25 @@ from sparkad.analysis.aggregates import AnalysisSpec
 from sparkad.analysis.astf import binning_edges, parse_cuts
 from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
-from sparkad.model.directory import Scorer
+from sparkad.model.directory import Scorer, open_scorer, scorer_options
 from sparkad.core import storage
 from sparkad.core.atomic import write_json_atomic
 
 SELECT_ON = ("data", "mc")
 
 
-def load_analysis_conf(path: str | Path | None = None) -> dict:
-    """conf/analysis.yaml, or a user file overriding any of its top-level keys."""
+#: analyses with their own defaults in conf/analysis.yaml (a section that replaces the keys it names)
+ANALYSES = ("dijet",)
+
+
+def load_analysis_conf(path: str | Path | None = None, analysis: str | None = None) -> dict:
+    """conf/analysis.yaml (with the section of the extraction's ``analysis`` in place of the keys it
+    names, e.g. the dijet signal region as the post-selection), or a user file overriding any of its
+    top-level keys."""
     doc = require_mapping(load_conf("analysis"), "conf/analysis.yaml")
+    sections = {a: require_mapping(doc.pop(a, {}), f"conf/analysis.yaml: {a}") for a in ANALYSES}
+    for k, v in sections.get(analysis, {}).items():
+        doc[k] = merge_config(doc[k], v) if isinstance(doc.get(k), dict) else v
     where = "conf/analysis.yaml"
     if path:
         where = f"{path} (over conf/analysis.yaml)"
@@ -91,10 +99,16 @@ def dataset_roles(hlf_report: dict, scorer: Scorer, background: list[str] | None
 
 
 def resolve_anomaly_threshold(scorer: Scorer, roles: dict, *, score: str | None = None, threshold: float | None = None,
-                              ppm: float | None = None, fraction: float | None = None, on: str = "data") -> dict:
+                              ppm: float | None = None, fraction: float | None = None, on: str = "data",
+                              mjj_efficiency: float | None = None) -> dict:
     """How the anomaly threshold is set, in order of precedence: a value given by the user; a
     fraction of a reference sample (data, or the weighted MC background), found exactly from the scoring
-    pass (score_folder); the model's stored threshold at ``ppm`` of its SM validation sample (default 1000 ppm)."""
+    pass (score_folder); the model's stored threshold at ``ppm`` of its SM validation sample (default: the
+    scorer's ``default_ppm``, else 1000 ppm).
+    A jet VAE can instead select with its stored mjj-dependent threshold L_T(mjj) at ``mjj_efficiency``
+    (``sparkad bumphunt --save-threshold``): the selection score is then L − L_T(mjj), above 0."""
+    if mjj_efficiency is not None:
+        return _mjj_threshold(scorer, score, mjj_efficiency, given=(threshold, ppm, fraction))
     score = score or scorer.score_names[0]
     if score not in scorer.score_names:
         raise SparkadError(f"{scorer.model_dir}: model has no score {score!r} (scores: {', '.join(scorer.score_names)})")
@@ -112,7 +126,7 @@ def resolve_anomaly_threshold(scorer: Scorer, roles: dict, *, score: str | None 
             raise SparkadError(f"no {'data' if on == 'data' else 'MC background'} dataset to set the threshold on")
         return {"score": score, "fraction": float(fraction), "on": on, "reference_datasets": ref,
                 "source": f"exact: fraction {fraction:g} of {'data' if on == 'data' else 'weighted MC background'}"}
-    ppm = 1000.0 if ppm is None else float(ppm)
+    ppm = float(getattr(scorer, "default_ppm", 1000.0)) if ppm is None else float(ppm)
     key = f"{ppm:g}ppm"
     stored = scorer.thresholds.get(score, {}).get(key)
     if stored is None:
@@ -125,6 +139,24 @@ def resolve_anomaly_threshold(scorer: Scorer, roles: dict, *, score: str | None 
             "source": f"model: {key} of its SM validation sample"}
 
 
+def _mjj_threshold(scorer, score: str | None, efficiency: float, given) -> dict:
+    from sparkad.model.jet_vae import HEADLINE, STRATEGIES, mjj_score_name
+
+    if any(g is not None for g in given):
+        raise SparkadError("--mjj-efficiency sets the threshold: give it without --threshold, --ppm or --select-fraction")
+    if getattr(scorer, "kind", None) != "jet_vae":
+        raise SparkadError(f"{scorer.model_dir}: --mjj-efficiency selects with a jet VAE's L_T(mjj); this is a "
+                           f"{scorer.kind} model")
+    strategy = score or HEADLINE
+    if strategy not in STRATEGIES:
+        raise SparkadError(f"--mjj-efficiency: --score must be a strategy ({', '.join(STRATEGIES)}), got {strategy!r}")
+    stored = scorer.stored_threshold(strategy, efficiency)  # says what is stored when this one is not
+    return {"score": mjj_score_name(strategy, efficiency), "threshold": 0.0, "strategy": strategy,
+            "efficiency": efficiency, "mjj_threshold": stored,
+            "source": f"model: L_T(mjj) of {strategy} at {efficiency:g} of its {stored.get('fit_on', 'background')} "
+                      f"(quantile regression)"}
+
+
 def feature_edges(feature: str, conf_hist: dict, scorer: Scorer, source: str = "conf/analysis.yaml") -> np.ndarray:
     """Binning from conf/analysis.yaml ``histograms``; a feature not listed there gets 50 bins over
     the model's median ± 6 scales (integer-centred bins for one-hot features)."""
@@ -133,6 +165,9 @@ def feature_edges(feature: str, conf_hist: dict, scorer: Scorer, source: str = "
     if spec is not None:
         return binning_edges(spec, where)
     pre = scorer.pre
+    if pre is None:  # a model without feature pre-processing (a jet VAE): give the binning in the config
+        raise ConfigError(f"{source}: no binning for feature {feature!r} (add histograms.{feature}: "
+                          f"{{bins: N, lo: x, hi: y}} with --analysis-config)")
     if feature in pre.discrete:
         cats = np.asarray(sorted(pre.discrete[feature]), np.float64)
         return np.arange(cats.min() - 0.5, cats.max() + 1.5)
@@ -140,19 +175,6 @@ def feature_edges(feature: str, conf_hist: dict, scorer: Scorer, source: str = "
         m, s = float(pre.median[feature]), float(pre.scale[feature]) or 1.0
         return np.linspace(m - 6 * s, m + 6 * s, 51)
     return np.linspace(0.0, 1.0, 51)
-
-
-def score_edges(model_dir: Path, names: list[str]) -> dict:
-    """Score histogram binning: the range of the model's SM validation scores, 100 bins."""
-    try:
-        doc = json.loads((Path(model_dir) / "validation_scores.json").read_text())
-    except (OSError, ValueError):
-        doc = {}
-    out = {}
-    for n in names:
-        e = doc.get(n, {}).get("edges")
-        out[n] = np.asarray(e, np.float64) if e else np.linspace(0.0, 1.0, 101)
-    return out
 
 
 def build_spec(scorer: Scorer, anomaly: dict, roles: dict, hlf_features: list[str], conf: dict) -> AnalysisSpec:
@@ -174,7 +196,7 @@ def build_spec(scorer: Scorer, anomaly: dict, roles: dict, hlf_features: list[st
     return AnalysisSpec(features=list(hlf_features),
                         edges={f: feature_edges(f, hist_conf, scorer, where) for f in hlf_features},
                         score=anomaly["score"], threshold=float(anomaly["threshold"]),
-                        score_edges=score_edges(scorer.model_dir, scorer.score_names), cuts=cuts,
+                        score_edges={n: scorer.histogram_edges(n) for n in scorer.score_names}, cuts=cuts,
                         data_datasets=frozenset(n for n, r in roles.items() if r == "data"),
                         score_thresholds=comparison_thresholds(scorer),
                         run_shape_features=[f for f in (conf.get("run_shapes") or {}).get("features") or []
@@ -237,7 +259,8 @@ def kept_scores(scorer: Scorer, given, selection_score: str) -> list[str] | None
 def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str | None = None, spark=None,
                  workers: int = 2, scheduler: str | None = None, score: str | None = None, scores=None,
                  threshold: float | None = None, ppm: float | None = None, fraction: float | None = None,
-                 select_on: str = "data", background: list[str] | None = None, analysis_config=None,
+                 select_on: str = "data", mjj_efficiency: float | None = None,
+                 background: list[str] | None = None, analysis_config=None,
                  products: bool = True, batch_rows: int = 200_000, target_rows: int = 2_000_000,
                  log=lambda m: None) -> dict:
     """Score an HLF folder and build every analysis product in one pass through the networks (followed
@@ -250,17 +273,22 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
     hlf_dir, out = storage.location(hlf_dir), storage.location(out)
     check_batch_sizes(batch_rows, target_rows)
     report = hlf_report(hlf_dir)
-    scorer = Scorer(model_dir)
+    options = scorer_options(model_dir)  # a jet VAE's stored L_T(mjj)
+    scorer = open_scorer(model_dir, options=options)
+    if scorer.kind == "jet_vae" and report.get("analysis") != "dijet":
+        raise SparkadError(f"{hlf_dir}: not a dijet extraction (run `sparkad extract --analysis dijet`): model "
+                           f"{model_dir} is a jet VAE, it scores the jets' constituents")
     roles = dataset_roles(report, scorer, background)
     labels = {n: str(d.get("label") or n) for n, d in report["datasets"].items()}
     anomaly = resolve_anomaly_threshold(scorer, roles, score=score, threshold=threshold, ppm=ppm, fraction=fraction,
-                                        on=select_on)
+                                        on=select_on, mjj_efficiency=mjj_efficiency)
     keep = kept_scores(scorer, scores, anomaly["score"])
-    conf = load_analysis_conf(analysis_config)
+    conf = load_analysis_conf(analysis_config, report.get("analysis"))
     builder = (lambda sc, sel: build_spec(sc, sel, roles, list(report["features"]), conf)) if products else None
     with Engine(engine, master=master, spark=spark, workers=workers, scheduler=scheduler) as eng:
         res = score_folder(hlf_dir, model_dir, out, engine=eng, spec_builder=builder, anomaly=anomaly,
-                           batch_rows=batch_rows, target_rows=target_rows, scores=keep, log=log)
+                           batch_rows=batch_rows, target_rows=target_rows, scores=keep, model_options=options,
+                           log=log)
     extra = {"roles": roles}
     if products:
         t = time.time()

@@ -24,13 +24,13 @@ from sparkad.core import storage
 from sparkad.core.atomic import write_bytes_atomic, write_json_atomic
 from sparkad.core.config import check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
-from sparkad.model.directory import content_hash, exact_thresholds
+from sparkad.model.directory import content_hash, exact_thresholds, write_validation_scores
 from sparkad.model.jet_images import constituents_of, jet_images
 from sparkad.model.jet_vae import KIND, event_scores, jet_losses
 from sparkad.model.networks import fold, pack
 
 SECTIONS = {"data": {"background_labels", "train_on_data", "deta_min", "validation_fraction", "max_events", "seed"},
-            "image": {"n_pixels", "width", "center", "rotate", "normalize"},
+            "image": {"n_pixels", "width", "center", "rotate", "normalize", "power"},
             "model": {"filters", "dense", "latent", "beta"},
             "training": {"epochs", "batch_size", "learning_rate", "seed"}}
 #: background fractions of the stored thresholds: seeds/004 selects 1 % (10 000 ppm) of the events
@@ -57,6 +57,9 @@ def resolve_config(config_file=None, epochs=None, batch_size=None, train_on_data
                    ("model.latent", m["latent"]), ("model.dense", m["dense"]), ("data.max_events", d["max_events"])):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{key}: expected a positive integer, got {v!r}")
+    power = conf["image"].get("power", 1.0)
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 < power <= 1:
+        raise ConfigError(f"image.power must be a number in (0, 1], got {power!r}")
     if not 0 < float(d["validation_fraction"]) < 1:
         raise ConfigError(f"data.validation_fraction must be in (0, 1), got {d['validation_fraction']!r}")
     return conf
@@ -273,6 +276,7 @@ def write_model_dir(out: Path, *, nets: dict, conf: dict, val_scores: dict, prov
     np.savez(buf, **arrays)
     blob = buf.getvalue()
     write_bytes_atomic(blob, out / "networks.npz")
+    write_validation_scores(val_scores, out)  # the scoring pass's score binning
     doc = {"kind": KIND, "score_names": list(val_scores), "image": conf["image"], "networks": spec,
            "config": {**conf["model"], "training": conf["training"], "data": conf["data"]},
            "thresholds": {k: exact_thresholds(v, THRESHOLD_PPM) for k, v in val_scores.items()},

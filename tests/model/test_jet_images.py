@@ -58,3 +58,21 @@ def test_constituents_from_an_extracted_table():
         np.testing.assert_array_equal(got, c[f"j1_c_{q}"])
     for got, q in zip(constituents_of(t.to_pandas(), 1), ("pt", "deta", "dphi")):
         np.testing.assert_array_equal(got, c[f"j1_c_{q}"])
+
+
+def test_intensity_power_and_record_batches():
+    rng = np.random.default_rng(4)
+    pt, deta, dphi = rng.exponential(10, (5, 30)), rng.normal(0, 0.15, (5, 30)), rng.normal(0, 0.15, (5, 30))
+    lin, _ = jet_images(pt, deta, dphi)
+    root, _ = jet_images(pt, deta, dphi, power=0.5)
+    np.testing.assert_allclose(root, np.sqrt(lin), rtol=1e-6)  # normalised first, then compressed
+    assert np.all(root.sum(axis=(1, 2)) > 1)
+    with pytest.raises(ValueError, match="power must lie in"):
+        jet_images(pt, deta, dphi, power=0)
+    # a RecordBatch (what a scoring task reads) and an empty one give the constituents too
+    t = pa.table({f"j1_c_{q}": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 30)
+                  for q, v in (("pt", pt), ("deta", deta), ("dphi", dphi))})
+    batch = t.to_batches()[0]
+    for got, want in zip(constituents_of(batch, 1), (pt, deta, dphi)):
+        np.testing.assert_array_equal(got, want)
+    assert constituents_of(batch.slice(0, 0), 1)[0].shape == (0, 30)

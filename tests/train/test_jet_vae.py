@@ -81,11 +81,12 @@ def test_a_tampered_model_is_refused(jet_model, tmp_path):
         JetVAEScorer(bad)
 
 
-def test_the_scoring_pass_says_it_does_not_take_it_yet(jet_model, generated_hlf, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sparkad.cli", "score", "--model", str(jet_model[0]), "--hlf",
-                        str(generated_hlf), "--out", str(tmp_path / "s")], capture_output=True, text=True)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "a jet_vae (dijet) model: `sparkad evaluate` and `sparkad bumphunt` score it" in r.stderr
+def test_the_hlf_vector_scorer_points_to_the_ones_that_take_it(jet_model):
+    from sparkad.model.directory import Scorer, open_scorer
+
+    with pytest.raises(SparkadError, match="scores jet constituents, not a vector of HLF features"):
+        Scorer(jet_model[0])
+    assert isinstance(open_scorer(jet_model[0]), JetVAEScorer)
 
 
 def test_cli_refuses_a_lepton_extraction(generated_hlf, tmp_path):
