@@ -149,6 +149,7 @@ def rates(model, hlf):
     s = JetVAEScorer(model)
     t = read_dataset(hlf, "qcd").slice(0, 2000)
     with threadpool_limits(1):
+        s.score_jets(s.images(t.slice(0, 64), 1))  # warm: numba's compilation, the first buffers
         t0 = time.perf_counter()
         img = s.images(t, 1)
         t_img = time.perf_counter() - t0

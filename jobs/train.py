@@ -22,6 +22,7 @@ import click
 
 # the installed sparkad, as on the executors (never a checkout ahead of it on sys.path)
 from sparkad.cli import train_options
+from sparkad.core.errors import SparkadError
 from sparkad.core.commands import run_command
 from sparkad.core.errors import one_line_errors
 
@@ -60,15 +61,20 @@ def barrier_task(worker_cmd: list[str], threads: int):
               help="TensorFlow workers (Spark barrier tasks); 1 without --master trains in this process.")
 @click.option("--master", help="Spark master, only when not launched by spark-submit.")
 @one_line_errors
-def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, workers, master):
+def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, signal_region, workers, master):
     from sparkad.core.runtime import setup_process
     setup_process()
 
-    if workers == 1 and not master and "SPARK_ENV_LOADED" not in os.environ:
+    one_process = kind in ("jet_vae", "cwola")  # the dijet models train in the driver's process
+    if one_process and workers > 1:
+        raise SparkadError(f"--model {kind} trains in one process: give --workers 1")
+    if (workers == 1 and not master and "SPARK_ENV_LOADED" not in os.environ) or one_process:
         from sparkad.train.api import train_from_config
         doc = train_from_config(kind, hlf_dir, out, config_file=config_file, epochs=epochs, batch_size=batch_size,
-                                train_on_data=train_on_data, progress=False)
-        print(json.dumps({"ok": True, "workers": 1, "out": out, "epochs": doc["history"]["epochs"]}))
+                                train_on_data=train_on_data, signal_region=signal_region, progress=False)
+        epochs_run = doc["history"]["epochs"] if "epochs" in doc["history"] else \
+            sum(f["epochs"] for f in doc["history"]["folds"])
+        print(json.dumps({"ok": True, "workers": 1, "out": out, "epochs": epochs_run}))
         return
     from sparkad.core.spark import get_session
     spark = get_session("sparkad-train", master, {"spark.task.cpus": "1", "spark.python.worker.reuse": "false"})

@@ -79,27 +79,54 @@ def extract(files, fileset, out, analysis, feature_set, selection, on_missing, e
 
 #: the options `sparkad train` and jobs/train.py share
 train_options = option_group(
-    click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae", "jet_vae"]), required=True,
-                 help="Model to train (jet_vae: the per-jet image VAE of the dijet search, conf/jet_vae.yaml)."),
+    click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae", "jet_vae", "cwola"]), required=True,
+                 help="Model to train (jet_vae: the per-jet image VAE of the dijet search, conf/jet_vae.yaml; cwola: "
+                      "CWoLa-hunting classifiers of a signal region against its sidebands, conf/cwola.yaml)."),
     click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder written by `sparkad extract`."),
     click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model directory to write."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML overriding conf/train.yaml."),
     click.option("--epochs", type=click.IntRange(min=1), help="Epochs."),
     click.option("--batch-size", type=click.IntRange(min=1), help="Batch size per worker."),
     click.option("--train-on-data", is_flag=True, help="Train on the data datasets (seeds/000 sec. 4)."),
+    click.option("--signal-region", callback=lambda ctx, p, v: mjj_window(v), metavar="LO:HI",
+                 help="cwola: the mjj signal region in GeV (default conf/cwola.yaml: 3300:3700)."),
 )
+
+
+def mjj_window(text):
+    """'3300:3700' -> (3300.0, 3700.0); None passes."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise click.BadParameter(f"expected LO:HI in GeV (e.g. 3300:3700), got {text!r}") from None
+    if not 0 < lo < hi:
+        raise click.BadParameter(f"expected 0 < LO < HI, got {text!r}")
+    return lo, hi
 
 
 @main.command()
 @train_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors
-def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, quiet):
+def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, signal_region, quiet):
     """Train an anomaly detector on the SM cocktail of an HLF folder into a model directory."""
     from sparkad.train.api import train_from_config
 
+    if signal_region is not None and kind != "cwola":
+        raise click.UsageError("--signal-region is a cwola option")
     doc = train_from_config(kind, hlf_dir, out, config_file=config_file, epochs=epochs, batch_size=batch_size,
-                            train_on_data=train_on_data, progress=not quiet, log=lambda m: click.echo(m, err=True))
+                            train_on_data=train_on_data, signal_region=signal_region, progress=not quiet,
+                            log=lambda m: click.echo(m, err=True))
+    if kind == "cwola":
+        p, folds = doc["provenance"], doc["history"]["folds"]
+        click.echo(f"trained cwola on {p['n_sr']} signal-region and {p['n_sb']} sideband events of "
+                   f"{', '.join(p['datasets'])} ({len(folds)} folds, {sum(f['epochs'] for f in folds)} epochs) → {out}")
+        th = doc["thresholds"]["cwola"]
+        click.echo("  threshold cwola     " + ", ".join(f"{k}: {t['value']:.5g}" if t["value"] is not None else f"{k}: n/a"
+                                                      for k, t in th.items()))
+        return
     last = doc["history"]["last"] or {}
     click.echo(f"trained {kind} on {doc['provenance']['n_train']} events ({doc['history']['epochs']} epochs) → {out}")
     click.echo("  " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("train_", "val_"))))
@@ -118,14 +145,14 @@ def _model_kind(model_dir) -> str | None:
 
 
 @main.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory (jet_vae).")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory (jet_vae or cwola).")
 @click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="Dijet HLF folder (extract --analysis dijet).")
 @click.option("--dataset", required=True, help="The dataset to search (e.g. the data-like mix).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for bump_hunt.json and the plots.")
 @click.option("--strategy", type=click.Choice(["j1", "j2", "sum", "both", "either"]), default="both", show_default=True,
               help="Loss combination of the two jets (seeds/004 Fig. 4).")
 @click.option("--efficiency", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True,
-              help="Background fraction kept at every mjj by score > L_T(mjj).")
+              help="Background fraction kept at every mjj by score > L_T(mjj) (cwola: fraction of the signal region's events).")
 @click.option("--fit-on", type=click.Choice(["background", "data"]), default="background", show_default=True,
               help="Fit L_T(mjj) on the background MC's signal region or on the dataset itself.")
 @click.option("--background", help="Comma-separated background MC datasets (default: the model's background labels).")
@@ -136,8 +163,27 @@ def _model_kind(model_dir) -> str | None:
 @one_line_errors
 def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, background, bins, toys, save_threshold,
              use_stored):
-    """Bump hunt on the mjj spectrum before and after the anomaly selection score > L_T(mjj) (seeds/004)."""
+    """Bump hunt on the mjj spectrum before and after the anomaly selection: score > L_T(mjj) of a jet VAE
+    (seeds/004), or the top --efficiency of the signal region by a CWoLa classifier (CWoLa hunting)."""
     from sparkad.evaluate.dijet import run_bump_hunt
+
+    if _model_kind(model_dir) == "cwola":
+        from sparkad.evaluate.weak import run_cwola_hunt
+
+        res = run_cwola_hunt(model_dir, hlf_dir, out, dataset, efficiencies=(efficiency,), bins=bins, n_toys=toys,
+                             log=lambda m: click.echo(m, err=True))
+        lo, hi = res["signal_region"]
+        click.echo(f"{dataset}: {res['n_signal_region']} events in the signal region {lo:g}-{hi:g} GeV")
+        for name, r in res["selections"].items():
+            what = "all events" if name == "all" else f"top {name} of the SR ({r['n_selected']} events)"
+            g = r["signal_region"]
+            if "error" in g:
+                click.echo(f"  {what:<32} no sideband fit: {g['error']}")
+            else:
+                click.echo(f"  {what:<32} SR {g['n_observed']:.0f} observed, {g['n_expected']:.1f} expected from the "
+                           f"sideband fit, local Z {g['z_local']:.2f}")
+        click.echo(f"cwola_hunt.json and mjj_spectra.png in {out}")
+        return
 
     res = run_bump_hunt(model_dir, hlf_dir, out, dataset, strategy=strategy, efficiency=efficiency, fit_on=fit_on,
                         background=background.split(",") if background else None, bins=bins, n_toys=toys,
@@ -211,9 +257,11 @@ score_options = option_group(
     click.option("--no-products", is_flag=True, help="Scores only: no histograms, ASTF, yields or run check."),
     click.option("--scores", "keep_scores", help="Comma-separated scores to compute and store, or 'all' (default: the "
                  "model's headline score, the selection score and the classic baselines)."),
-    click.option("--batch-rows", type=click.IntRange(min=1), default=200_000, show_default=True, help="Rows per Arrow batch."),
-    click.option("--target-rows", type=click.IntRange(min=1), default=2_000_000, show_default=True,
-                 help="Events per scoring task (a fragment of the input)."),
+    click.option("--batch-rows", type=click.IntRange(min=1), default=None,
+                 help="Rows per Arrow batch (default: the model's: 200 000 HLF events, 4096 for a jet VAE)."),
+    click.option("--target-rows", type=click.IntRange(min=1), default=None,
+                 help="Events per scoring task, a fragment of the input (default: the model's: 2 000 000, 10 000 for "
+                      "a jet VAE)."),
 )
 
 

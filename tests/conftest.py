@@ -103,6 +103,28 @@ def dijet_hlf(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lhco_hlf(tmp_path_factory):
+    """A small LHC-Olympics-like sample (issue 18): QCD (pT-hat > 1 TeV), W' (3.5 TeV) -> X (500) Y (100) and a
+    blind black box with the W' injected (~15 % of its events; truth in gen/truth/), anti-kT R = 1.0,
+    extracted with --selection lhco."""
+    from sparkad.extract.run import ExtractOptions, run_extraction
+    from sparkad.extract.fileset import load_fileset
+    from sparkad.generate.api import generate
+
+    d = tmp_path_factory.mktemp("lhcohlf")
+    cfg = {"name": "pytest_lhco", "engine": "pythia_dijet", "sqrt_s": 13000, "seed": 21, "luminosity": 1000.0,
+           "samples": {"qcd": {"process": "qcd_dijet", "events": 900, "params": {"pt_hat_min": 1000.0, "jet_r": 1.0}},
+                       "wprime": {"process": "wprime_xy", "events": 300, "params": {"jet_r": 1.0}},
+                       "blackbox": {"data_like": True, "blind": True, "events": 900,
+                                    "mix": {"qcd": None, "wprime": 2.0},
+                                    "runs": {"n_runs": 3, "lumis_per_run": [5, 10]}}}}
+    fileset = generate(cfg, out_dir=d / "gen", workers=2, progress=False)
+    run_extraction(load_fileset(fileset), ExtractOptions.from_conf(d / "hlf", analysis="dijet", selection="lhco",
+                                                                   progress=False), log=lambda m: None)
+    return d / "hlf"
+
+
+@pytest.fixture(scope="session")
 def jet_model(dijet_hlf, tmp_path_factory):
     """A small per-jet VAE (3 epochs) trained on the QCD sideband of dijet_hlf: (model dir, model.json)."""
     import yaml

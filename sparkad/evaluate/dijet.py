@@ -29,7 +29,7 @@ HLF_FOR_BASELINES = [f"j{k}_{f}" for k in (1, 2) for f in ("mass", "msd", "tau21
 FPR_POINTS = (0.1, 0.01, 0.001)
 
 
-def _report(hlf_dir) -> dict:
+def dijet_report(hlf_dir) -> dict:
     rpath = storage.join(storage.location(hlf_dir), "_report.json")
     if not storage.is_file(rpath):
         raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
@@ -88,7 +88,7 @@ def _finite_pair(b, s):
 
 def run_dijet_evaluation(model_dir, hlf_dir, out, signals=None, background=None, log=print) -> dict:
     """ROC per loss strategy and signal beside the references; writes OUT/dijet_evaluation.{json,md}, plots."""
-    report = _report(hlf_dir)
+    report = dijet_report(hlf_dir)
     scorer = JetVAEScorer(model_dir)
     labels = set(scorer.meta["config"]["data"]["background_labels"] or [])
     mc = {n: d for n, d in report["datasets"].items() if not d["is_data"]}
@@ -185,7 +185,7 @@ def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both",
         raise SparkadError(f"unknown strategy {strategy!r} (strategies: {', '.join(STRATEGIES)})")
     if fit_on not in ("background", "data"):
         raise SparkadError(f"--fit-on must be background or data, got {fit_on!r}")
-    report = _report(hlf_dir)
+    report = dijet_report(hlf_dir)
     if dataset not in report["datasets"]:
         raise SparkadError(f"{hlf_dir}: no dataset {dataset!r} (datasets: {', '.join(report['datasets'])})")
     scorer = JetVAEScorer(model_dir)

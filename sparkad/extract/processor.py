@@ -189,6 +189,12 @@ class DijetProcessor(ChunkProcessor):
             cutflow.append(("certified lumi sections", int(mask.sum())))
         mask &= i2 >= 0
         cutflow.append((f">= 2 large-R jets pT > {cut.pt_min:g} GeV, |eta| < {cut.eta_max:g}", int(mask.sum())))
+        lead = float(self.selection.lead_pt_min)
+        if lead > 0:
+            lead_pt = np.full(n, -np.inf)
+            lead_pt[i1 >= 0] = jet["pt"][i1[i1 >= 0]]
+            mask &= lead_pt > lead
+            cutflow.append((f"jet 1 pT > {lead:g} GeV", int(mask.sum())))
         sel = np.flatnonzero(mask)
         cols, lists = {}, {}
         pair = []

@@ -37,11 +37,13 @@ class Selection:
 @dataclass(frozen=True)
 class DijetSelection:
     """The dijet analysis (seeds/004): events with two large-R jets above pt_min within |eta| < eta_max;
-    jet 1 / jet 2 = the two highest-pT such jets, each with its `constituents` leading constituents kept."""
+    jet 1 / jet 2 = the two highest-pT such jets, each with its `constituents` leading constituents kept;
+    jet 1 above `lead_pt_min` (the LHC Olympics trigger-like cut: one jet pT > 1.2 TeV)."""
     name: str
     jets: JetCut
     constituents: int = 100
     analysis: str = "dijet"
+    lead_pt_min: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,14 +55,14 @@ ANALYSES = ("single_lepton", "dijet")
 def dijet_selection_from_dict(name: str, d: dict, where: str) -> DijetSelection:
     check_keys(d, {"analysis", "jets", "constituents", "description"}, where)
     jets = require_mapping(d.get("jets", {}), f"{where}.jets")
-    check_keys(jets, {"pt_min", "eta_max"}, f"{where}.jets")
+    check_keys(jets, {"pt_min", "eta_max", "lead_pt_min"}, f"{where}.jets")
     k = d.get("constituents", 100)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"{where}.constituents: expected a positive integer, got {k!r}")
     return DijetSelection(name=name, jets=JetCut(pt_min=as_number(jets.get("pt_min", 30.0), f"{where}.jets.pt_min"),
                                                  eta_max=as_number(jets.get("eta_max", 2.4), f"{where}.jets.eta_max",
                                                                    positive=True), lepton_dr=0.0),
-                          constituents=k)
+                          constituents=k, lead_pt_min=as_number(jets.get("lead_pt_min", 0.0), f"{where}.jets.lead_pt_min"))
 
 
 def selection_from_dict(name: str, d: dict, where: str) -> Selection | DijetSelection:

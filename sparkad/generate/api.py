@@ -247,6 +247,7 @@ def _dijet_job(cfg: dict, job: dict, s: dict, rstruct, progress=None) -> dict:
         source = DijetSource(s["process"], s["params"], sqrt_s, pythia_seed(np.random.SeedSequence(key)),
                              DIJET_IDS[s["process"]])
     start, stop = job["start"], job["start"] + job["count"]
+    truth = [] if s.get("blind") else None  # a black box: the truth goes to a file of its own
     with layout.RootWriter(job["path"], cfg["compression"], is_mc=not is_data) as w:
         for c, a in enumerate(range(start, stop, cfg["chunk_size"])):
             b = min(a + cfg["chunk_size"], stop)
@@ -254,6 +255,11 @@ def _dijet_job(cfg: dict, job: dict, s: dict, rstruct, progress=None) -> dict:
             if is_data:
                 run, lumi, event, _ = rstruct.events(a, b)
                 out = source.branches(_rng(cfg["seed"], job["sample_index"], job["file_index"], c), n)
+                if truth is not None:
+                    truth.append({"run": np.asarray(run, np.int64), "luminosityBlock": np.asarray(lumi, np.int64),
+                                  "event": np.asarray(event, np.int64),
+                                  "is_signal": np.asarray(out.pop("Truth_isSignal"), bool),
+                                  "process": np.asarray(out.pop("Truth_process"), np.int32)})
             else:
                 k = np.arange(a, b, dtype=np.int64)
                 run, lumi, event = np.ones(n, np.uint32), (1 + k // 1000).astype(np.uint32), (k + 1).astype(np.uint64)
@@ -265,10 +271,37 @@ def _dijet_job(cfg: dict, job: dict, s: dict, rstruct, progress=None) -> dict:
             if progress:
                 progress(n)
         n, sumw = w.n, w.sumw
+    if truth is not None:
+        write_truth(job["path"], truth)
     res = {**job, "n": n, "sumw": sumw}
     if not is_data:
         res["pythia"] = source.cross_section()
     return res
+
+
+#: where a blind (black-box) sample's truth goes: beside the files, never listed in the fileset
+TRUTH_DIR = "truth"
+
+
+def truth_path(root_path) -> Path:
+    p = Path(root_path)
+    return p.parent / TRUTH_DIR / f"{p.stem}.parquet"
+
+
+def write_truth(root_path, parts: list[dict]) -> Path:
+    """The per-event truth of a black-box file (run, luminosityBlock, event, is_signal, process) as Parquet
+    in TRUTH_DIR/<file stem>.parquet: what a benchmark compares with, what the pipeline never reads."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sparkad.core.atomic import atomic_path
+
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+    path = truth_path(root_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(cols), tmp)
+    return path
 
 
 def pythia_cross_section(parts: list[dict], k_factor: float = 1.0) -> dict:
@@ -295,7 +328,13 @@ def _write_fileset(cfg, results, out_dir: Path) -> Path:
             pythia[name] = pythia_cross_section([r["pythia"] for r in res], s["k_factor"])
             s = {**s, "xsec": pythia[name].pop("xsec")}
         elif cfg.get("engine") in ("pythia", "pythia_dijet") and s.get("data_like"):  # the mix's weights (pb)
-            pythia[name] = {"mix_xsec_pb": {c["name"]: float(f"{c['weight']:.6g}") for c in s["components"]}}
+            mix = {"mix_xsec_pb": {c["name"]: float(f"{c['weight']:.6g}") for c in s["components"]}}
+            if s.get("blind"):  # hidden from the pipeline: kept with the truth files
+                (out_dir / TRUTH_DIR).mkdir(exist_ok=True)
+                write_text_atomic(yaml.safe_dump({"sample": name, **mix}, sort_keys=False),
+                                  out_dir / TRUTH_DIR / f"{name}_mix.yaml")
+            else:
+                pythia[name] = mix
         if s.get("data_like"):
             datasets[name] = {"files": files, "treename": "Events", "is_data": True, "label": s["label"]}
         else:

@@ -35,7 +35,7 @@ TOP_DEFAULTS = {
 }
 TOP_KEYS = set(TOP_DEFAULTS)
 SAMPLE_KEYS = {"process", "events", "params", "xsec", "k_factor", "filter_eff", "label", "data_like",
-               "mix", "runs", "signal", "faults", "is_signal", "trigger"}
+               "mix", "runs", "signal", "faults", "is_signal", "trigger", "blind"}
 TRIGGER_DEFAULTS = {"single_muon": {"pt_min": 24.0, "eta_max": 2.1, "iso_max": 0.15}}
 # generator-level bias of QCD under a single-muon trigger: looser than the trigger by these margins so
 # that resolution cannot move rejected-at-generation events into the accepted region
@@ -305,9 +305,12 @@ def validate(raw: dict, name: str = "custom") -> dict:
             raise GeneratorConfigError(f"sample {sname}: unknown key(s) {sorted(bad)}")
         s = dict(s)
         s["events"] = _num(s.get("events", 0), f"sample {sname}: events", integer=True)
-        for key in ("data_like", "is_signal"):
+        for key in ("data_like", "is_signal", "blind"):
             if key in s:
                 s[key] = _bool(s[key], f"sample {sname}: {key}")
+        if s.get("blind") and not (s.get("data_like") and cfg.get("engine") == "pythia_dijet"):
+            raise GeneratorConfigError(f"sample {sname}: blind (a black box: truth written apart) needs a data_like "
+                                       f"sample of engine pythia_dijet")
         if s.get("data_like") and pythia:
             for key in ("trigger", "signal"):
                 if s.get(key):
@@ -391,11 +394,14 @@ def _check_dijet_params(proc: str, params, what: str, sqrt_s: float) -> dict:
     from sparkad.generate.dijet import COMMON_DEFAULTS, PROCESS_DEFAULTS
 
     params, out = _with_defaults(proc, params, what, {**COMMON_DEFAULTS, **PROCESS_DEFAULTS[proc]}, "pythia_dijet")
-    for k in ("pt_hat_min", "mass", "jet_pt_min"):
+    for k in ("pt_hat_min", "mass", "mx", "my", "jet_pt_min"):
         if k in out:
             out[k] = _num(out[k], f"{what}: {k}", positive=False)
             if out[k] < 0 or out[k] >= sqrt_s:
                 raise GeneratorConfigError(f"{what}: {k} must be in [0, sqrt_s = {sqrt_s:g}) GeV, got {params[k]!r}")
+    if proc == "wprime_xy" and not (0 < out["mx"] and 0 < out["my"] and out["mx"] + out["my"] < out["mass"]):
+        raise GeneratorConfigError(f"{what}: wprime_xy needs 0 < mx, 0 < my and mx + my < mass, got mass "
+                                   f"{out['mass']:g}, mx {out['mx']:g}, my {out['my']:g} GeV")
     out["jet_r"] = _num(out["jet_r"], f"{what}: jet_r")
     if out["jet_r"] > 1.5:
         raise GeneratorConfigError(f"{what}: jet_r must be in (0, 1.5], got {params['jet_r']!r}")

@@ -5,7 +5,10 @@ real one.
 Processes (13 TeV by default):
   qcd_dijet  QCD 2 -> 2 (`HardQCD:all`) with pT-hat > `pt_hat_min` (a trigger-like leading-jet bias);
   rsg_ww     Randall-Sundrum graviton G* (gg and ffbar production) of mass `mass` -> W W, W -> q q';
-  rsg_tt     the same G* -> t tbar, both tops hadronic (W -> q q').
+  rsg_tt     the same G* -> t tbar, both tops hadronic (W -> q q');
+  wprime_xy  the LHC Olympics R&D signal (seeds/002-003): W' (`NewGaugeBoson:ffbar2Wprime`) of mass `mass`
+             -> X Y, X -> q q' (mass `mx`, charged) and Y -> q qbar (mass `my`, neutral): two new narrow
+             scalar resonances decaying isotropically (defaults 3500 / 500 / 100 GeV, the R&D data set's).
 
 Per batch of events (`DijetSource.branches`):
 1. `Pythia.nextBatch` (awkward particle record, no per-particle Python);
@@ -34,16 +37,18 @@ TAU_BETA = 1.0
 TAU_AXES = "OnePass_KT_Axes"
 TAU_MEASURE = "NormalizedMeasure"
 GRAVITON, W_BOSON, TOP = 5100039, 24, 6
+WPRIME, X_SCALAR, Y_SCALAR = 34, 9000001, 9000002  # X, Y: new particle codes (Pythia's 9 000 000 range)
 HADRONIC_W = "24:onMode = off", "24:onIfAny = 1 2 3 4 5"
 
 PROCESS_DEFAULTS = {
     "qcd_dijet": {"pt_hat_min": 600.0},
     "rsg_ww": {"mass": 2500.0},
     "rsg_tt": {"mass": 2500.0},
+    "wprime_xy": {"mass": 3500.0, "mx": 500.0, "my": 100.0},
 }
-PROCESS_IDS = {"qcd_dijet": 5, "rsg_ww": 111, "rsg_tt": 112}  # Truth_process (after the lepton engines')
-LABELS = {"qcd_dijet": "QCD", "rsg_ww": "G_WW", "rsg_tt": "G_tt"}
-SIGNALS = {"rsg_ww", "rsg_tt"}
+PROCESS_IDS = {"qcd_dijet": 5, "rsg_ww": 111, "rsg_tt": 112, "wprime_xy": 113}  # Truth_process
+LABELS = {"qcd_dijet": "QCD", "rsg_ww": "G_WW", "rsg_tt": "G_tt", "wprime_xy": "Wp_XY"}
+SIGNALS = {"rsg_ww", "rsg_tt", "wprime_xy"}
 COMMON_DEFAULTS = {"jet_r": 0.8, "jet_pt_min": 30.0, "settings": []}
 # the substructure conventions, recorded in the fileset and in the extracted Parquet's metadata
 SUBSTRUCTURE = {"softdrop": {"beta": SOFTDROP_BETA, "zcut": SOFTDROP_ZCUT, "recluster": "Cambridge/Aachen"},
@@ -59,6 +64,17 @@ def process_settings(process: str, params: dict) -> list[str]:
         out = ["ExtraDimensionsG*:gg2G* = on", "ExtraDimensionsG*:ffbar2G* = on",
                f"{GRAVITON}:m0 = {float(params['mass'])!r}", f"{GRAVITON}:onMode = off",
                f"{GRAVITON}:onIfAny = {decay}", *HADRONIC_W]
+    elif process == "wprime_xy":
+        m, mx, my = (float(params[k]) for k in ("mass", "mx", "my"))
+        if not mx + my < m:
+            raise ValueError(f"wprime_xy: mx + my ({mx:g} + {my:g} GeV) must be below the W' mass {m:g} GeV")
+        # id:new = name antiName spinType chargeType(3q) colType m0 width mMin mMax tau0; narrow resonances
+        out = ["NewGaugeBoson:ffbar2Wprime = on", f"{WPRIME}:m0 = {m!r}",
+               f"{WPRIME}:oneChannel = 1 1.0 100 {X_SCALAR} {Y_SCALAR}",
+               f"{X_SCALAR}:new = X+ X- 1 3 0 {mx!r} 0.01 {mx - 1!r} {mx + 1!r} 0.",
+               f"{X_SCALAR}:isResonance = on", f"{X_SCALAR}:oneChannel = 1 1.0 100 2 -1",
+               f"{Y_SCALAR}:new = Y void 1 0 0 {my!r} 0.01 {my - 1!r} {my + 1!r} 0.",
+               f"{Y_SCALAR}:isResonance = on", f"{Y_SCALAR}:oneChannel = 1 1.0 100 1 -1"]
     else:
         raise KeyError(process)
     return out + [str(s) for s in params.get("settings") or []]

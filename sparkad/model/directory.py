@@ -162,6 +162,9 @@ def open_scorer(model_dir, files: tuple[bytes, bytes] | None = None, scores=None
     if kind == "jet_vae":
         from sparkad.model.jet_vae import JetVAEScorer
         return JetVAEScorer(model_dir, files=files, scores=scores, **(options or {}))
+    if kind == "cwola" and not options:
+        from sparkad.model.cwola import CWoLaScorer
+        return CWoLaScorer(model_dir, files=files, scores=scores)
     if options:
         raise SparkadError(f"{model_dir}: a {kind} model takes no options {sorted(options)}")
     return Scorer(model_dir, files=files, scores=scores)
@@ -181,6 +184,10 @@ def scorer_options(model_dir) -> dict:
 class Scorer:
     """A trained model loaded for scoring: features batch → named scores (numpy, deterministic)."""
 
+    #: the scoring pass's default sizes for this kind: events per Arrow batch, events per task
+    batch_rows = 200_000
+    task_rows = 2_000_000
+
     def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None, scores=None):
         """``scores``: the names to compute (a subset of the model's, e.g. ["l1"]); None: all of them.
         Only what those scores need runs (``sparkad.model.scores``); ``score_names`` lists them in the
@@ -190,8 +197,9 @@ class Scorer:
         self.content_hash = self.meta.get("content_hash")
         try:
             self.kind = self.meta["kind"]
-            if self.kind == "jet_vae":
-                raise SparkadError(f"{self.model_dir}: a jet_vae (dijet) model scores jet constituents, not a vector of "
+            if self.kind in ("jet_vae", "cwola"):
+                what = "jet constituents" if self.kind == "jet_vae" else "features with the events' identifiers (folds)"
+                raise SparkadError(f"{self.model_dir}: a {self.kind} (dijet) model scores {what}, not a vector of "
                                    f"HLF features: use `sparkad score`, `sparkad evaluate` or `sparkad bumphunt` "
                                    f"(in code: sparkad.model.directory.open_scorer)")
             if self.kind not in SCORERS:

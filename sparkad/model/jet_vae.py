@@ -79,6 +79,11 @@ class JetVAEScorer:
     pre = None  # no feature pre-processing: the inputs are the jets' constituents
     #: the stored threshold a scoring pass selects with by default: 1 % of the QCD, as seeds/004
     default_ppm = 10_000.0
+    threshold_reference = "its validation sideband events"
+    #: the scoring pass's default sizes: ~500 events/s per core, so a task of 10 000 events takes ~20 s (the
+    #: cores stay balanced); a batch of 4096 events holds ~70 MB of constituents and images
+    batch_rows = 4096
+    task_rows = 10_000
     baseline_scores: list = []
 
     def __init__(self, model_dir: str | Path, files: tuple[bytes, bytes] | None = None, scores=None,

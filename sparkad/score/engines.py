@@ -453,6 +453,8 @@ class Engine:
 def check_batch_sizes(batch_rows, target_rows) -> None:
     """Checked on the driver: a bad size would otherwise fail in every task, after the session started."""
     for name, v in (("--batch-rows", batch_rows), ("target rows per fragment", target_rows)):
+        if v is None:  # the model's own size (``Scorer.batch_rows`` / ``task_rows``)
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise SparkadError(f"{name} must be a positive integer, got {v!r}")
 
@@ -474,7 +476,7 @@ def _tasks(engine, fn, frags, job, hlf_dir):
 
 
 def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, anomaly=None,
-                 batch_rows: int = 200_000, target_rows: int = 2_000_000, scores=None, model_options=None,
+                 batch_rows: int | None = None, target_rows: int | None = None, scores=None, model_options=None,
                  log=lambda m: None) -> dict:
     """Score every dataset of an HLF folder; with ``spec_builder`` also aggregate the analysis products.
     ``scores``: the scores computed and stored (None: all of the model's). Any model kind
@@ -498,6 +500,8 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     model_options = scorer_options(model_dir) if model_options is None else model_options
     scorer = open_scorer(model_dir, files=files, scores=scores, options=model_options)
     scores = tuple(scorer.score_names)
+    # the model's sizes unless given: events per Arrow batch (bounds a task's memory) and per task
+    batch_rows, target_rows = batch_rows or scorer.batch_rows, target_rows or scorer.task_rows
     t = time.time()
     frags = plan_fragments(hlf_dir, datasets, scorer, target_rows)
     timings = {"plan_s": round(time.time() - t, 3)}
@@ -588,7 +592,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
            "datasets": {n: {"is_data": bool(d.get("is_data")), "label": d.get("label"),
                             "sumw": d.get("sumw_written")} for n, d in datasets.items()},
            "events": counts, "total_events": sum(counts.values()), "nan_scores": nan_scores, "fragments": len(frags),
-           "batch_rows": batch_rows, "timings": timings,
+           "batch_rows": batch_rows, "target_rows": target_rows, "timings": timings,
            "worker_peak_rss_mb": round(peak_rss, 1)}
     return {"report": doc, "partial": partial, "spec": spec, "scorer": scorer, "t0": t0}
 
@@ -601,7 +605,7 @@ def finish(out: Path, result: dict, extra: dict | None = None) -> dict:
     return doc
 
 
-def score_with_spark(hlf_dir, model_dir, out, master=None, batch_rows: int = 200_000, spark=None, **kw) -> dict:
+def score_with_spark(hlf_dir, model_dir, out, master=None, batch_rows: int | None = None, spark=None, **kw) -> dict:
     """Scores only (no products), on Spark; returns the report."""
     with Engine("spark", master=master, spark=spark) as eng:
         res = score_folder(hlf_dir, model_dir, out, engine=eng, batch_rows=batch_rows, **kw)
@@ -609,7 +613,7 @@ def score_with_spark(hlf_dir, model_dir, out, master=None, batch_rows: int = 200
 
 
 def score_with_dask(hlf_dir, model_dir, out, workers: int = 2, scheduler: str | None = None,
-                    batch_rows: int = 200_000, **kw) -> dict:
+                    batch_rows: int | None = None, **kw) -> dict:
     """Scores only (no products), on Dask (a LocalCluster unless a scheduler is given)."""
     with Engine("dask", workers=workers, scheduler=scheduler) as eng:
         res = score_folder(hlf_dir, model_dir, out, engine=eng, batch_rows=batch_rows, **kw)

@@ -136,7 +136,7 @@ def resolve_anomaly_threshold(scorer: Scorer, roles: dict, *, score: str | None 
         raise SparkadError(f"{scorer.model_dir}: threshold at {key} unavailable ({stored.get('note')}); "
                            "give --threshold or --select-fraction")
     return {"score": score, "threshold": float(stored["value"]), "ppm": ppm,
-            "source": f"model: {key} of its SM validation sample"}
+            "source": f"model: {key} of {getattr(scorer, 'threshold_reference', 'its SM validation sample')}"}
 
 
 def _mjj_threshold(scorer, score: str | None, efficiency: float, given) -> dict:
@@ -261,7 +261,7 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
                  threshold: float | None = None, ppm: float | None = None, fraction: float | None = None,
                  select_on: str = "data", mjj_efficiency: float | None = None,
                  background: list[str] | None = None, analysis_config=None,
-                 products: bool = True, batch_rows: int = 200_000, target_rows: int = 2_000_000,
+                 products: bool = True, batch_rows: int | None = None, target_rows: int | None = None,
                  log=lambda m: None) -> dict:
     """Score an HLF folder and build every analysis product in one pass through the networks (followed
     by an aggregation pass when the threshold is a fraction of a sample). ``scores``: what the pass computes and stores (``kept_scores``). Returns the

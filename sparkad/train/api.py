@@ -63,6 +63,14 @@ def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, lo
         return train_jet_vae(hlf_dir, out, config_file=config_file, epochs=overrides.get("epochs"),
                              batch_size=overrides.get("batch_size"), train_on_data=overrides.get("train_on_data"),
                              progress=progress, log=log)
+    if kind == "cwola":  # CWoLa hunting: k-fold classifiers of signal region against sidebands
+        if strategy is not None or shard is not None:
+            raise ConfigError("the cwola classifiers train in one process (their distributed training is not built yet)")
+        from sparkad.train.cwola import train_cwola
+
+        return train_cwola(hlf_dir, out, config_file=config_file, signal_region=overrides.get("signal_region"),
+                           epochs=overrides.get("epochs"), batch_size=overrides.get("batch_size"), progress=progress,
+                           log=log)
     from sparkad.train.loop import TrainConfig, train
 
     cocktail, training = resolve_config(kind, config_file, **overrides)

@@ -28,6 +28,7 @@ from sparkad.model.directory import content_hash, exact_thresholds, write_valida
 from sparkad.model.jet_images import constituents_of, jet_images
 from sparkad.model.jet_vae import KIND, event_scores, jet_losses
 from sparkad.model.networks import fold, pack
+from sparkad.train.keras_nets import export_sequential as export
 
 SECTIONS = {"data": {"background_labels", "train_on_data", "deta_min", "validation_fraction", "max_events", "seed"},
             "image": {"n_pixels", "width", "center", "rotate", "normalize", "power"},
@@ -152,32 +153,6 @@ def build(n_pixels: int, filters, dense: int, latent: int, seed: int):
         keras.layers.Conv2D(1, 3, padding="same", kernel_initializer=init(seed + 7)),
     ], name="decoder")
     return encoder, decoder
-
-
-def export(model) -> list[dict]:
-    """A Sequential of build() as the numpy ops of sparkad.model.networks."""
-    import keras
-
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            op = "conv2d" if isinstance(layer, keras.layers.Conv2D) else "dense"
-            out.append({"op": op, "w": np.asarray(layer.kernel.numpy(), np.float32),
-                        "b": np.asarray(layer.bias.numpy(), np.float32)})
-            act = layer.activation.__name__
-            if act != "linear":
-                out.append({"op": act})
-        elif isinstance(layer, keras.layers.AveragePooling2D):
-            out.append({"op": "avgpool2"})
-        elif isinstance(layer, keras.layers.UpSampling2D):
-            out.append({"op": "upsample2"})
-        elif isinstance(layer, keras.layers.Flatten):
-            out.append({"op": "reshape", "shape": [-1]})
-        elif isinstance(layer, keras.layers.Reshape):
-            out.append({"op": "reshape", "shape": [int(s) for s in layer.target_shape]})
-        else:
-            raise TypeError(f"cannot export layer {layer.name} ({type(layer).__name__})")
-    return out
 
 
 def _images(table, image_conf: dict) -> tuple[np.ndarray, np.ndarray]:

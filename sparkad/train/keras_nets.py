@@ -61,3 +61,30 @@ def export(model) -> list[dict]:
         else:
             raise TypeError(f"cannot export layer {layer.name} ({type(layer).__name__})")
     return out
+
+
+def export_sequential(model) -> list[dict]:
+    """A keras.Sequential of Dense / Conv2D (with their activations), pooling, up-sampling, Flatten and
+    Reshape layers as the numpy ops of sparkad.model.networks (the jet VAE, the CWoLa classifier)."""
+    import keras
+
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            op = "conv2d" if isinstance(layer, keras.layers.Conv2D) else "dense"
+            out.append({"op": op, "w": np.asarray(layer.kernel.numpy(), np.float32),
+                        "b": np.asarray(layer.bias.numpy(), np.float32)})
+            act = layer.activation.__name__
+            if act != "linear":
+                out.append({"op": act})
+        elif isinstance(layer, keras.layers.AveragePooling2D):
+            out.append({"op": "avgpool2"})
+        elif isinstance(layer, keras.layers.UpSampling2D):
+            out.append({"op": "upsample2"})
+        elif isinstance(layer, keras.layers.Flatten):
+            out.append({"op": "reshape", "shape": [-1]})
+        elif isinstance(layer, keras.layers.Reshape):
+            out.append({"op": "reshape", "shape": [int(s) for s in layer.target_shape]})
+        else:
+            raise TypeError(f"cannot export layer {layer.name} ({type(layer).__name__})")
+    return out

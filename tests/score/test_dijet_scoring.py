@@ -51,9 +51,9 @@ def test_spark_and_dask_score_the_jet_vae_as_in_process(spark, dijet_hlf, jet_mo
         run_analysis(dijet_hlf, model, tmp_path / "x", engine="dask", scores="all")
     rs = run_analysis(dijet_hlf, model, tmp_path / "spark", engine="spark", spark=spark, scores="all", batch_rows=97,
                       target_rows=150, ppm=1e5)
-    rd = run_analysis(dijet_hlf, model, tmp_path / "dask", engine="dask", workers=2, scores="all", batch_rows=256,
-                      ppm=1e5)
+    rd = run_analysis(dijet_hlf, model, tmp_path / "dask", engine="dask", workers=2, scores="all", ppm=1e5)
     assert rd["total_events"] == rs["total_events"] == sum(rs["events"].values())
+    assert (rd["batch_rows"], rd["target_rows"]) == (4096, 10_000)  # the jet VAE's own sizes by default
     assert rs["model_kind"] == "jet_vae" and rs["scores"] == ["both", "j1", "j2", "sum", "either"]
     assert rs["fragments"] >= 3 and rs["batch_rows"] == 97  # batches of 97 events: a batch does not change a score
     for name in ("qcd", "g_ww", "data"):
