@@ -61,10 +61,12 @@ def barrier_task(worker_cmd: list[str], threads: int):
               help="TensorFlow workers (Spark barrier tasks); 1 without --master trains in this process.")
 @click.option("--master", help="Spark master, only when not launched by spark-submit.")
 @one_line_errors
-def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, signal_region, workers, master):
+def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, signal_region, scan, workers, master):
     from sparkad.core.runtime import setup_process
     setup_process()
 
+    if scan:
+        raise SparkadError("--scan: run `sparkad train --model cwola --scan ...` (one process)")
     one_process = kind in ("jet_vae", "cwola")  # the dijet models train in the driver's process
     if one_process and workers > 1:
         raise SparkadError(f"--model {kind} trains in one process: give --workers 1")

@@ -90,6 +90,8 @@ train_options = option_group(
     click.option("--train-on-data", is_flag=True, help="Train on the data datasets (seeds/000 sec. 4)."),
     click.option("--signal-region", callback=lambda ctx, p, v: mjj_window(v), metavar="LO:HI",
                  help="cwola: the mjj signal region in GeV (default conf/cwola.yaml: 3300:3700)."),
+    click.option("--scan", metavar="LO:HI:WIDTH[:STEP]",
+                 help="cwola: slide the signal region over mjj, one model per window (e.g. 2900:4300:400:200)."),
 )
 
 
@@ -110,12 +112,31 @@ def mjj_window(text):
 @train_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @one_line_errors
-def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, signal_region, quiet):
+def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, signal_region, scan, quiet):
     """Train an anomaly detector on the SM cocktail of an HLF folder into a model directory."""
     from sparkad.train.api import train_from_config
 
-    if signal_region is not None and kind != "cwola":
-        raise click.UsageError("--signal-region is a cwola option")
+    if (signal_region is not None or scan) and kind != "cwola":
+        raise click.UsageError("--signal-region and --scan are cwola options")
+    if scan:
+        from sparkad.train.cwola import scan_windows, train_cwola_scan
+
+        if signal_region is not None:
+            raise click.UsageError("give --signal-region or --scan, not both")
+        try:
+            parts = [float(v) for v in scan.split(":")]
+            if len(parts) not in (3, 4):
+                raise ValueError
+        except ValueError:
+            raise click.BadParameter(f"expected LO:HI:WIDTH[:STEP] in GeV, got {scan!r}", param_hint="--scan") from None
+        doc = train_cwola_scan(hlf_dir, out, scan_windows(*parts), config_file=config_file, epochs=epochs,
+                               batch_size=batch_size, progress=not quiet, log=lambda m: click.echo(m, err=True))
+        for r in doc["windows"]:
+            lo, hi = r["signal_region"]
+            click.echo(f"  {lo:g}-{hi:g} GeV: " + (f"skipped ({r['skipped']})" if "skipped" in r else
+                       f"{r['n_sr']} SR / {r['n_sb']} SB events, SR vs SB AUC {r['sr_vs_sb_auc']:.4f}"))
+        click.echo(f"scan of {len(doc['windows'])} windows → {out}")
+        return
     doc = train_from_config(kind, hlf_dir, out, config_file=config_file, epochs=epochs, batch_size=batch_size,
                             train_on_data=train_on_data, signal_region=signal_region, progress=not quiet,
                             log=lambda m: click.echo(m, err=True))
@@ -167,6 +188,24 @@ def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, bac
     (seeds/004), or the top --efficiency of the signal region by a CWoLa classifier (CWoLa hunting)."""
     from sparkad.evaluate.dijet import run_bump_hunt
 
+    if (Path(model_dir) / "scan.json").is_file():  # a CWoLa scan: every window's hunt
+        from sparkad.evaluate.weak import run_cwola_scan_hunt
+
+        doc = run_cwola_scan_hunt(model_dir, hlf_dir, out, dataset, efficiency=efficiency, bins=bins,
+                                  log=lambda m: click.echo(m, err=True))
+        for r in doc["windows"]:
+            lo, hi = r["signal_region"]
+            if "skipped" in r:
+                click.echo(f"  {lo:g}-{hi:g} GeV: skipped")
+                continue
+            b, a = r["before"], r["after"]
+            fmt = lambda g: (f"{g['n_observed']:.0f} obs / {g['n_expected']:.1f} exp, Z {g['z_local']:.2f}"  # noqa: E731
+                             if "z_local" in g else f"no fit ({g.get('error')})")
+            click.echo(f"  {lo:g}-{hi:g} GeV: all {fmt(b)}; top {efficiency:g}: {fmt(a)}")
+        if doc["best"]:
+            click.echo(f"largest excess after the cut: {doc['best'][0]:g}-{doc['best'][1]:g} GeV, local Z "
+                       f"{doc['best_z_local']:.2f}; scan_hunt.json and scan_z.png in {out}")
+        return
     if _model_kind(model_dir) == "cwola":
         from sparkad.evaluate.weak import run_cwola_hunt
 

@@ -99,3 +99,59 @@ def _plot(out: Path, res: dict) -> None:
     fig.tight_layout()
     fig.savefig(out / "mjj_spectra.png", dpi=80)
     plt.close(fig)
+
+
+def run_cwola_scan_hunt(scan_dir, hlf_dir, out, dataset: str, efficiency: float = 0.1, bins: int = 30,
+                        n_toys: int = 0, sqrt_s: float = 13000.0, log=print) -> dict:
+    """The hunt of every window of a CWoLa scan (`sparkad train --model cwola --scan`): per window, its
+    signal region's observed and sideband-fit expected events before and after keeping the top `efficiency`
+    of that window's SR; the window with the largest local significance after the cut is the candidate."""
+    import json
+
+    from sparkad.train.cwola import SCAN_FILE
+
+    scan_dir, out = Path(scan_dir), Path(out)
+    try:
+        scan = json.loads((scan_dir / SCAN_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise SparkadError(f"{scan_dir}: no readable {SCAN_FILE} (not a complete CWoLa scan: {e})") from None
+    rows = []
+    for w in scan["windows"]:
+        if "model" not in w:
+            rows.append({"signal_region": w["signal_region"], "skipped": w.get("skipped")})
+            continue
+        res = run_cwola_hunt(scan_dir / w["model"], hlf_dir, out / w["model"], dataset, efficiencies=(efficiency,),
+                             bins=bins, n_toys=n_toys, sqrt_s=sqrt_s, log=log)
+        row = {"signal_region": w["signal_region"], "sr_vs_sb_auc": w["sr_vs_sb_auc"]}
+        for name, key in (("all", "before"), (f"{efficiency:g}", "after")):
+            g = res["selections"][name].get("signal_region") or {}
+            row[key] = {k: g[k] for k in ("n_observed", "n_expected", "z_local") if k in g} or {"error": g.get("error")}
+        rows.append(row)
+    done = [r for r in rows if "z_local" in r.get("after", {})]
+    best = max(done, key=lambda r: r["after"]["z_local"]) if done else None
+    doc = {"dataset": dataset, "efficiency": efficiency, "windows": rows,
+           "best": best["signal_region"] if best else None, "best_z_local": best["after"]["z_local"] if best else None}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(doc, out / "scan_hunt.json")
+    if done:
+        _plot_scan(out, done, efficiency)
+    return doc
+
+
+def _plot_scan(out: Path, rows, efficiency) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    hep.style.use("CMS")
+    fig, ax = plt.subplots(figsize=(8, 6))
+    centre = [0.5 * sum(r["signal_region"]) for r in rows]
+    for key, c, label in (("before", "k", "all events"), ("after", "tab:red", f"top {efficiency:g} of each SR")):
+        ax.plot(centre, [r[key].get("z_local", np.nan) for r in rows], "o-", color=c, label=label)
+    ax.set_xlabel("signal region centre $m_{jj}$ [GeV]")
+    ax.set_ylabel("local Z of the SR excess (sideband fit)")
+    ax.legend(fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out / "scan_z.png", dpi=80)
+    plt.close(fig)

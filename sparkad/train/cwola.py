@@ -229,3 +229,48 @@ def write_model_dir(out: Path, *, nets: dict, conf: dict, mean, scale, sr_scores
     doc["content_hash"] = content_hash(doc, blob)
     write_json_atomic(doc, out / "model.json")
     return doc
+
+
+#: the summary of a sliding-window scan (`train_cwola_scan`), written last in its folder
+SCAN_FILE = "scan.json"
+
+
+def scan_windows(lo: float, hi: float, width: float, step: float | None = None) -> list[tuple[float, float]]:
+    """Signal regions [a, a + width) for a = lo, lo + step, ... while a + width <= hi (step default: width)."""
+    step = width if step is None else step
+    if not (0 < width and 0 < step and lo + width <= hi):
+        raise ConfigError(f"scan {lo:g}:{hi:g}:{width:g}:{step:g}: need width, step > 0 and lo + width <= hi")
+    out, a = [], lo
+    while a + width <= hi + 1e-9:
+        out.append((round(a, 6), round(a + width, 6)))
+        a += step
+    return out
+
+
+def train_cwola_scan(hlf_dir, out, windows, *, config_file=None, epochs=None, batch_size=None, progress=True,
+                     log=print) -> dict:
+    """CWoLa hunting's sliding signal region: one model per window in OUT/sr_<lo>_<hi>/ (a window with too few
+    events is reported and skipped), and OUT/scan.json (written last: the scan's completion marker)."""
+    storage.require_local("the model directory (--out)", out)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SCAN_FILE).unlink(missing_ok=True)
+    rows = []
+    for lo, hi in windows:
+        name = f"sr_{lo:g}_{hi:g}"
+        try:
+            doc = train_cwola(hlf_dir, out / name, config_file=config_file, signal_region=(lo, hi), epochs=epochs,
+                              batch_size=batch_size, progress=progress, log=log)
+        except SparkadError as e:
+            if "too few" not in str(e):
+                raise
+            log(f"cwola scan: window {lo:g}-{hi:g} GeV skipped ({e})")
+            rows.append({"signal_region": [lo, hi], "skipped": str(e)})
+            continue
+        rows.append({"signal_region": [lo, hi], "model": name, "sr_vs_sb_auc": doc["sr_vs_sb_auc"],
+                     "n_sr": doc["provenance"]["n_sr"], "n_sb": doc["provenance"]["n_sb"]})
+    if not any("model" in r for r in rows):
+        raise SparkadError(f"{hlf_dir}: no window of the scan holds enough events to train on")
+    doc = {"kind": "cwola_scan", "windows": rows}
+    write_json_atomic(doc, out / SCAN_FILE)
+    return doc
