@@ -165,6 +165,34 @@ def _model_kind(model_dir) -> str | None:
         return None  # the evaluation reports what is wrong with the directory
 
 
+@main.command("convert-lhco")
+@click.argument("h5file", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the ROOT files and fileset.yaml.")
+@click.option("--dataset", default=None, help="Dataset name (default: the file's stem).")
+@click.option("--max-events", type=click.IntRange(min=1), default=None, help="Convert only the first N events.")
+@click.option("--jet-r", type=click.FloatRange(0.1, 1.5), default=1.0, show_default=True, help="Anti-kT radius.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@one_line_errors
+def convert_lhco(h5file, out, dataset, max_events, jet_r, quiet):
+    """An LHC Olympics 2020 HDF5 file (700 particles per event) → clustered PFNano-style ROOT files and a fileset
+    for `sparkad extract --analysis dijet --selection lhco` (truth labels, if present, to OUT/truth/)."""
+    from sparkad.generate.lhco_hdf5 import convert, read_events
+
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        total = read_events(h5file, 0, 1)[2]
+        bar = tqdm(total=min(total, max_events or total), unit="evt", desc="convert-lhco", dynamic_ncols=True)
+    try:
+        fs = convert(h5file, out, dataset=dataset, max_events=max_events, jet_r=jet_r,
+                     progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    click.echo(f"wrote {fs}")
+
+
 @main.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model directory (jet_vae or cwola).")
 @click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="Dijet HLF folder (extract --analysis dijet).")

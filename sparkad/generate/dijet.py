@@ -149,9 +149,14 @@ def _pt_eta_phi_m(px, py, pz, e):
 
 def event_branches(prt, r: float, pt_min: float) -> dict:
     """The NanoAOD-style branches (FatJet, PFCands, FatJetPFCands) of a nextBatch record."""
+    return particle_branches(visible_particles(prt), r, pt_min)
+
+
+def particle_branches(parts, r: float, pt_min: float) -> dict:
+    """The NanoAOD-style branches (FatJet, PFCands, FatJetPFCands) of events given as particles: an awkward
+    record (px, py, pz, E, pdgId) per event, e.g. `visible_particles` or the LHC Olympics HDF5 events."""
     import awkward as ak
 
-    parts = visible_particles(prt)
     jets, cidx = cluster(parts, r, pt_min)
     njet = ak.to_numpy(ak.num(jets)).astype(np.int64)
     ncons = ak.to_numpy(ak.flatten(ak.num(cidx, axis=2))).astype(np.int64)
