@@ -399,6 +399,11 @@ def _check_dijet_params(proc: str, params, what: str, sqrt_s: float) -> dict:
             out[k] = _num(out[k], f"{what}: {k}", positive=False)
             if out[k] < 0 or out[k] >= sqrt_s:
                 raise GeneratorConfigError(f"{what}: {k} must be in [0, sqrt_s = {sqrt_s:g}) GeV, got {params[k]!r}")
+    out["pileup_mu"] = _num(out["pileup_mu"], f"{what}: pileup_mu", positive=False)
+    if not 0 <= out["pileup_mu"] <= 200:
+        raise GeneratorConfigError(f"{what}: pileup_mu must be in [0, 200] interactions per crossing, got "
+                                   f"{params.get('pileup_mu')!r}")
+    out["pileup_chs"] = _bool(out["pileup_chs"], f"{what}: pileup_chs")
     if proc == "wprime_xy" and not (0 < out["mx"] and 0 < out["my"] and out["mx"] + out["my"] < out["mass"]):
         raise GeneratorConfigError(f"{what}: wprime_xy needs 0 < mx, 0 < my and mx + my < mass, got mass "
                                    f"{out['mass']:g}, mx {out['mx']:g}, my {out['my']:g} GeV")

@@ -20,7 +20,10 @@ Per batch of events (`DijetSource.branches`):
 4. the branches: `FatJet_{pt,eta,phi,mass,msoftdrop,tau1,tau2,tau3,nConstituents}`, the jets' constituents
    as `PFCands_{pt,eta,phi,mass,pdgId}` and the PFNano link table `FatJetPFCands_{jetIdx,pFCandsIdx}`
    (constituents of a jet in decreasing pT), `genWeight`, `Truth_process`, `Truth_isSignal`.
-No detector response and no pile-up yet: the particles are the "PF candidates" (docs/dijet.md).
+Pile-up (`pileup_mu` > 0): Poisson(pileup_mu) minimum-bias events (`SoftQCD:inelastic`, a second Pythia
+instance) overlaid on each event's particles before clustering; with `pileup_chs` (default) their charged
+particles are removed first — charged-hadron subtraction with a perfect vertex association, as CMS's CHS
+jets. No detector response yet: the particles are the "PF candidates" (docs/dijet.md).
 
 Nothing here is imported at `sparkad` import time; pythia8mc and fastjet are imported when a source is made.
 """
@@ -49,7 +52,8 @@ PROCESS_DEFAULTS = {
 PROCESS_IDS = {"qcd_dijet": 5, "rsg_ww": 111, "rsg_tt": 112, "wprime_xy": 113}  # Truth_process
 LABELS = {"qcd_dijet": "QCD", "rsg_ww": "G_WW", "rsg_tt": "G_tt", "wprime_xy": "Wp_XY"}
 SIGNALS = {"rsg_ww", "rsg_tt", "wprime_xy"}
-COMMON_DEFAULTS = {"jet_r": 0.8, "jet_pt_min": 30.0, "settings": []}
+COMMON_DEFAULTS = {"jet_r": 0.8, "jet_pt_min": 30.0, "settings": [], "pileup_mu": 0.0, "pileup_chs": True}
+PILEUP_SEED_OFFSET = 450_000_000  # the minimum-bias Pythia's seed: the hard one's, shifted (mod 9e8)
 # the substructure conventions, recorded in the fileset and in the extracted Parquet's metadata
 SUBSTRUCTURE = {"softdrop": {"beta": SOFTDROP_BETA, "zcut": SOFTDROP_ZCUT, "recluster": "Cambridge/Aachen"},
                 "nsubjettiness": {"measure": TAU_MEASURE, "beta": TAU_BETA, "axes": TAU_AXES}}
@@ -200,6 +204,35 @@ class DijetSource:
         self.process, self.process_id = process, process_id
         self.pythia = make_pythia(base_settings(sqrt_s, seed) + process_settings(process, self.params))
         self.n_tried = 0
+        self.mu = float(self.params["pileup_mu"])
+        self.minbias = None
+        if self.mu > 0:
+            self.minbias = make_pythia(base_settings(sqrt_s, (seed + PILEUP_SEED_OFFSET) % 900_000_000 + 1)
+                                       + ["SoftQCD:inelastic = on"])
+            self.rng = np.random.default_rng(seed)
+            self._charge: dict = {}
+
+    def overlay(self, parts):
+        """`parts` (visible particles per event) with Poisson(mu) minimum-bias events' particles added."""
+        import awkward as ak
+
+        counts = self.rng.poisson(self.mu, len(parts))
+        total = int(counts.sum())
+        if total == 0:
+            return parts
+        pu = visible_particles(self.minbias.nextBatch(total).prt)
+        if self.params["pileup_chs"]:  # charged pile-up removed (a perfect vertex association)
+            ids = ak.to_numpy(ak.flatten(pu.pdgId))
+            for i in np.unique(ids):
+                if int(i) not in self._charge:
+                    self._charge[int(i)] = self.minbias.particleData.charge(int(i))
+            charged = np.array([self._charge[int(i)] != 0 for i in ids], bool) if len(ids) else np.zeros(0, bool)
+            pu = pu[ak.unflatten(~charged, ak.num(pu))]
+        cs = np.r_[0, np.cumsum(ak.to_numpy(ak.num(pu)))]  # particles of the first k pile-up events
+        ends = np.cumsum(counts)
+        per_hard = cs[ends] - cs[ends - counts]
+        grouped = ak.unflatten(ak.flatten(pu), per_hard)
+        return ak.concatenate([parts, grouped], axis=1)
 
     def branches(self, n: int) -> dict:
         import awkward as ak
@@ -209,7 +242,10 @@ class DijetSource:
             k = min(n, BATCH_MAX)
             prt = self.pythia.nextBatch(k).prt
             self.n_tried += len(prt)
-            parts.append(event_branches(prt, float(self.params["jet_r"]), float(self.params["jet_pt_min"])))
+            particles = visible_particles(prt)
+            if self.minbias is not None:
+                particles = self.overlay(particles)
+            parts.append(particle_branches(particles, float(self.params["jet_r"]), float(self.params["jet_pt_min"])))
             n -= len(prt)
         out = {c: ak.concatenate([p[c] for p in parts]) for c in parts[0]} if len(parts) > 1 else parts[0]
         out["Truth_process"] = np.full(len(out["FatJet"]), self.process_id, np.int32)

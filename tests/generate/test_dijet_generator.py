@@ -174,3 +174,29 @@ def test_bad_dijet_samples_are_refused(change, message):
 def test_lepton_detector_settings_do_not_apply():
     with pytest.raises(GeneratorConfigError, match="detector does not apply to engine pythia_dijet"):
         load_preset({**dijet_preset(), "detector": {"pileup_mu": 40.0}})
+
+
+def test_pileup_overlay_and_charged_hadron_subtraction():
+    """Pile-up on the same hard events (same seed): minimum-bias particles join the jets; with CHS the charged
+    ones are removed, so jet 1 keeps (about) its charged constituents and gains neutral ones only."""
+    import awkward as ak
+
+    from sparkad.generate.dijet import DijetSource
+
+    def jet1(mu, chs):
+        b = DijetSource("qcd_dijet", {"pileup_mu": mu, "pileup_chs": chs}, 13000.0, 23, 5).branches(30)
+        link, pf = b["FatJetPFCands"], b["PFCands"]  # the generator's link is one to one, in order
+        ids = np.abs(ak.to_numpy(ak.flatten(pf.pdgId)))
+        is_ch = ak.unflatten(np.isin(ids, [211, 321, 2212, 11, 13, 3112, 3222]), ak.num(pf.pdgId))
+        charged = ak.to_numpy(ak.sum((link.jetIdx == 0) & is_ch, axis=1))
+        return ak.to_numpy(b["FatJet"].nConstituents[:, 0]), charged, ak.to_numpy(b["FatJet"].mass[:, 0])
+
+    n0, c0, m0 = jet1(0.0, True)
+    n1, c1, m1 = jet1(10.0, True)
+    n2, c2, m2 = jet1(10.0, False)
+    assert n1.mean() > n0.mean() + 5 and m1.mean() > m0.mean()
+    assert abs(c1.mean() - c0.mean()) < 0.1 * c0.mean() + 1  # CHS: the charged pile-up is gone
+    assert c2.mean() > c0.mean() + 5 and n2.mean() > n1.mean()  # without it, charged pile-up joins the jet
+    with pytest.raises(GeneratorConfigError, match="pileup_mu must be in"):
+        load_preset({"name": "x", "engine": "pythia_dijet", "sqrt_s": 13000,
+                     "samples": {"q": {"process": "qcd_dijet", "events": 5, "params": {"pileup_mu": -1}}}})
