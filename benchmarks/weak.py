@@ -15,10 +15,13 @@ lookalike beside the references the literature uses, as significance improvement
    - CWoLa: data SR against data sidebands (what `sparkad train --model cwola` does);
    - idealised anomaly detector: data SR against the first half of the MC background's SR (a perfect
      background model: what CATHODE approaches);
-   - supervised: the injection pool's SR events against the first half of the MC background's SR.
+   - supervised: the injection pool's SR events against the first half of the MC background's SR;
+   - CATHODE (`fit_cathode`, what `sparkad train --model cathode` does): a conditional flow of the features
+     on the data's sidebands (1 TeV each side), sampled in the SR, a classifier of SR data against the samples;
+   - ANODE: the same sideband flow and a second one on the SR data; the score is log p_SR(x|m) − log p_SB(x|m).
    Each is scored on the test set — the second halves of the W' and MC background SR events, seen by no
    training — as the mean logit of its k networks; SIC(ε_S) = ε_S / √ε_B, its maximum over ε_B ≥ 20 /
-   N_test background events (fewer make the maximum a fluctuation).
+   N_test background events (fewer make the maximum a fluctuation), the test AUC and SIC at ε_B = 1 %, 5 %, 20 %.
 3. Prints JSON lines (`what`: timing, sic) and a Markdown table beside the figures reported on the official
    R&D data set (as the issue quotes them for arXiv:2109.00546); with --pictures the SIC curves.
 
@@ -43,6 +46,7 @@ PAPER = {"source": "arXiv:2109.00546 (CATHODE), official LHCO R&D data set, S/B 
                    "issue 18", "sic_max": {"supervised": 18.0, "idealised": 14.0, "cathode": 14.0, "cwola": 11.0,
                                            "anode": 6.5}}
 MIN_BKG_EVENTS = 20
+METHODS = ("supervised", "idealised", "cwola", "cathode", "anode")
 
 
 def emit(**kv):
@@ -131,14 +135,22 @@ def main():
         import pandas as pd
         box = pd.concat([data, injected.assign(run=2)], ignore_index=True)  # run 2: ids apart from the QCD's
         res = {}
-        for method in ("cwola", "idealised", "supervised"):
+        for method in METHODS:
+            if method == "supervised" and curves.get(("any", method)) is not None:  # independent of the injection
+                continue
             t0 = time.time()
             scores, extra = train_and_score(method, box, in_sr(mc_train), in_sr(pool), test_s, test_b, a)
             eps_s, eps_b, sic = sic_curve(scores[0], scores[1])
             k = int(np.argmax(sic))
+            from sklearn.metrics import roc_auc_score
+            auc = float(roc_auc_score(np.r_[np.ones(len(scores[0])), np.zeros(len(scores[1]))], np.r_[scores[0], scores[1]]))
+            at = {f"sic_at_eps_b_{e:g}": float(np.interp(e, eps_b, sic)) if e >= eps_b[0] else None  # below the floor
+                  for e in (0.01, 0.05, 0.2)}
             res[method] = {"sic_max": float(sic[k]), "eps_s_at_max": float(eps_s[k]), "eps_b_at_max": float(eps_b[k]),
-                           **extra, "seconds": round(time.time() - t0, 1)}
+                           "test_auc": auc, **at, **extra, "seconds": round(time.time() - t0, 1)}
             curves[(inj, method)] = (eps_s, sic)
+            if method == "supervised":
+                curves[("any", method)] = (eps_s, sic)
             emit(what="sic", injection=inj, signal_injected=n_inject, signal_in_sr=int(len(in_sr(injected))),
                  method=method, **res[method], paper_sic_max=PAPER["sic_max"].get(method))
     print(f"\nreference: {PAPER['source']}: SIC_max " + ", ".join(f"{k} {v:g}" for k, v in PAPER["sic_max"].items()))
@@ -148,8 +160,12 @@ def main():
 
 
 def train_and_score(method, box, mc_sr, pool_sr, test_s, test_b, a):
-    """k-fold classifiers for a method; the test events' mean logit over the k networks."""
+    """k-fold classifiers for a method; the test events' mean logit over the k networks (ANODE: the flows'
+    log-likelihood ratio)."""
     import pandas as pd
+
+    if method in ("cathode", "anode"):
+        return density_method(method, box, test_s, test_b, a)
 
     from sparkad.model.cwola import classifier_logits, event_folds, mjj_regions
     from sparkad.model.networks import fold
@@ -187,6 +203,45 @@ def train_and_score(method, box, mc_sr, pool_sr, test_s, test_b, a):
     return out, extra
 
 
+def density_method(method, box, test_s, test_b, a):
+    """CATHODE (sparkad.train.cathode.fit_cathode on the data: flow on the sidebands, classifier of SR data against
+    its SR samples) or ANODE (the same sideband flow, a second flow on the SR data; score log p_SR − log p_SB)."""
+    import tensorflow as tf
+
+    from sparkad.model.cwola import classifier_logits, mjj_regions
+    from sparkad.model.networks import fold
+    from sparkad.train.cathode import KIND, MJJ_SCALE, SECTIONS, fit_cathode
+    from sparkad.train.cwola import resolve_config
+    from sparkad.train.flows import fit_flow
+
+    conf = resolve_config(None, SR, a.epochs, None, conf_name=KIND, sections=SECTIONS)
+    conf["data"]["folds"] = a.folds
+    x = box[FEATURES].to_numpy(np.float64)
+    r = fit_cathode(x, box.mjj.to_numpy(np.float64), (box.run.to_numpy(), box.luminosityBlock.to_numpy(),
+                                                       box.event.to_numpy()), conf, log=lambda m: None)
+    std = lambda df: ((df[FEATURES].to_numpy(np.float64) - r["mean"]) / r["scale"]).astype(np.float32)  # noqa: E731
+    cond = lambda df: ((df.mjj.to_numpy(np.float64) - r["centre"]) / MJJ_SCALE).astype(np.float32)  # noqa: E731
+    extra = {"n_sb": r["n_sb"], "n_sr": r["n_sr"], "flow_epochs": r["flow_history"]["epochs"],
+             "flow_val_nll": r["flow_history"]["best_val_nll"]}
+    if method == "cathode":
+        nets = [fold(r["nets"][f"fold{i}"]) for i in range(a.folds)]
+        extra["data_vs_samples_auc"] = r["auc"]
+        out = [np.nan_to_num(np.mean([classifier_logits(nets, std(t), np.full(len(t), i)) for i in range(a.folds)],
+                                     axis=0), nan=-np.inf) for t in (test_s, test_b)]
+        return out, extra
+    sr = box[(mjj_regions(box.mjj.to_numpy(), SR, 0.0) == 1) & np.all(np.isfinite(box[FEATURES].to_numpy()), axis=1)]
+    fc = conf["flow"]
+    flow_sr, h = fit_flow(std(sr), cond(sr), hidden=fc["hidden"], blocks=fc["blocks"], epochs=fc["epochs"],
+                          batch_size=fc["batch_size"], learning_rate=fc["learning_rate"], patience=fc["patience"], seed=5)
+    extra["sr_flow_epochs"] = h["epochs"]
+    out = []
+    for t in (test_s, test_b):
+        z, c = tf.constant(std(t)), tf.constant(cond(t)[:, None])
+        out.append(np.nan_to_num((flow_sr.log_prob(z, c) - r["flow"].log_prob(z, c)).numpy().astype(np.float64),
+                                 nan=-np.inf))
+    return out, extra
+
+
 def pictures(curves, out: Path):
     import matplotlib
     matplotlib.use("Agg")
@@ -195,12 +250,14 @@ def pictures(curves, out: Path):
 
     hep.style.use("CMS")
     out.mkdir(parents=True, exist_ok=True)
-    injections = sorted({k[0] for k in curves})
+    injections = sorted({k[0] for k in curves if k[0] != "any"})
     fig, axes = plt.subplots(1, len(injections), figsize=(6 * len(injections), 6), squeeze=False)
     for ax, inj in zip(axes[0], injections):
-        for method, c in (("supervised", "k"), ("idealised", "tab:blue"), ("cwola", "tab:red")):
-            if (inj, method) in curves:
-                eps_s, sic = curves[(inj, method)]
+        for method, c in (("supervised", "k"), ("idealised", "tab:blue"), ("cwola", "tab:red"),
+                          ("cathode", "tab:green"), ("anode", "tab:purple")):
+            key = ("any", method) if method == "supervised" else (inj, method)
+            if key in curves:
+                eps_s, sic = curves[key]
                 ax.plot(eps_s, sic, color=c, label=method)
         ax.axhline(1.0, color="0.6", ls=":")
         ax.set_xlabel(r"$\epsilon_S$")

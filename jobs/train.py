@@ -67,7 +67,7 @@ def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data
 
     if scan:
         raise SparkadError("--scan: run `sparkad train --model cwola --scan ...` (one process)")
-    one_process = kind in ("jet_vae", "cwola")  # the dijet models train in the driver's process
+    one_process = kind in ("jet_vae", "cwola", "cathode")  # the dijet models train in the driver's process
     if one_process and workers > 1:
         raise SparkadError(f"--model {kind} trains in one process: give --workers 1")
     if (workers == 1 and not master and "SPARK_ENV_LOADED" not in os.environ) or one_process:

@@ -79,9 +79,10 @@ def extract(files, fileset, out, analysis, feature_set, selection, on_missing, e
 
 #: the options `sparkad train` and jobs/train.py share
 train_options = option_group(
-    click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae", "jet_vae", "cwola"]), required=True,
+    click.option("--model", "kind", type=click.Choice(["ae", "alad", "vae", "jet_vae", "cwola", "cathode"]), required=True,
                  help="Model to train (jet_vae: the per-jet image VAE of the dijet search, conf/jet_vae.yaml; cwola: "
-                      "CWoLa-hunting classifiers of a signal region against its sidebands, conf/cwola.yaml)."),
+                      "CWoLa-hunting classifiers of a signal region against its sidebands, conf/cwola.yaml; cathode: "
+                      "a flow on the sidebands, its SR samples against the SR data, conf/cathode.yaml)."),
     click.option("--hlf", "hlf_dir", required=True, type=click.Path(file_okay=False), help="HLF folder written by `sparkad extract`."),
     click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Model directory to write."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML overriding conf/train.yaml."),
@@ -89,7 +90,7 @@ train_options = option_group(
     click.option("--batch-size", type=click.IntRange(min=1), help="Batch size per worker."),
     click.option("--train-on-data", is_flag=True, help="Train on the data datasets (seeds/000 sec. 4)."),
     click.option("--signal-region", callback=lambda ctx, p, v: mjj_window(v), metavar="LO:HI",
-                 help="cwola: the mjj signal region in GeV (default conf/cwola.yaml: 3300:3700)."),
+                 help="cwola, cathode: the mjj signal region in GeV (default 3300:3700)."),
     click.option("--scan", metavar="LO:HI:WIDTH[:STEP]",
                  help="cwola: slide the signal region over mjj, one model per window (e.g. 2900:4300:400:200)."),
 )
@@ -116,8 +117,8 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, si
     """Train an anomaly detector on the SM cocktail of an HLF folder into a model directory."""
     from sparkad.train.api import train_from_config
 
-    if (signal_region is not None or scan) and kind != "cwola":
-        raise click.UsageError("--signal-region and --scan are cwola options")
+    if (signal_region is not None and kind not in ("cwola", "cathode")) or (scan and kind != "cwola"):
+        raise click.UsageError("--signal-region is a cwola / cathode option, --scan a cwola one")
     if scan:
         from sparkad.train.cwola import scan_windows, train_cwola_scan
 
@@ -140,12 +141,15 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, si
     doc = train_from_config(kind, hlf_dir, out, config_file=config_file, epochs=epochs, batch_size=batch_size,
                             train_on_data=train_on_data, signal_region=signal_region, progress=not quiet,
                             log=lambda m: click.echo(m, err=True))
-    if kind == "cwola":
+    if kind in ("cwola", "cathode"):
         p, folds = doc["provenance"], doc["history"]["folds"]
-        click.echo(f"trained cwola on {p['n_sr']} signal-region and {p['n_sb']} sideband events of "
+        click.echo(f"trained {kind} on {p['n_sr']} signal-region and {p['n_sb']} sideband events of "
                    f"{', '.join(p['datasets'])} ({len(folds)} folds, {sum(f['epochs'] for f in folds)} epochs) → {out}")
-        th = doc["thresholds"]["cwola"]
-        click.echo("  threshold cwola     " + ", ".join(f"{k}: {t['value']:.5g}" if t["value"] is not None else f"{k}: n/a"
+        if kind == "cathode":
+            click.echo(f"  SR data vs the flow's samples AUC {doc['data_vs_samples_auc']:.4f} out of fold "
+                       f"({p['n_samples']} samples; 0.5: no difference)")
+        th = doc["thresholds"][kind]
+        click.echo(f"  threshold {kind:<9} " + ", ".join(f"{k}: {t['value']:.5g}" if t["value"] is not None else f"{k}: n/a"
                                                       for k, t in th.items()))
         return
     last = doc["history"]["last"] or {}
@@ -234,7 +238,7 @@ def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, bac
             click.echo(f"largest excess after the cut: {doc['best'][0]:g}-{doc['best'][1]:g} GeV, local Z "
                        f"{doc['best_z_local']:.2f}; scan_hunt.json and scan_z.png in {out}")
         return
-    if _model_kind(model_dir) == "cwola":
+    if _model_kind(model_dir) in ("cwola", "cathode"):
         from sparkad.evaluate.weak import run_cwola_hunt
 
         res = run_cwola_hunt(model_dir, hlf_dir, out, dataset, efficiencies=(efficiency,), bins=bins, n_toys=toys,

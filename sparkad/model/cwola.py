@@ -24,6 +24,9 @@ from sparkad.model.networks import fold, forward, unpack
 
 KIND = "cwola"
 SCORE = "cwola"  # the classifier's logit: log p(SR | x) / p(SB | x), larger = more signal-region-like
+#: fold-classifier kinds this scorer loads: CWoLa (SR against sidebands) and CATHODE (SR data against
+#: samples of the background density interpolated into the SR, sparkad.train.cathode); the score is the kind
+KINDS = ("cwola", "cathode")
 ID_COLUMNS = ("run", "luminosityBlock", "event")
 
 
@@ -61,7 +64,8 @@ def classifier_logits(nets: list, x: np.ndarray, folds: np.ndarray) -> np.ndarra
 
 
 class CWoLaScorer:
-    """A trained CWoLa classifier loaded for scoring (the interface of ``sparkad.model.directory.Scorer``)."""
+    """A trained CWoLa (or CATHODE) fold classifier loaded for scoring (the interface of
+    ``sparkad.model.directory.Scorer``); its one score is named after its kind."""
 
     pre = None  # standardisation is its own (``mean``, ``scale``)
     baseline_scores: list = []
@@ -74,8 +78,8 @@ class CWoLaScorer:
         self.model_dir = Path(model_dir)
         self.meta, arrays = load_model(self.model_dir, files)
         self.kind = self.meta.get("kind")
-        if self.kind != KIND:
-            raise SparkadError(f"{self.model_dir}: a {self.kind} model, not a {KIND}")
+        if self.kind not in KINDS:
+            raise SparkadError(f"{self.model_dir}: a {self.kind} model, not a fold classifier ({', '.join(KINDS)})")
         self.content_hash = self.meta.get("content_hash")
         try:
             self.features = list(self.meta["features"])
@@ -87,12 +91,13 @@ class CWoLaScorer:
             self.thresholds = self.meta["thresholds"]
         except (KeyError, TypeError, ValueError) as e:
             raise SparkadError(f"{self.model_dir}: unreadable model files ({type(e).__name__}: {e})") from None
-        self.all_score_names = [SCORE]
-        chosen = [SCORE] if scores is None else ([scores] if isinstance(scores, str) else list(scores))
-        if chosen != [SCORE]:
-            raise SparkadError(f"{self.model_dir}: model has no score(s) {', '.join(s for s in chosen if s != SCORE) or '(none given)'}"
-                               f" (scores: {SCORE})")
-        self.score_names = [SCORE]
+        name = self.kind
+        self.all_score_names = [name]
+        chosen = [name] if scores is None else ([scores] if isinstance(scores, str) else list(scores))
+        if chosen != [name]:
+            raise SparkadError(f"{self.model_dir}: model has no score(s) {', '.join(s for s in chosen if s != name) or '(none given)'}"
+                               f" (scores: {name})")
+        self.score_names = [name]
 
     def check_columns(self, columns, source: str = "input") -> None:
         missing = [f for f in (*self.features, *ID_COLUMNS) if f not in set(columns)]
@@ -111,7 +116,7 @@ class CWoLaScorer:
         self.check_columns(names, "scoring input")
         col = lambda c: batch.column(names.index(c)).to_numpy(zero_copy_only=False)  # noqa: E731
         x = np.column_stack([col(f) for f in self.features]) if batch.num_rows else np.zeros((0, len(self.features)))
-        return {SCORE: self.score_columns(x, *(col(c) for c in ID_COLUMNS))}
+        return {self.kind: self.score_columns(x, *(col(c) for c in ID_COLUMNS))}
 
     def histogram_edges(self, name: str) -> np.ndarray:
         return validation_edges(self.model_dir, name)

@@ -162,7 +162,7 @@ def open_scorer(model_dir, files: tuple[bytes, bytes] | None = None, scores=None
     if kind == "jet_vae":
         from sparkad.model.jet_vae import JetVAEScorer
         return JetVAEScorer(model_dir, files=files, scores=scores, **(options or {}))
-    if kind == "cwola" and not options:
+    if kind in ("cwola", "cathode") and not options:
         from sparkad.model.cwola import CWoLaScorer
         return CWoLaScorer(model_dir, files=files, scores=scores)
     if options:
@@ -197,7 +197,7 @@ class Scorer:
         self.content_hash = self.meta.get("content_hash")
         try:
             self.kind = self.meta["kind"]
-            if self.kind in ("jet_vae", "cwola"):
+            if self.kind in ("jet_vae", "cwola", "cathode"):
                 what = "jet constituents" if self.kind == "jet_vae" else "features with the events' identifiers (folds)"
                 raise SparkadError(f"{self.model_dir}: a {self.kind} (dijet) model scores {what}, not a vector of "
                                    f"HLF features: use `sparkad score`, `sparkad evaluate` or `sparkad bumphunt` "

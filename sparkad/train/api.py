@@ -63,6 +63,14 @@ def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, lo
         return train_jet_vae(hlf_dir, out, config_file=config_file, epochs=overrides.get("epochs"),
                              batch_size=overrides.get("batch_size"), train_on_data=overrides.get("train_on_data"),
                              progress=progress, log=log)
+    if kind == "cathode":  # density estimation on the sidebands, a classifier against its SR samples
+        if strategy is not None or shard is not None:
+            raise ConfigError("cathode trains in one process (its distributed training is not built yet)")
+        from sparkad.train.cathode import train_cathode
+
+        return train_cathode(hlf_dir, out, config_file=config_file, signal_region=overrides.get("signal_region"),
+                             epochs=overrides.get("epochs"), batch_size=overrides.get("batch_size"), progress=progress,
+                             log=log)
     if kind == "cwola":  # CWoLa hunting: k-fold classifiers of signal region against sidebands
         if strategy is not None or shard is not None:
             raise ConfigError("the cwola classifiers train in one process (their distributed training is not built yet)")

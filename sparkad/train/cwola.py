@@ -24,7 +24,7 @@ from sparkad.core import storage
 from sparkad.core.atomic import write_bytes_atomic, write_json_atomic
 from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
-from sparkad.model.cwola import ID_COLUMNS, KIND, SCORE, classifier_logits, event_folds, mjj_regions
+from sparkad.model.cwola import ID_COLUMNS, KIND, classifier_logits, event_folds, mjj_regions
 from sparkad.model.directory import content_hash, exact_thresholds, write_validation_scores
 from sparkad.model.networks import fold, pack
 
@@ -35,17 +35,19 @@ SECTIONS = {"data": {"features", "datasets", "signal_region", "sideband_width", 
 THRESHOLD_PPM = (100_000.0, 10_000.0, 1000.0)
 
 
-def resolve_config(config_file=None, signal_region=None, epochs=None, batch_size=None) -> dict:
-    conf = require_mapping(load_conf("cwola"), "conf/cwola.yaml")
-    source = "conf/cwola.yaml"
+def resolve_config(config_file=None, signal_region=None, epochs=None, batch_size=None, conf_name: str = KIND,
+                   sections: dict = SECTIONS) -> dict:
+    """conf/<conf_name>.yaml (cwola, or cathode with its `flow` section) with a user file over it, checked."""
+    conf = require_mapping(load_conf(conf_name), f"conf/{conf_name}.yaml")
+    source = f"conf/{conf_name}.yaml"
     if config_file:
         user = require_mapping(load_yaml(config_file) or {}, str(config_file))
-        check_keys(user, set(SECTIONS), str(config_file))
-        for name, keys in SECTIONS.items():
+        check_keys(user, set(sections), str(config_file))
+        for name, keys in sections.items():
             if name in user:
                 check_keys(require_mapping(user[name], f"{config_file}: {name}"), keys, f"{config_file}: {name}")
         conf = merge_config(conf, user)
-        source = f"{config_file} (over conf/cwola.yaml)"
+        source = f"{config_file} (over conf/{conf_name}.yaml)"
     if signal_region is not None:
         conf["data"]["signal_region"] = list(signal_region)
     if epochs is not None:
@@ -208,7 +210,8 @@ def train_cwola(hlf_dir, out, *, config_file=None, signal_region=None, epochs=No
 
 
 def write_model_dir(out: Path, *, nets: dict, conf: dict, mean, scale, sr_scores, provenance: dict, history: dict,
-                    extra: dict) -> dict:
+                    extra: dict, kind: str = KIND) -> dict:
+    """The model directory of a fold classifier (kind cwola or cathode: the score is named after the kind)."""
     from sparkad.core.version import code_version
 
     out.mkdir(parents=True, exist_ok=True)
@@ -218,13 +221,13 @@ def write_model_dir(out: Path, *, nets: dict, conf: dict, mean, scale, sr_scores
     np.savez(buf, **arrays)
     blob = buf.getvalue()
     write_bytes_atomic(blob, out / "networks.npz")
-    write_validation_scores({SCORE: sr_scores}, out)  # the signal region's out-of-fold scores: the binning
+    write_validation_scores({kind: sr_scores}, out)  # the signal region's out-of-fold scores: the binning
     dc = conf["data"]
-    doc = {"kind": KIND, "score_names": [SCORE], "features": list(dc["features"]),
+    doc = {"kind": kind, "score_names": [kind], "features": list(dc["features"]),
            "standardise": {"mean": [float(v) for v in mean], "scale": [float(v) for v in scale]},
            "folds": int(dc["folds"]), "fold_hash": "splitmix64((run << 40) ^ (luminosityBlock << 20) ^ event) mod folds",
            "signal_region": list(dc["signal_region"]), "sideband_width": dc["sideband_width"], "networks": spec,
-           "thresholds": {SCORE: exact_thresholds(sr_scores, THRESHOLD_PPM)}, "config": conf,
+           "thresholds": {kind: exact_thresholds(sr_scores, THRESHOLD_PPM)}, "config": conf,
            "provenance": provenance, "history": history, **extra, "code_version": code_version()}
     doc["content_hash"] = content_hash(doc, blob)
     write_json_atomic(doc, out / "model.json")

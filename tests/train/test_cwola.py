@@ -111,7 +111,7 @@ def test_errors(lhco_hlf, generated_hlf, tmp_path):
                                            str(tmp_path / "m"))
     assert "expected LO:HI" in cli("train", "--model", "cwola", "--hlf", str(lhco_hlf), "--out", str(tmp_path / "m"),
                                    "--signal-region", "3.3TeV")
-    assert "--signal-region and --scan are cwola options" in cli("train", "--model", "ae", "--hlf", str(lhco_hlf), "--out",
+    assert "--signal-region is a cwola / cathode option" in cli("train", "--model", "ae", "--hlf", str(lhco_hlf), "--out",
                                                       str(tmp_path / "m"), "--signal-region", "3300:3700")
     with pytest.raises(SparkadError, match="too few for 5-fold training"):
         train_cwola(lhco_hlf, tmp_path / "m", signal_region=(6000.0, 6100.0), progress=False, log=lambda m: None)
