@@ -13,7 +13,6 @@ Outputs: JSON, a Markdown table and mplhep plots in OUT.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from sparkad.core import storage
 from sparkad.core.atomic import write_json_atomic, write_text_atomic
 from sparkad.core.errors import SparkadError
 from sparkad.evaluate.metrics import auc, roc_curve, tpr_at_fpr
+from sparkad.extract.dijet import read_dijet_report
 from sparkad.model.jet_vae import STRATEGIES, JetVAEScorer, store_threshold
 
 SR_DETA = 1.4
@@ -29,14 +29,6 @@ HLF_FOR_BASELINES = [f"j{k}_{f}" for k in (1, 2) for f in ("mass", "msd", "tau21
 FPR_POINTS = (0.1, 0.01, 0.001)
 
 
-def dijet_report(hlf_dir) -> dict:
-    rpath = storage.join(storage.location(hlf_dir), "_report.json")
-    if not storage.is_file(rpath):
-        raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
-    report = json.loads(storage.read_bytes(rpath).decode())
-    if report.get("analysis") != "dijet":
-        raise SparkadError(f"{hlf_dir}: not a dijet extraction (run `sparkad extract --analysis dijet`)")
-    return report
 
 
 def read_dataset(hlf_dir, name: str):
@@ -88,7 +80,7 @@ def _finite_pair(b, s):
 
 def run_dijet_evaluation(model_dir, hlf_dir, out, signals=None, background=None, log=print) -> dict:
     """ROC per loss strategy and signal beside the references; writes OUT/dijet_evaluation.{json,md}, plots."""
-    report = dijet_report(hlf_dir)
+    report = read_dijet_report(hlf_dir)
     scorer = JetVAEScorer(model_dir)
     labels = set(scorer.meta["config"]["data"]["background_labels"] or [])
     mc = {n: d for n, d in report["datasets"].items() if not d["is_data"]}
@@ -185,7 +177,7 @@ def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both",
         raise SparkadError(f"unknown strategy {strategy!r} (strategies: {', '.join(STRATEGIES)})")
     if fit_on not in ("background", "data"):
         raise SparkadError(f"--fit-on must be background or data, got {fit_on!r}")
-    report = dijet_report(hlf_dir)
+    report = read_dijet_report(hlf_dir)
     if dataset not in report["datasets"]:
         raise SparkadError(f"{hlf_dir}: no dataset {dataset!r} (datasets: {', '.join(report['datasets'])})")
     scorer = JetVAEScorer(model_dir)

@@ -17,7 +17,8 @@ import numpy as np
 
 from sparkad.core.atomic import write_json_atomic
 from sparkad.core.errors import SparkadError
-from sparkad.evaluate.dijet import default_mjj_range, dijet_report, read_dataset
+from sparkad.evaluate.dijet import default_mjj_range, read_dataset
+from sparkad.extract.dijet import read_dijet_report
 from sparkad.model.cwola import ID_COLUMNS, CWoLaScorer
 from sparkad.model.directory import exact_thresholds
 
@@ -26,7 +27,7 @@ def run_cwola_hunt(model_dir, hlf_dir, out, dataset: str, efficiencies=(0.1, 0.0
                    mjj_range=None, n_toys: int = 200, sqrt_s: float = 13000.0, log=print) -> dict:
     from sparkad.analysis.bump_hunt import region_excess, sliding_window
 
-    report = dijet_report(hlf_dir)
+    report = read_dijet_report(hlf_dir)
     if dataset not in report["datasets"]:
         raise SparkadError(f"{hlf_dir}: no dataset {dataset!r} (datasets: {', '.join(report['datasets'])})")
     for e in efficiencies:

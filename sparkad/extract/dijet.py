@@ -157,3 +157,20 @@ def leading_constituents(events, jet_local, jet_eta, jet_phi, link_off, link_jet
             odeta[r, j] = cand_eta[c] - jet_eta[r]
             odphi[r, j] = _wrap(cand_phi[c] - jet_phi[r])
     return opt, odeta, odphi, count
+
+
+def read_dijet_report(hlf_dir) -> dict:
+    """The extraction report of a dijet HLF folder (local or s3://); one clear line when the folder is not a
+    complete extraction, or not a dijet one."""
+    import json
+
+    from sparkad.core import storage
+    from sparkad.core.errors import SparkadError
+
+    rpath = storage.join(storage.location(hlf_dir), "_report.json")
+    if not storage.is_file(rpath):
+        raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
+    report = json.loads(storage.read_bytes(rpath).decode())
+    if report.get("analysis") != "dijet":
+        raise SparkadError(f"{hlf_dir}: not a dijet extraction (run `sparkad extract --analysis dijet`)")
+    return report

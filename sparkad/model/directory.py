@@ -108,6 +108,30 @@ def write_model_dir(out: Path, *, kind: str, pre: Preprocessor, nets: dict, val_
     return doc
 
 
+def start_model_dir(out: Path, nets: dict) -> tuple[dict, bytes]:
+    """Begin writing a model directory: the folder made, an old model.json removed (the directory is incomplete
+    until `seal_model_dir`), networks.npz written; returns (the networks' JSON spec, the npz bytes)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.json").unlink(missing_ok=True)
+    spec, arrays = pack(nets)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    blob = buf.getvalue()
+    write_bytes_atomic(blob, out / "networks.npz")
+    return spec, blob
+
+
+def seal_model_dir(out: Path, doc: dict, blob: bytes) -> dict:
+    """model.json, with the code version and the content hash over it and networks.npz, written last."""
+    from sparkad.core.version import code_version
+
+    doc = {**doc, "code_version": code_version()}
+    doc["content_hash"] = content_hash(doc, blob)
+    write_json_atomic(doc, Path(out) / "model.json")
+    return doc
+
+
 def content_hash(meta: dict, npz_bytes: bytes) -> str:
     """sha256 of networks.npz and of model.json's content (without the hash itself), 20 hex digits."""
     body = json.dumps({k: v for k, v in meta.items() if k != "content_hash"}, sort_keys=True, default=str).encode()

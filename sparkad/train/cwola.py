@@ -13,20 +13,19 @@ the per-fold history.
 """
 from __future__ import annotations
 
-import io
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from sparkad.core import storage
-from sparkad.core.atomic import write_bytes_atomic, write_json_atomic
+from sparkad.core.atomic import write_json_atomic
 from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
+from sparkad.extract.dijet import read_dijet_report
 from sparkad.model.cwola import ID_COLUMNS, KIND, classifier_logits, event_folds, mjj_regions
-from sparkad.model.directory import content_hash, exact_thresholds, write_validation_scores
-from sparkad.model.networks import fold, pack
+from sparkad.model.directory import exact_thresholds, seal_model_dir, start_model_dir, write_validation_scores
+from sparkad.model.networks import fold
 
 SECTIONS = {"data": {"features", "datasets", "signal_region", "sideband_width", "folds", "seed"},
             "model": {"hidden"},
@@ -84,12 +83,7 @@ def load_events(hlf_dir, data_conf: dict, log=print):
     import pyarrow.parquet as pq
 
     hlf_dir = storage.location(hlf_dir)
-    rpath = storage.join(hlf_dir, "_report.json")
-    if not storage.is_file(rpath):
-        raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
-    report = json.loads(storage.read_bytes(rpath).decode())
-    if report.get("analysis") != "dijet":
-        raise SparkadError(f"{hlf_dir}: not a dijet extraction (run `sparkad extract --analysis dijet`)")
+    report = read_dijet_report(hlf_dir)
     chosen = data_conf["datasets"] or [n for n, d in report["datasets"].items() if d["is_data"]]
     unknown = [c for c in chosen if c not in report["datasets"]]
     if unknown or not chosen:
@@ -212,15 +206,7 @@ def train_cwola(hlf_dir, out, *, config_file=None, signal_region=None, epochs=No
 def write_model_dir(out: Path, *, nets: dict, conf: dict, mean, scale, sr_scores, provenance: dict, history: dict,
                     extra: dict, kind: str = KIND) -> dict:
     """The model directory of a fold classifier (kind cwola or cathode: the score is named after the kind)."""
-    from sparkad.core.version import code_version
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
-    spec, arrays = pack(nets)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    blob = buf.getvalue()
-    write_bytes_atomic(blob, out / "networks.npz")
+    spec, blob = start_model_dir(out, nets)
     write_validation_scores({kind: sr_scores}, out)  # the signal region's out-of-fold scores: the binning
     dc = conf["data"]
     doc = {"kind": kind, "score_names": [kind], "features": list(dc["features"]),
@@ -228,10 +214,8 @@ def write_model_dir(out: Path, *, nets: dict, conf: dict, mean, scale, sr_scores
            "folds": int(dc["folds"]), "fold_hash": "splitmix64((run << 40) ^ (luminosityBlock << 20) ^ event) mod folds",
            "signal_region": list(dc["signal_region"]), "sideband_width": dc["sideband_width"], "networks": spec,
            "thresholds": {kind: exact_thresholds(sr_scores, THRESHOLD_PPM)}, "config": conf,
-           "provenance": provenance, "history": history, **extra, "code_version": code_version()}
-    doc["content_hash"] = content_hash(doc, blob)
-    write_json_atomic(doc, out / "model.json")
-    return doc
+           "provenance": provenance, "history": history, **extra}
+    return seal_model_dir(out, doc, blob)
 
 
 #: the summary of a sliding-window scan (`train_cwola_scan`), written last in its folder

@@ -13,21 +13,19 @@ decoder dense (ReLU) → dense (ReLU) → reshape → 2×2 up-sampling → 3×3 
 """
 from __future__ import annotations
 
-import io
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from sparkad.core import storage
-from sparkad.core.atomic import write_bytes_atomic, write_json_atomic
 from sparkad.core.config import check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
-from sparkad.model.directory import content_hash, exact_thresholds, write_validation_scores
+from sparkad.extract.dijet import read_dijet_report
+from sparkad.model.directory import exact_thresholds, seal_model_dir, start_model_dir, write_validation_scores
 from sparkad.model.jet_images import constituents_of, jet_images
 from sparkad.model.jet_vae import KIND, event_scores, jet_losses
-from sparkad.model.networks import fold, pack
+from sparkad.model.networks import fold
 from sparkad.train.keras_nets import export_sequential as export
 
 SECTIONS = {"data": {"background_labels", "train_on_data", "deta_min", "validation_fraction", "max_events", "seed"},
@@ -82,12 +80,7 @@ def load_sideband(hlf_dir, data_conf: dict, log=print):
     import pyarrow.parquet as pq
 
     hlf_dir = storage.location(hlf_dir)
-    rpath = storage.join(hlf_dir, "_report.json")
-    if not storage.is_file(rpath):
-        raise SparkadError(f"{hlf_dir}: no _report.json — not an HLF folder, or its extraction did not complete")
-    report = json.loads(storage.read_bytes(rpath).decode())
-    if report.get("analysis") != "dijet":
-        raise SparkadError(f"{hlf_dir}: not a dijet extraction (run `sparkad extract --analysis dijet`)")
+    report = read_dijet_report(hlf_dir)
     on_data = bool(data_conf["train_on_data"])
     labels = set(data_conf["background_labels"] or [])
     chosen = [n for n, d in report["datasets"].items()
@@ -242,20 +235,10 @@ def train_jet_vae(hlf_dir, out, *, config_file=None, epochs=None, batch_size=Non
 
 
 def write_model_dir(out: Path, *, nets: dict, conf: dict, val_scores: dict, provenance: dict, history: dict) -> dict:
-    from sparkad.core.version import code_version
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
-    spec, arrays = pack(nets)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    blob = buf.getvalue()
-    write_bytes_atomic(blob, out / "networks.npz")
+    spec, blob = start_model_dir(out, nets)
     write_validation_scores(val_scores, out)  # the scoring pass's score binning
     doc = {"kind": KIND, "score_names": list(val_scores), "image": conf["image"], "networks": spec,
            "config": {**conf["model"], "training": conf["training"], "data": conf["data"]},
            "thresholds": {k: exact_thresholds(v, THRESHOLD_PPM) for k, v in val_scores.items()},
-           "provenance": provenance, "history": history, "code_version": code_version()}
-    doc["content_hash"] = content_hash(doc, blob)
-    write_json_atomic(doc, out / "model.json")
-    return doc
+           "provenance": provenance, "history": history}
+    return seal_model_dir(out, doc, blob)
