@@ -188,3 +188,15 @@ def test_overlay_benchmark_ks_recomputed_from_the_parquet(tmp_path):
         ks = ks_2samp(a, b)
         assert r["ks"] == float(ks.statistic) and r["ks_p"] == float(ks.pvalue)
         assert np.isclose(r["mean_pythia"], b.mean()) and np.isclose(r["mean_parametric"], a.mean())
+
+
+def test_weak_supervision_benchmark(tmp_path):
+    """benchmarks/weak.py end to end at a tiny size: real Pythia QCD and W' -> XY, every method trained and
+    its SIC printed; the supervised classifier (labels known) must separate the W' from QCD."""
+    lines = _lines("weak.py", "--qcd-data", "1200", "--qcd-mc", "1200", "--signal", "500", "--epochs", "3",
+                   "--folds", "3", "--injections", "0.5", "--workdir", str(tmp_path))
+    sic = {d["method"]: d for d in lines if d.get("what") == "sic"}
+    assert set(sic) == {"supervised", "idealised", "cwola", "cathode", "anode"}
+    assert all(d["sic_max"] > 0 and 0 <= d["test_auc"] <= 1 for d in sic.values())
+    assert sic["supervised"]["test_auc"] > 0.7 and sic["cathode"]["n_sb"] > 0
+    assert lines[0]["what"] == "timing" and lines[0]["events"] == 2900
