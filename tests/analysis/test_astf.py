@@ -222,10 +222,15 @@ def test_pps_yields_table_and_closure(tmp_path):
 
 def test_analysis_conf_bins_every_feature():
     conf = yaml.safe_load(conf_file("analysis.yaml").read_text())
-    assert set(conf) == {"astf", "postselection", "histograms", "run_shapes"}
+    assert set(conf) == {"astf", "postselection", "histograms", "run_shapes", "dijet"}
     features = yaml.safe_load(conf_file("features.yaml").read_text())
     wanted = set(features["alad24"]) | set(features["vae21"]) | set(features["cms2012"])
-    assert wanted <= set(conf["histograms"])
+    assert wanted <= set(conf["histograms"]) and set(features["dijet"]) <= set(conf["histograms"])
+    # the dijet analysis's own defaults name dijet features only
+    dj = conf["dijet"]
+    assert set(dj) <= {"astf", "postselection", "run_shapes"}
+    assert set(dj["astf"]["features_for_grid"]) | set(dj["run_shapes"]["features"]) <= set(features["dijet"])
+    assert {c.feature for c in parse_cuts(dj["postselection"]["cuts"])} <= set(features["dijet"])
     for f, spec in conf["histograms"].items():
         e = binning_edges(spec, f"histograms.{f}")
         assert len(e) >= 3 and np.all(np.diff(e) > 0)
