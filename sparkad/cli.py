@@ -246,12 +246,13 @@ def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, bac
         lo, hi = res["signal_region"]
         click.echo(f"{dataset}: {res['n_signal_region']} events in the signal region {lo:g}-{hi:g} GeV")
         for name, r in res["selections"].items():
-            what = "all events" if name == "all" else f"top {name} of the SR ({r['n_selected']} events)"
+            what = "all events" if name == "all" else \
+                f"top {name} of the SR ({r['n_selected_sr']} there, {r['n_selected']} in all)"
             g = r["signal_region"]
             if "error" in g:
-                click.echo(f"  {what:<32} no sideband fit: {g['error']}")
+                click.echo(f"  {what:<40} no sideband fit: {g['error']}")
             else:
-                click.echo(f"  {what:<32} SR {g['n_observed']:.0f} observed, {g['n_expected']:.1f} expected from the "
+                click.echo(f"  {what:<40} SR {g['n_observed']:.0f} observed, {g['n_expected']:.1f} expected from the "
                            f"sideband fit, local Z {g['z_local']:.2f}")
         click.echo(f"cwola_hunt.json and mjj_spectra.png in {out}")
         return

@@ -47,7 +47,7 @@ def run_cwola_hunt(model_dir, hlf_dir, out, dataset: str, efficiencies=(0.1, 0.0
                            f"GeV: too few to hunt in")
     lo, hi = mjj_range or default_mjj_range(mjj)
     lo, hi = min(lo, sr[0] - (sr[1] - sr[0])), max(hi, sr[1] + (sr[1] - sr[0]))  # the SR with room on both sides
-    edges = np.linspace(lo, hi, bins + 1)
+    edges = aligned_edges(lo, hi, bins, sr)
     res = {"dataset": dataset, "signal_region": sr, "n_events": int(len(mjj)), "n_signal_region": int(in_sr.sum()),
            "edges": edges.tolist(), "selections": {"all": {}}}
     selections = {"all": np.ones(len(mjj), bool)}
@@ -73,6 +73,19 @@ def run_cwola_hunt(model_dir, hlf_dir, out, dataset: str, efficiencies=(0.1, 0.0
     write_json_atomic(res, out / "cwola_hunt.json")
     _plot(out, res)
     return res
+
+
+def aligned_edges(lo: float, hi: float, bins: int, region) -> np.ndarray:
+    """About `bins` equal mjj bins over [lo, hi] with the region's bounds on bin edges (a whole number of bins
+    in the region), so that the region's observed count is exactly its events'."""
+    width_region = float(region[1] - region[0])
+    k = max(1, int(round(width_region / ((hi - lo) / bins))))
+    w = width_region / k
+    start = region[0] - np.ceil((region[0] - lo) / w - 1e-9) * w
+    while start <= 0:
+        start += w
+    n = int(np.ceil((hi - start) / w - 1e-9))
+    return start + w * np.arange(n + 1)
 
 
 def _plot(out: Path, res: dict) -> None:
