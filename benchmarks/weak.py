@@ -19,7 +19,8 @@ lookalike beside the references the literature uses, as significance improvement
    - CATHODE (`fit_cathode`, what `sparkad train --model cathode` does): a conditional flow of the features
      on the data's sidebands (1 TeV each side), sampled in the SR, a classifier of SR data against the samples;
    - ANODE: the same sideband flow and a second one on the SR data; the score is log p_SR(x|m) − log p_SB(x|m).
-   Each is scored on the test set — the second halves of the W' and MC background SR events, seen by no
+   Beside them the classic unsupervised baselines (Mahalanobis, PCA, isolation forest) fitted on the data's
+   SR events. Each is scored on the test set — the second halves of the W' and MC background SR events, seen by no
    training — as the mean logit of its k networks; SIC(ε_S) = ε_S / √ε_B, its maximum over ε_B ≥ 20 /
    N_test background events (fewer make the maximum a fluctuation), the test AUC and SIC at ε_B = 1 %, 5 %, 20 %.
 3. Prints JSON lines (`what`: timing, sic) and a Markdown table beside the figures reported on the official
@@ -153,6 +154,14 @@ def main():
                 curves[("any", method)] = (eps_s, sic)
             emit(what="sic", injection=inj, signal_injected=n_inject, signal_in_sr=int(len(in_sr(injected))),
                  method=method, **res[method], paper_sic_max=PAPER["sic_max"].get(method))
+        # the classic unsupervised baselines, fitted on the data's SR events (anything rare there is anomalous)
+        for name, (ss, sb_) in classic_baselines(in_sr(box), test_s, test_b).items():
+            eps_s, eps_b, sic = sic_curve(ss, sb_)
+            k = int(np.argmax(sic))
+            from sklearn.metrics import roc_auc_score
+            auc = float(roc_auc_score(np.r_[np.ones(len(ss)), np.zeros(len(sb_))], np.r_[ss, sb_]))
+            emit(what="sic", injection=inj, signal_injected=n_inject, method=name, kind="classic baseline",
+                 sic_max=float(sic[k]), eps_s_at_max=float(eps_s[k]), eps_b_at_max=float(eps_b[k]), test_auc=auc)
     print(f"\nreference: {PAPER['source']}: SIC_max " + ", ".join(f"{k} {v:g}" for k, v in PAPER["sic_max"].items()))
     if a.pictures:
         pictures(curves, Path(a.pictures))
@@ -201,6 +210,19 @@ def train_and_score(method, box, mc_sr, pool_sr, test_s, test_b, a):
         logits = np.mean([classifier_logits(nets, xt, np.full(len(xt), i)) for i in range(a.folds)], axis=0)
         out.append(np.nan_to_num(logits, nan=-np.inf))
     return out, extra
+
+
+def classic_baselines(data_sr, test_s, test_b) -> dict:
+    """Mahalanobis distance, PCA reconstruction error and isolation forest (sparkad.model.baselines) fitted on
+    the standardised data SR events; their scores of the test events."""
+    from sparkad.model.baselines import fit_baselines, score_baselines
+
+    x = data_sr[FEATURES].to_numpy(np.float64)
+    x = x[np.all(np.isfinite(x), axis=1)]
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    arrays = fit_baselines((x - mean) / scale, np.ones(len(x)), seed=1)
+    out = [score_baselines(arrays, np.nan_to_num((t[FEATURES].to_numpy(np.float64) - mean) / scale)) for t in (test_s, test_b)]
+    return {n: (out[0][n], out[1][n]) for n in out[0]}
 
 
 def density_method(method, box, test_s, test_b, a):

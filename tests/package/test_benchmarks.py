@@ -196,7 +196,7 @@ def test_weak_supervision_benchmark(tmp_path):
     lines = _lines("weak.py", "--qcd-data", "1200", "--qcd-mc", "1200", "--signal", "500", "--epochs", "3",
                    "--folds", "3", "--injections", "0.5", "--workdir", str(tmp_path))
     sic = {d["method"]: d for d in lines if d.get("what") == "sic"}
-    assert set(sic) == {"supervised", "idealised", "cwola", "cathode", "anode"}
+    assert set(sic) == {"supervised", "idealised", "cwola", "cathode", "anode", "mahalanobis", "pca", "iforest"}
     assert all(d["sic_max"] > 0 and 0 <= d["test_auc"] <= 1 for d in sic.values())
     assert sic["supervised"]["test_auc"] > 0.7 and sic["cathode"]["n_sb"] > 0
     assert lines[0]["what"] == "timing" and lines[0]["events"] == 2900
