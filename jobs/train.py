@@ -33,26 +33,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def barrier_task(worker_cmd: list[str], threads: int):
-    """The function run by every barrier task (on the executors)."""
+def barrier_task(index: int, job: dict) -> dict:
+    """One barrier task (on an executor): gather the executors' addresses, start the training process
+    of worker ``index`` with its TF_CONFIG, return its JSON summary."""
+    from pyspark import BarrierTaskContext
 
-    def run(_):
-        from pyspark import BarrierTaskContext
-
-        ctx = BarrierTaskContext.get()
-        host = ctx.getTaskInfos()[ctx.partitionId()].address.rsplit(":", 1)[0] or "127.0.0.1"
-        addresses = ctx.allGather(f"{host}:{_free_port()}")
-        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": ctx.partitionId()}}
-        env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), OMP_NUM_THREADS=str(threads),
-                   TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
-        proc = subprocess.run(worker_cmd, env=env, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        summary = json.loads(lines[-1]) if lines else {"worker": ctx.partitionId(), "ok": False}
-        summary.update(returncode=proc.returncode, stderr_tail=proc.stderr[-1500:] if proc.returncode else "")
-        ctx.barrier()
-        yield json.dumps(summary)
-
-    return run
+    ctx = BarrierTaskContext.get()
+    host = ctx.getTaskInfos()[ctx.partitionId()].address.rsplit(":", 1)[0] or "127.0.0.1"
+    addresses = ctx.allGather(f"{host}:{_free_port()}")
+    tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+    threads = str(job["threads"])
+    env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), OMP_NUM_THREADS=threads,
+               TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads)
+    proc = subprocess.run(job["cmd"], env=env, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    summary = json.loads(lines[-1]) if lines else {"worker": index, "ok": False}
+    summary.update(returncode=proc.returncode, stderr_tail=proc.stderr[-1500:] if proc.returncode else "")
+    ctx.barrier()
+    return summary
 
 
 @click.command(help=__doc__.splitlines()[0])
@@ -78,7 +76,7 @@ def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data
             sum(f["epochs"] for f in doc["history"]["folds"])
         print(json.dumps({"ok": True, "workers": 1, "out": out, "epochs": epochs_run}))
         return
-    from sparkad.core.spark import get_session
+    from sparkad.core.spark import get_session, map_tasks
     spark = get_session("sparkad-train", master, {"spark.task.cpus": "1", "spark.python.worker.reuse": "false"})
     cmd = [sys.executable, "-m", "sparkad.train.distributed", "--model", kind, "--hlf", str(Path(hlf_dir).resolve()),
            "--out", str(Path(out).resolve())]
@@ -87,8 +85,8 @@ def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data
             cmd += [flag, str(Path(val).resolve()) if flag == "--config" else str(val)]
     if train_on_data:
         cmd.append("--train-on-data")
-    rdd = spark.sparkContext.parallelize(range(workers), workers)
-    results = [json.loads(r) for r in rdd.barrier().mapPartitions(barrier_task(cmd, threads=1)).collect()]
+    # one barrier stage of `workers` tasks through the DataFrame API: classic and Spark Connect (sc://) sessions
+    results = map_tasks(spark, barrier_task, list(range(workers)), {"cmd": cmd, "threads": 1}, barrier=True)
     spark.stop()
     bad = [r for r in results if not r.get("ok")]
     if bad:

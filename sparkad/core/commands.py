@@ -31,7 +31,7 @@ def run_command(command: click.Command, argv=None) -> int:
 
 def spark_master_option(default: str = "local[*]"):
     """``--master``, the Spark master, as every command that runs on Spark spells it."""
-    return click.option("--master", help=f"Spark master (spark://host:7077, yarn, local[N]; default: {default}).")
+    return click.option("--master", help=f"Spark master (spark://host:7077, yarn, local[N]; sc://host:15002 for a Spark Connect server; default: {default}).")
 
 
 #: ``--scheduler``, a Dask scheduler, as every command that runs on Dask spells it

@@ -392,12 +392,9 @@ def exact_threshold(scores: np.ndarray, weights: np.ndarray, fraction: float, to
 # -------------------------------------------------------------------- engines (thin drivers)
 
 def _map_spark(spark, fn, frags, job):
-    sc = spark.sparkContext
-    bjob = sc.broadcast(job)
-    try:
-        return sc.parallelize(frags, max(1, len(frags))).map(lambda f: fn(f, bjob.value)).collect()
-    finally:
-        bjob.unpersist()
+    from sparkad.core.spark import map_tasks
+
+    return map_tasks(spark, fn, frags, job)  # DataFrame API: classic and Spark Connect sessions alike
 
 
 def _map_dask(client, fn, frags, job):
@@ -435,9 +432,10 @@ class Engine:
             self._cluster.close()
 
     @property
-    def cores(self) -> int:
+    def cores(self) -> int | None:
         if self.name == "spark":
-            return int(self.spark.sparkContext.defaultParallelism)
+            from sparkad.core.spark import session_cores
+            return session_cores(self.spark)
         return sum(self._client.nthreads().values())
 
     def map(self, fn, frags, job):
