@@ -3,7 +3,7 @@ aggregates (histograms, ASTF inputs, yields, per-run counts) → write scores �
 in-process rate of the same pre-processing + scoring on the same events in one Python process.
 
     python benchmarks/score.py --model MODEL_DIR [--events 4000000|1e6,1e7,1e8] [--cores 2] [--workdir DIR]
-                               [--dask] [--select-fraction F] [--scores l1|all|...] [--keep]
+                               [--dask] [--rdd] [--select-fraction F] [--scores l1|all|...] [--keep]
 
 Builds an HLF folder of --events rows (feature rows drawn around the model's medians; throughput does
 not depend on the values; 20 runs × 100 lumi sections of data). Prints JSON lines, then a summary with
@@ -28,6 +28,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+def map_spark_rdd(spark, fn, frags, job):
+    """The pass's task driver before Spark Connect support (sc.parallelize + a broadcast job): the
+    reference that ``--rdd`` times against today's ``mapInArrow`` path."""
+    sc = spark.sparkContext
+    bjob = sc.broadcast(job)
+    try:
+        return sc.parallelize(frags, max(1, len(frags))).map(lambda f: fn(f, bjob.value)).collect()
+    finally:
+        bjob.unpersist()
 
 
 def make_hlf(scorer, n: int, out: Path, files: int | None = None) -> Path:
@@ -150,6 +161,9 @@ def main():
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--target-rows", type=int, default=500_000, help="events per task")
     ap.add_argument("--dask", action="store_true", help="also time the Dask engine")
+    ap.add_argument("--rdd", action="store_true",
+                    help="also time the pass driven through the RDD API (parallelize + broadcast), the path before "
+                         "Spark Connect support, against today's DataFrame path (mapInArrow) on the same session")
     ap.add_argument("--select-fraction", type=float, default=None,
                     help="select this fraction of the events (default: the model's stored 1000 ppm threshold, "
                          "which a model trained on < 1000 validation events does not have)")
@@ -210,6 +224,19 @@ def main():
                "extrapolated_1e9_events_s": round(wall - per_event_s + 1e9 * per_event_s / n)}
         print(json.dumps(row), flush=True)
         scaling.append(row)
+        if args.rdd and i == len(sizes) - 1:
+            import sparkad.score.engines as engines
+            path = engines._map_spark
+            engines._map_spark = map_spark_rdd
+            try:
+                rrep = run_analysis(hlf, args.model, work / "rdd", engine="spark", spark=spark, **kw)
+            finally:
+                engines._map_spark = path
+            r_rate = n / rrep["timings"]["score_pass_s"] / args.cores
+            print(json.dumps({"what": "spark_rdd_path", "cores": args.cores, "score_pass_events_per_s_per_core": round(r_rate),
+                              "dataframe_path_events_per_s_per_core": round(pass_rate),
+                              "ratio_dataframe_to_rdd": round(pass_rate / r_rate, 3), "ratio_rdd_to_bare": round(r_rate / bare, 3)}))
+            shutil.rmtree(work / "rdd", ignore_errors=True)
         if args.dask and i == len(sizes) - 1:
             t = time.perf_counter()
             drep = run_analysis(hlf, args.model, work / "dask", engine="dask", workers=args.cores, **kw)

@@ -76,6 +76,10 @@ def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data
             sum(f["epochs"] for f in doc["history"]["folds"])
         print(json.dumps({"ok": True, "workers": 1, "out": out, "epochs": epochs_run}))
         return
+    from sparkad.core import storage
+    if storage.is_remote(storage.location(out)):  # Path(out).resolve() below would make it a local folder "s3:"
+        raise SparkadError(f"{out}: distributed training (--workers > 1) writes a local or shared folder; train "
+                           f"with --workers 1 for an s3:// model directory, or copy the folder after training")
     from sparkad.core.spark import get_session, map_tasks
     spark = get_session("sparkad-train", master, {"spark.task.cpus": "1", "spark.python.worker.reuse": "false"})
     cmd = [sys.executable, "-m", "sparkad.train.distributed", "--model", kind, "--hlf", str(Path(hlf_dir).resolve()),

@@ -161,10 +161,13 @@ def train(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data, si
 
 
 def _model_kind(model_dir) -> str | None:
+    """The kind in a model directory's model.json (an s3:// one: its cached copy, ``local_model_dir``)."""
     import json
 
+    from sparkad.model.store import local_model_dir
+
     try:
-        return json.loads((Path(model_dir) / "model.json").read_text()).get("kind")
+        return json.loads((local_model_dir(model_dir) / "model.json").read_text()).get("kind")
     except (OSError, ValueError, AttributeError):
         return None  # the evaluation reports what is wrong with the directory
 
@@ -219,8 +222,9 @@ def bumphunt(model_dir, hlf_dir, dataset, out, strategy, efficiency, fit_on, bac
     """Bump hunt on the mjj spectrum before and after the anomaly selection: score > L_T(mjj) of a jet VAE
     (seeds/004), or the top --efficiency of the signal region by a CWoLa classifier (CWoLa hunting)."""
     from sparkad.evaluate.dijet import run_bump_hunt
+    from sparkad.model.store import local_model_dir
 
-    if (Path(model_dir) / "scan.json").is_file():  # a CWoLa scan: every window's hunt
+    if (local_model_dir(model_dir) / "scan.json").is_file():  # a CWoLa scan: every window's hunt
         from sparkad.evaluate.weak import run_cwola_scan_hunt
 
         doc = run_cwola_scan_hunt(model_dir, hlf_dir, out, dataset, efficiency=efficiency, bins=bins,

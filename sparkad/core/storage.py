@@ -248,10 +248,85 @@ def upload_tree(local_dir, uri: str) -> str:
     return uri
 
 
+def tree_info(p) -> dict:
+    """{relative path: (size, mtime in ns)} of every object under prefix ``p`` (recursively)."""
+    import pyarrow.fs as pafs
+    fs, path = filesystem(p)
+    with _errors(p, "list"):
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+    base = path.rstrip("/") + "/"
+    return {i.path[len(base):]: (i.size, i.mtime_ns) for i in infos
+            if i.type == pafs.FileType.File and i.path.startswith(base)}
+
+
+def download_file(uri: str, local) -> Path:
+    """Copy an object to a local file (streamed to a hidden temporary beside it, then renamed: a reader
+    sees the whole file or none)."""
+    import pyarrow.fs as pafs
+
+    from sparkad.core.atomic import atomic_path
+    local = Path(local)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    fs, key = filesystem(uri)
+    with _errors(uri, "read from"), atomic_path(local) as tmp:
+        pafs.copy_files(key, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    return local
+
+
+def download_tree(uri: str, local_dir, skip=()) -> list[str]:
+    """Every object under ``uri`` to the same relative paths under a local folder, except those whose
+    relative path starts with one of ``skip``; returns the relative paths copied."""
+    rels = sorted(r for r in tree_info(uri) if not r.startswith(tuple(skip)))
+    for rel in rels:
+        download_file(join(uri, rel), Path(local_dir) / rel)
+    return rels
+
+
+def publish_local_tree(local_dir, uri: str, markers=(), skip=()) -> str:
+    """Publish a complete local folder at ``uri`` with the completion promise of a local rename: every
+    object under ``uri`` named like one of ``markers`` is deleted first, every other file is uploaded
+    (single PUTs: an object is whole or absent), the markers last (deepest first, the top-level one
+    at the very end). A run killed at any point leaves no top-level marker; re-running uploads the
+    same objects. Objects at ``uri`` that the folder does not hold are left alone (as files in a local
+    folder written over). ``skip``: relative paths (prefixes) not uploaded."""
+    local_dir = Path(local_dir)
+    markers = tuple(markers)
+    for rel in sorted(tree_info(uri)):
+        if rel.rsplit("/", 1)[-1] in markers:
+            remove_file(join(uri, rel))
+    files = sorted(f.relative_to(local_dir).as_posix() for f in local_dir.rglob("*")
+                   if f.is_file() and not f.name.startswith("."))  # hidden: temporaries, locks
+    files = [f for f in files if not f.startswith(tuple(skip))]
+    last = sorted((f for f in files if f.rsplit("/", 1)[-1] in markers), key=lambda f: (-f.count("/"), f))
+    for rel in [f for f in files if f not in set(last)] + last:
+        upload_file(local_dir / rel, join(uri, rel))
+    return uri
+
+
+@contextmanager
+def local_output(out, markers=(), fetch: bool = False, prefix: str = "sparkad-out-"):
+    """A local folder to write an output folder into: ``out`` itself when it is local; for an s3://
+    prefix a temporary folder (its bucket checked first; with ``fetch`` the prefix's objects copied
+    into it, for outputs that update their own state), published at the prefix on a clean exit
+    (``publish_local_tree``: the markers deleted first, written last) and removed."""
+    out = location(out)
+    if not is_remote(out):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        yield Path(out)
+        return
+    import tempfile
+    check_bucket(out)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        if fetch:
+            download_tree(out, tmp)
+        yield Path(tmp)
+        publish_local_tree(tmp, out, markers)
+
+
 def require_local(what: str, *paths) -> None:
     """Refuse, in one line, an object-store URI where only local folders are supported yet (it would
     otherwise become a local folder named ``s3:``)."""
     for p in paths:
         if p is not None and not isinstance(p, Path) and "://" in str(p):
-            raise ConfigError(f"{p}: {what} must be a local folder (s3:// is supported for HLF folders and "
-                              f"score outputs only; docs/cluster.md, \"Object stores\")")
+            raise ConfigError(f"{p}: {what} must be a local folder here (s3:// model directories are read by "
+                              f"`sparkad score` / sparkad.score.run.run_analysis; docs/cluster.md, \"Object stores\")")

@@ -22,7 +22,8 @@ from sparkad.core.atomic import write_json_atomic, write_text_atomic
 from sparkad.core.errors import SparkadError
 from sparkad.evaluate.metrics import auc, roc_curve, tpr_at_fpr
 from sparkad.extract.dijet import read_dijet_report
-from sparkad.model.jet_vae import STRATEGIES, JetVAEScorer, store_threshold
+from sparkad.model.jet_vae import MJJ_THRESHOLDS, STRATEGIES, JetVAEScorer, store_threshold
+from sparkad.model.store import local_model_dir, publish_file
 
 SR_DETA = 1.4
 HLF_FOR_BASELINES = [f"j{k}_{f}" for k in (1, 2) for f in ("mass", "msd", "tau21", "tau32")]
@@ -81,7 +82,8 @@ def _finite_pair(b, s):
 def run_dijet_evaluation(model_dir, hlf_dir, out, signals=None, background=None, log=print) -> dict:
     """ROC per loss strategy and signal beside the references; writes OUT/dijet_evaluation.{json,md}, plots."""
     report = read_dijet_report(hlf_dir)
-    scorer = JetVAEScorer(model_dir)
+    out = _checked_out(out)
+    scorer = JetVAEScorer(local_model_dir(model_dir))
     labels = set(scorer.meta["config"]["data"]["background_labels"] or [])
     mc = {n: d for n, d in report["datasets"].items() if not d["is_data"]}
     background = background or [n for n, d in mc.items() if d["label"] in labels]
@@ -114,8 +116,6 @@ def run_dijet_evaluation(model_dir, hlf_dir, out, signals=None, background=None,
         ref = max((r for r in rows if r["signal"] == sig and r["kind"] == "reference"), key=lambda r: r["auc"])
         best[sig] = {"best_strategy": m["score"], "auc": m["auc"], "best_reference": ref["score"],
                      "reference_auc": ref["auc"], "model_beats_references": m["auc"] > ref["auc"]}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     lines = ["| signal | score | kind | AUC | " + " | ".join(f"TPR @ FPR {f:g}" for f in FPR_POINTS) + " |",
              "| --- | --- | --- | --- | " + " | ".join("---" for _ in FPR_POINTS) + " |"]
     for r in rows:
@@ -124,10 +124,20 @@ def run_dijet_evaluation(model_dir, hlf_dir, out, signals=None, background=None,
     md = "\n".join(lines) + "\n"
     res = {"rows": rows, "best": best, "background": background, "signals": signals,
            "n_background_sr": int(tables["background"].num_rows), "markdown": md}
-    write_json_atomic({k: v for k, v in res.items() if k != "markdown"}, out / "dijet_evaluation.json")
-    write_text_atomic(md, out / "dijet_evaluation.md")
-    _roc_plots(out, scores, refs, signals)
+    with storage.local_output(out, markers=("dijet_evaluation.json",), prefix="sparkad-evaluate-") as local:
+        write_json_atomic({k: v for k, v in res.items() if k != "markdown"}, local / "dijet_evaluation.json")
+        write_text_atomic(md, local / "dijet_evaluation.md")
+        _roc_plots(local, scores, refs, signals)
     return res
+
+
+def _checked_out(out):
+    """An output folder, or an s3:// prefix whose bucket is checked before the work (written locally,
+    published with its marker last: ``storage.local_output``)."""
+    out = storage.location(out)
+    if storage.is_remote(out):
+        storage.check_bucket(out)
+    return out
 
 
 def _roc_plots(out: Path, scores, refs, signals):
@@ -180,7 +190,8 @@ def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both",
     report = read_dijet_report(hlf_dir)
     if dataset not in report["datasets"]:
         raise SparkadError(f"{hlf_dir}: no dataset {dataset!r} (datasets: {', '.join(report['datasets'])})")
-    scorer = JetVAEScorer(model_dir)
+    out = _checked_out(out)
+    scorer = JetVAEScorer(local_model_dir(model_dir))
     labels = set(scorer.meta["config"]["data"]["background_labels"] or [])
     background = background or [n for n, d in report["datasets"].items() if not d["is_data"] and d["label"] in labels]
     import pyarrow as pa
@@ -207,6 +218,7 @@ def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both",
     if save_threshold and not use_stored:
         store_threshold(scorer, strategy, efficiency, {**lt.to_dict(), "fit_on": fit_on, "degree": degree,
                                                        "datasets": background if fit_on == "background" else [dataset]})
+        publish_file(model_dir, scorer.model_dir, MJJ_THRESHOLDS)  # an s3:// model: its prefix gets it too
     lo, hi = mjj_range or default_mjj_range(d_mjj)
     edges = np.linspace(lo, hi, bins + 1)
     selected = lt.selects(d_mjj, d_score)
@@ -226,10 +238,9 @@ def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both",
         except ValueError as e:  # too few events for the fit: said, not hidden
             res[name] = {"counts": counts.tolist(), "error": str(e)}
             log(f"bump hunt, {name} events: {e}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(res, out / "bump_hunt.json")
-    _bump_plots(out, res, d_mjj, d_score, lt, sqrt_s)
+    with storage.local_output(out, markers=("bump_hunt.json",), prefix="sparkad-bumphunt-") as local:
+        write_json_atomic(res, local / "bump_hunt.json")
+        _bump_plots(local, res, d_mjj, d_score, lt, sqrt_s)
     return res
 
 

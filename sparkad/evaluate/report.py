@@ -17,9 +17,14 @@ from sparkad.core.atomic import write_json_atomic
 def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, background=None, log=print) -> dict:
     """``background``: SM reference datasets (default: the model's cocktail; required for a model trained
     on data, e.g. W and Z MC to measure how it isolates tt̄ as in seeds/000 Fig. 5)."""
-    from sparkad.core.storage import require_local
-    require_local("the model directory and the evaluation folder", model_dir, out)
-    scorer = Scorer(model_dir)
+    from sparkad.core import storage
+    from sparkad.model.store import local_model_dir, model_text
+
+    out = storage.location(out)  # a local folder or an s3:// prefix (written locally, then published)
+    if storage.is_remote(out):
+        storage.check_bucket(out)  # before the work
+    model_name = str(model_dir) if not storage.is_remote(storage.location(model_dir)) else model_text(model_dir)
+    scorer = Scorer(local_model_dir(model_dir))
     df, report = load_hlf(hlf_dir)
     scorer.check_columns(df.columns, str(hlf_dir))
     prov = scorer.meta["provenance"]
@@ -65,12 +70,19 @@ def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, bac
     rows = evaluate_scores(sm_scores, sig_scores)
     bdt_rows = {n: supervised_reference(x_sm, x) for n, x in sig_x.items()} if bdt else {}
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     kinds = {s: ("baseline" if s in scorer.baseline_scores else "model") for s in scorer.score_names}
     flat = [_table_row(r["signal"], r["score"], kinds[r["score"]], r, r["n_sm"], r["n_signal"]) for r in rows]
     flat += [_table_row(n, "supervised_bdt", "supervised", b, b["n_sm_test"], b["n_signal_test"])
              for n, b in bdt_rows.items()]
+    # performance.json last: on an object store it is the marker (deleted first, written last)
+    with storage.local_output(out, markers=("performance.json",), prefix="sparkad-evaluate-") as local:
+        md, doc = _write_outputs(local, flat, rows, bdt_rows, kinds, sm_scores, sig_scores, scorer, x_sm, sm_note,
+                                 model_name, hlf_dir)
+    return {"table": flat, "markdown": "\n".join(md), **doc}
+
+
+def _write_outputs(out: Path, flat, rows, bdt_rows, kinds, sm_scores, sig_scores, scorer, x_sm, sm_note, model_name,
+                   hlf_dir):
     with (out / "performance.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(flat[0]))
         w.writeheader()
@@ -79,11 +91,11 @@ def run_evaluation(model_dir, hlf_dir, out, signals=None, bdt: bool = False, bac
     md += ["| " + " | ".join("–" if v is None else str(v) for v in d.values()) + " |" for d in flat]
     (out / "performance.md").write_text("\n".join(md) + "\n")
     _plots(out, sm_scores, sig_scores, scorer)
-    doc = {"model": str(model_dir), "model_hash": scorer.content_hash, "hlf": str(hlf_dir), "sm_reference": sm_note,
+    doc = {"model": model_name, "model_hash": scorer.content_hash, "hlf": str(hlf_dir), "sm_reference": sm_note,
            "n_sm": int(len(x_sm)), "rows": rows, "supervised_reference": bdt_rows,
            "versus_baselines": versus_baselines(rows, kinds)}
     write_json_atomic(doc, out / "performance.json")
-    return {"table": flat, "markdown": "\n".join(md), **doc}
+    return md, doc
 
 
 def versus_baselines(rows: list[dict], kinds: dict) -> dict:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from sparkad.core import storage
 from sparkad.core.atomic import write_json_atomic
 from sparkad.core.errors import SparkadError
 from sparkad.evaluate.dijet import default_mjj_range, read_dataset
 from sparkad.extract.dijet import read_dijet_report
 from sparkad.model.cwola import ID_COLUMNS, CWoLaScorer
 from sparkad.model.directory import exact_thresholds
+from sparkad.model.store import local_model_dir
 
 
 def run_cwola_hunt(model_dir, hlf_dir, out, dataset: str, efficiencies=(0.1, 0.01), bins: int = 30,
@@ -33,7 +35,9 @@ def run_cwola_hunt(model_dir, hlf_dir, out, dataset: str, efficiencies=(0.1, 0.0
     for e in efficiencies:
         if not 0 < e < 1:
             raise SparkadError(f"efficiency must be in (0, 1), got {e}")
-    scorer = CWoLaScorer(model_dir)
+    from sparkad.evaluate.dijet import _checked_out
+    out = _checked_out(out)
+    scorer = CWoLaScorer(local_model_dir(model_dir))
     t = read_dataset(hlf_dir, dataset)
     scorer.check_columns(t.column_names, f"{hlf_dir}/{dataset}")
     col = lambda c: t[c].to_numpy(zero_copy_only=False)  # noqa: E731
@@ -68,10 +72,9 @@ def run_cwola_hunt(model_dir, hlf_dir, out, dataset: str, efficiencies=(0.1, 0.0
             except ValueError as err:  # too few events for the fit: said, not hidden
                 r[what] = {"error": str(err)}
                 log(f"cwola hunt, {name}: {what}: {err}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(res, out / "cwola_hunt.json")
-    _plot(out, res)
+    with storage.local_output(out, markers=("cwola_hunt.json",), prefix="sparkad-bumphunt-") as local:
+        write_json_atomic(res, local / "cwola_hunt.json")
+        _plot(local, res)
     return res
 
 
@@ -122,13 +125,20 @@ def run_cwola_scan_hunt(scan_dir, hlf_dir, out, dataset: str, efficiency: float 
     of that window's SR; the window with the largest local significance after the cut is the candidate."""
     import json
 
+    from sparkad.evaluate.dijet import _checked_out
     from sparkad.train.cwola import SCAN_FILE
 
-    scan_dir, out = Path(scan_dir), Path(out)
+    scan_dir, out = local_model_dir(scan_dir), _checked_out(out)
     try:
         scan = json.loads((scan_dir / SCAN_FILE).read_text())
     except (OSError, ValueError) as e:
         raise SparkadError(f"{scan_dir}: no readable {SCAN_FILE} (not a complete CWoLa scan: {e})") from None
+    with storage.local_output(out, markers=("scan_hunt.json", "cwola_hunt.json"), prefix="sparkad-bumphunt-") as local:
+        doc = _scan_hunt(scan, scan_dir, hlf_dir, local, dataset, efficiency, bins, n_toys, sqrt_s, log)
+    return doc
+
+
+def _scan_hunt(scan, scan_dir: Path, hlf_dir, out: Path, dataset, efficiency, bins, n_toys, sqrt_s, log) -> dict:
     rows = []
     for w in scan["windows"]:
         if "model" not in w:

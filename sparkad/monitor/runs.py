@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sparkad.analysis import run_checks
+from sparkad.core import storage
 from sparkad.core.config import as_number, check_keys, given, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import SparkadError
 from sparkad.core.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -87,18 +88,19 @@ def normalise_conf(conf: dict | None) -> dict:
 # ------------------------------------------------------------------------------------- score → counts
 
 def read_score_report(scores_dir) -> dict:
-    """SCORES_OUT/_score_report.json, refused unless it marks a complete scoring run."""
-    scores_dir = Path(scores_dir)
-    path = scores_dir / "_score_report.json"
-    if not path.is_file():
+    """SCORES_OUT/_score_report.json, refused unless it marks a complete scoring run (a local folder or
+    an s3:// prefix)."""
+    scores_dir = storage.location(scores_dir)
+    path = storage.join(scores_dir, "_score_report.json")
+    if not storage.is_file(path):
         raise SparkadError(f"{scores_dir}: no _score_report.json — not a scores folder, or its scoring did not complete")
     try:
-        report = json.loads(path.read_text())
+        report = json.loads(storage.read_bytes(path))
     except (OSError, ValueError) as e:
         raise SparkadError(f"{path}: unreadable score report ({e})") from None
     if not isinstance(report, dict) or report.get("complete") is not True:
         raise SparkadError(f"{scores_dir}: _score_report.json does not mark a complete scoring run")
-    if not (scores_dir / "scores").is_dir():
+    if not storage.is_dir(storage.join(scores_dir, "scores")):
         raise SparkadError(f"{scores_dir}: no scores/ folder beside _score_report.json")
     return report
 
@@ -135,10 +137,18 @@ def resolve_anomaly_threshold(report: dict, scores_dir, score: str | None = None
     return score, float(value), f"model {key}"
 
 
-def _score_files(scores_dir: Path, datasets) -> list[tuple[str, Path]]:
-    root = scores_dir / "scores"
+def _score_files(scores_dir, datasets) -> list[tuple[str, Path | str]]:
+    root = storage.join(scores_dir, "scores")
     out = []
-    for d in sorted(root.glob("dataset=*")):
+    if storage.is_remote(root):  # s3://.../scores/dataset=<name>/<part>.parquet objects
+        for uri in storage.list_tree(root):
+            parts = uri[len(root) + 1:].split("/")
+            if len(parts) == 2 and parts[0].startswith("dataset=") and parts[1].endswith(".parquet") \
+                    and not parts[1].startswith((".", "_")):
+                name = parts[0].split("=", 1)[1]
+                if datasets is None or name in datasets:
+                    out.append((name, uri))
+    for d in ([] if storage.is_remote(root) else sorted(root.glob("dataset=*"))):
         name = d.name.split("=", 1)[1]
         if datasets is not None and name not in datasets:
             continue
@@ -154,45 +164,69 @@ def per_ls_counts_from_scores(scores_dir, score: str, threshold: float, datasets
     """Per-(run, luminosityBlock) events and anomalous events (score > threshold) of the data in a
     scores folder, read with pyarrow (only run, luminosityBlock, label and the score). Default: rows
     with label == "data"; with ``datasets``: every row of those datasets."""
-    parts = []
-    nan_scores = 0
-    for run, lumi, s in _data_scores(scores_dir, score, datasets):
-        nan_scores += int(np.isnan(s).sum())
-        parts.append(count_per_ls(run, lumi, s > threshold))  # strictly above; NaN never is
-    df = counts_frame(merge_counts(*parts))
-    df.attrs["nan_scores"] = nan_scores
+    scores_dir = storage.location(scores_dir)
+    read_score_report(scores_dir)
+    parts = [count_score_file(f, score, threshold, datasets) for _, f in _score_files(scores_dir, _set(datasets))]
+    return _counts_result(scores_dir, parts, datasets)
+
+
+def _set(datasets):
+    return None if datasets is None else set(datasets)
+
+
+def _counts_result(scores_dir, parts, datasets) -> pd.DataFrame:
+    """The merged count tables of ``count_score_file`` results as a DataFrame (NaN scores in its attrs)."""
+    df = counts_frame(merge_counts(*[t for t, _ in parts]))
+    df.attrs["nan_scores"] = sum(n for _, n in parts)
     if df.empty:
         what = f"dataset(s) {', '.join(sorted(datasets))}" if datasets is not None else 'rows with label "data"'
         raise SparkadError(f"{scores_dir}: no {what} in the scores (give --dataset for data with another label)")
     return df
 
 
+def count_score_file(f, score: str, threshold: float, datasets=None) -> tuple[np.ndarray, int]:
+    """(count table, NaN scores) of one scores file: a mergeable partial (``merge_counts``)."""
+    parts, nan_scores = [], 0
+    for run, lumi, s in _file_scores(f, score, datasets):
+        nan_scores += int(np.isnan(s).sum())
+        parts.append(count_per_ls(run, lumi, s > threshold))  # strictly above; NaN never is
+    return merge_counts(*parts), nan_scores
+
+
 def _data_scores(scores_dir, score: str, datasets=None):
-    """(run, luminosityBlock, score as float64) per batch of the data rows of a scores folder (pyarrow)."""
-    scores_dir = Path(scores_dir)
+    """(run, luminosityBlock, score as float64) per batch of the data rows of a scores folder (pyarrow;
+    a local folder or an s3:// prefix)."""
+    scores_dir = storage.location(scores_dir)
     read_score_report(scores_dir)
-    datasets = None if datasets is None else set(datasets)
-    for _, f in _score_files(scores_dir, datasets):
-        cols = ["run", "luminosityBlock", score] + ([] if datasets is not None else ["label"])
-        try:
-            have = pq.read_schema(f).names
-        except (OSError, pa.ArrowException) as e:
-            raise SparkadError(f"{f}: unreadable Parquet ({e})") from None
-        missing = [c for c in cols if c not in have]
-        if missing:
-            raise SparkadError(f"{f}: lacks column(s) {', '.join(missing)}")
+    for _, f in _score_files(scores_dir, _set(datasets)):
+        yield from _file_scores(f, score, datasets)
+
+
+def _file_scores(f, score: str, datasets=None):
+    """(run, luminosityBlock, score as float64) per batch of the data rows of one scores file."""
+    cols = ["run", "luminosityBlock", score] + ([] if datasets is not None else ["label"])
+    try:
+        have = pq.read_schema(f).names
+    except (OSError, pa.ArrowException) as e:
+        raise SparkadError(f"{f}: unreadable Parquet ({e})") from None
+    missing = [c for c in cols if c not in have]
+    if missing:
+        raise SparkadError(f"{f}: lacks column(s) {', '.join(missing)}")
+    try:
         pf = pq.ParquetFile(f)
-        for b in pf.iter_batches(batch_size=1_000_000, columns=cols):
-            keep = None
-            if datasets is None:
-                is_data = pc.fill_null(pc.equal(b.column(cols.index("label")), "data"), False)
-                keep = is_data.to_numpy(zero_copy_only=False).astype(bool)
-            run = b.column(0).to_numpy(zero_copy_only=False)
-            lumi = b.column(1).to_numpy(zero_copy_only=False)
-            s = b.column(2).to_numpy(zero_copy_only=False).astype(np.float64)
-            if keep is not None:
-                run, lumi, s = run[keep], lumi[keep], s[keep]
-            yield run, lumi, s
+    except (OSError, pa.ArrowException) as e:
+        raise SparkadError(f"{f}: unreadable Parquet ({e})") from None
+    for b in pf.iter_batches(batch_size=1_000_000, columns=cols):
+        keep = None
+        if datasets is None:
+            is_data = pc.fill_null(pc.equal(b.column(cols.index("label")), "data"), False)
+            keep = is_data.to_numpy(zero_copy_only=False).astype(bool)
+        run = b.column(0).to_numpy(zero_copy_only=False)
+        lumi = b.column(1).to_numpy(zero_copy_only=False)
+        s = b.column(2).to_numpy(zero_copy_only=False).astype(np.float64)
+        if keep is not None:
+            run, lumi, s = run[keep], lumi[keep], s[keep]
+        yield run, lumi, s
 
 
 def operating_fraction(run_events, min_expected: float, max_fraction: float, floor: float = 1e-3) -> float:
@@ -216,10 +250,29 @@ def data_threshold(scores_dir, score: str, fraction: float, datasets=None) -> fl
     return float(np.partition(s, len(s) - 1 - k)[len(s) - 1 - k])
 
 
+def _count_task(f, job):
+    score, threshold, datasets = job
+    return count_score_file(f, score, threshold, datasets)
+
+
 def per_ls_counts_with_spark(spark, scores_dir, score: str, threshold: float, datasets=None) -> pd.DataFrame:
     """The same counts computed by Spark (groupBy run, luminosityBlock), collected to pandas."""
     from pyspark.sql import functions as F
 
+    if storage.is_remote(storage.location(scores_dir)):
+        # Spark's own Parquet reader would need hadoop-aws (s3a://): the tasks read the objects with pyarrow
+        # instead, one task per scores file, and their count tables merge here (the same numbers)
+        from sparkad.core.spark import map_tasks
+
+        scores_dir = storage.location(scores_dir)
+        read_score_report(scores_dir)
+        files = [f for _, f in _score_files(scores_dir, _set(datasets))]
+        if datasets is not None:
+            have = {name for name, _ in _score_files(scores_dir, _set(datasets))}
+            if set(datasets) - have:
+                raise SparkadError(f"{scores_dir}: no scores for dataset(s) {', '.join(sorted(set(datasets) - have))}")
+        parts = map_tasks(spark, _count_task, files, (score, float(threshold), datasets))
+        return _counts_result(scores_dir, parts, datasets)
     scores_dir = Path(scores_dir)
     read_score_report(scores_dir)
     df = spark.read.parquet(str(scores_dir / "scores"))
@@ -474,10 +527,28 @@ def monitor_scores(scores_dir, mon_dir, *, score: str | None = None, threshold: 
                    ppm: float | None = None, datasets=None, conf: dict | None = None, replace: bool = False,
                    source: str | None = None, spark=None) -> dict:
     """The `sparkad monitor` / jobs/monitor.py pipeline: read the score report, choose score and threshold,
-    count per (run, LS) (pyarrow, or Spark when ``spark`` is given), update the monitor folder."""
-    from sparkad.core.storage import require_local
-    require_local("the scores folder and the monitor folder", scores_dir, mon_dir)
-    scores_dir = Path(scores_dir)
+    count per (run, LS) (pyarrow, or Spark when ``spark`` is given), update the monitor folder.
+
+    ``scores_dir`` and ``mon_dir`` may be s3:// prefixes: the monitor folder (small: the per-LS state and
+    the products) is then copied to a local temporary folder, updated there and its files uploaded
+    (single PUTs; the state, lumis.parquet, is the only input of everything else, so an update killed
+    while uploading is completed by re-running it). There is no lock on an object store: run one update
+    at a time per monitor prefix."""
+    kw = dict(score=score, threshold=threshold, ppm=ppm, datasets=datasets, conf=conf, replace=replace, source=source,
+              spark=spark)
+    mon = storage.location(mon_dir)
+    if not storage.is_remote(mon):
+        return _monitor_scores(scores_dir, mon_dir, mon_dir, **kw)
+    storage.check_bucket(mon)
+    read_score_report(scores_dir)  # before the monitor folder is copied
+    with storage.local_output(mon, fetch=True, prefix="sparkad-monitor-") as local:
+        res = _monitor_scores(scores_dir, local, mon, **kw)
+    return {**res, "files": [storage.join(mon, Path(f).name) for f in res["files"]]}
+
+
+def _monitor_scores(scores_dir, mon_dir, mon_name, *, score, threshold, ppm, datasets, conf, replace, source,
+                    spark) -> dict:
+    scores_dir = storage.location(scores_dir)
     report = read_score_report(scores_dir)
     conf = normalise_conf(conf)
     sel_path = Path(mon_dir) / "anomaly_threshold.json"
@@ -507,10 +578,10 @@ def monitor_scores(scores_dir, mon_dir, *, score: str | None = None, threshold: 
     counted_with = {"score": score, "threshold": thr, "model_hash": report.get("model_hash")}
     if held is not None:
         if {k: held.get(k) for k in counted_with} != counted_with:
-            raise SparkadError(f"{mon_dir}: holds runs counted with {held.get('score')} > {held.get('threshold'):.6g} "
+            raise SparkadError(f"{mon_name}: holds runs counted with {held.get('score')} > {held.get('threshold'):.6g} "
                                f"(model {held.get('model_hash')}); this input uses {score} > {thr:.6g} (model "
                                f"{counted_with['model_hash']}): rates would not compare — use another monitor folder")
-    src = source or f"{scores_dir.resolve()}#{report.get('model_hash') or 'model?'}:{score}>{thr:.9g}"
+    src = source or f"{storage.resolved_text(scores_dir)}#{report.get('model_hash') or 'model?'}:{score}>{thr:.9g}"
     res = update_monitor(mon_dir, per_ls, src, conf, replace=replace)
     if not sel_path.exists():
         write_json_atomic(counted_with, sel_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import io
 import json
 from pathlib import Path
 
@@ -71,8 +72,6 @@ def _read_json(path) -> dict | None:
 
 def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title: str = "sparkad report") -> Path:
     """Write the HTML page (atomically) and return its path."""
-    from sparkad.core.storage import require_local
-    require_local("the monitor folder and the model directory", monitor_dir, model_dir)
     score_out = storage.location(score_out)  # a local folder or an s3:// prefix, like the page
     rep = _read_json(storage.join(score_out, "_score_report.json"))
     if not rep or not rep.get("complete"):
@@ -81,8 +80,8 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
     summary = _read_json(storage.join(prod, "summary.json"))
     if summary is None:
         raise SparkadError(f"{score_out}: no products/summary.json — the scoring ran with --no-products")
-    model_dir = Path(model_dir or rep["model"])
-    model = _read_json(model_dir / "model.json") or {}
+    model_dir = storage.location(model_dir or rep["model"])  # a local folder or an s3:// prefix
+    model = _read_json(storage.join(model_dir, "model.json")) or {}
     hlf = _read_json(storage.join(storage.location(rep["hlf"]), "_report.json")) or {}
     sel = rep.get("anomaly_threshold") or {}
     parts = [f"<header><h1>{html.escape(title)}</h1><p>{rep['total_events']:,} events scored with "
@@ -136,9 +135,14 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
                      + _img(storage.join(prod, "plots", "rate_vs_run.png"), "anomaly rate versus run") + "</section>")
 
     if monitor_dir is not None:
-        mon = Path(monitor_dir)
-        alarms = _read_json(mon / "alarms.json")
-        runs = pd.read_parquet(mon / "runs.parquet") if (mon / "runs.parquet").is_file() else None
+        mon = storage.location(monitor_dir)  # a local folder or an s3:// prefix
+        if storage.is_remote(mon):
+            storage.check_bucket(mon)
+        if not storage.is_file(storage.join(mon, "lumis.parquet")):
+            raise SparkadError(f"{mon}: no lumis.parquet — not a monitor folder (`sparkad monitor --out`)")
+        alarms = _read_json(storage.join(mon, "alarms.json"))
+        runs_file = storage.join(mon, "runs.parquet")
+        runs = pd.read_parquet(io.BytesIO(storage.read_bytes(runs_file))) if storage.is_file(runs_file) else None
         body = ""
         if runs is not None:
             body += f"<p>{len(runs)} runs in the monitoring table, {int(runs['flagged'].sum())} flagged.</p>"
@@ -149,7 +153,7 @@ def write_report(score_out, out_html, *, monitor_dir=None, model_dir=None, title
             body += _table(items, [c for c in ("run", "lumi_sections", "events", "anomalous", "rate", "expected", "pull",
                                                "p_global", "flagged_since_utc") if any(c in i for i in items)] or None)
         parts.append("<section><h2>Operations monitoring</h2>" + body
-                     + _img(mon / "rate_vs_run.png", "monitor: rate versus run") + "</section>")
+                     + _img(storage.join(mon, "rate_vs_run.png"), "monitor: rate versus run") + "</section>")
 
     astf_top = summary.get("astf_top_bins") or []
     parts.append("<section><h2>ASTF: anomaly selection transfer function</h2>"

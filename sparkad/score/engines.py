@@ -488,7 +488,10 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     removed.
     """
     t0 = time.time()
-    storage.require_local("the model directory (--model)", model_dir)
+    from sparkad.model.store import local_model_dir, model_text
+
+    # an s3:// model: copied once to the driver's cache; its files are shipped to the tasks as for a local one
+    model_name, model_dir = model_text(model_dir), local_model_dir(model_dir)
     check_batch_sizes(batch_rows, target_rows)
     # absolute: executors run in their own working folders (a standalone worker's work/app-*/N/)
     hlf_dir, out, model_dir = storage.absolute(hlf_dir), storage.absolute(out), Path(model_dir).absolute()
@@ -582,7 +585,7 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
             for d in (staging, side):
                 if d.exists():
                     shutil.rmtree(d, ignore_errors=True)
-    doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": str(Path(model_dir).resolve()),
+    doc = {"complete": True, "engine": engine.name, "cores": engine.cores, "model": model_name,
            "model_hash": scorer.content_hash, "model_kind": scorer.kind, "scores": scorer.score_names,
            "model_scores": scorer.all_score_names,
            "thresholds": scorer.thresholds, "anomaly_threshold": jsonable(sel) if sel else None,
@@ -626,6 +629,9 @@ def sparkad_score_udf(model_dir, score: str | None = None, batch_size: int = 100
     from pyspark.sql import functions as F
     from pyspark.sql.types import FloatType, StructField, StructType
 
+    from sparkad.model.store import local_model_dir
+
+    model_dir = local_model_dir(model_dir)  # an s3:// model: its cached copy (the UDF ships the files)
     files = read_model_files(model_dir)
     scorer = Scorer(model_dir, files=files, scores=None if score is None else [score])  # refuses an unknown score
     names, n_features = scorer.score_names, len(scorer.features)

@@ -269,7 +269,10 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
     from sparkad.analysis.products import write_products
     from sparkad.score.engines import Engine, check_batch_sizes, finish, hlf_report, score_folder
 
-    storage.require_local("the model directory (--model)", model_dir)
+    from sparkad.model.store import local_model_dir, model_text
+
+    # an s3:// model: copied once to the local cache; the engines ship its files to the tasks as for a local one
+    model_name, model_dir = model_text(model_dir), local_model_dir(model_dir)
     hlf_dir, out = storage.location(hlf_dir), storage.location(out)
     check_batch_sizes(batch_rows, target_rows)
     report = hlf_report(hlf_dir)
@@ -289,7 +292,7 @@ def run_analysis(hlf_dir, model_dir, out, *, engine: str = "spark", master: str 
         res = score_folder(hlf_dir, model_dir, out, engine=eng, spec_builder=builder, anomaly=anomaly,
                            batch_rows=batch_rows, target_rows=target_rows, scores=keep, model_options=options,
                            log=log)
-    extra = {"roles": roles}
+    extra = {"roles": roles, "model": model_name}  # the URI of an s3:// model, not its cached copy
     if products:
         t = time.time()
         if storage.is_remote(out):  # written in a local folder (plots, tables: on the driver), then uploaded

@@ -8,6 +8,7 @@ from sparkad.core import storage
 from sparkad.train.cocktail import CocktailConfig, build_training_data, load_hlf
 from sparkad.core.config import check_keys, given, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError
+from sparkad.model.store import writes_model_dir
 
 
 SECTIONS = ("cocktail", "training", "models")
@@ -51,10 +52,10 @@ def resolve_config(kind: str, config_file=None, **overrides) -> tuple[CocktailCo
     return CocktailConfig.from_dict(cocktail), training
 
 
+@writes_model_dir
 def train_from_config(kind, hlf_dir, out, *, config_file=None, progress=True, log=print, strategy=None,
                       stop_after_steps=None, on_epoch=None, shard=None, **overrides) -> dict:
     """``shard=(i, n)``: this is worker i of n and reads only its disjoint share of the HLF."""
-    storage.require_local("the model directory (--out)", out)
     if kind == "jet_vae":  # the dijet search's per-jet image VAE: its own data, configuration and loop
         if strategy is not None or shard is not None:
             raise ConfigError("the jet_vae trains in one process (its distributed training is not built yet)")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sparkad.core import storage
 from sparkad.core.errors import ConfigError, SparkadError
+from sparkad.model.store import writes_model_dir
 from sparkad.model.cwola import classifier_logits, event_folds, mjj_regions
 from sparkad.model.networks import fold
 from sparkad.train.cwola import SECTIONS as CWOLA_SECTIONS, fit_fold_classifiers, load_events, resolve_config, \
@@ -42,9 +42,9 @@ def kde_sample(values: np.ndarray, n: int, lo: float, hi: float, rng) -> np.ndar
     return np.clip(x, lo, np.nextafter(hi, lo))
 
 
+@writes_model_dir
 def train_cathode(hlf_dir, out, *, config_file=None, signal_region=None, epochs=None, batch_size=None, progress=True,
                   log=print) -> dict:
-    storage.require_local("the model directory (--out)", out)
     conf = resolve_config(config_file, signal_region, epochs, batch_size, conf_name=KIND, sections=SECTIONS)
     x, mjj, run, lumi, event, prov = load_events(hlf_dir, conf["data"], log)
     t0 = time.time()

@@ -22,6 +22,7 @@ from sparkad.core import storage
 from sparkad.core.atomic import write_json_atomic
 from sparkad.core.config import as_number, check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
+from sparkad.model.store import writes_model_dir
 from sparkad.extract.dijet import read_dijet_report
 from sparkad.model.cwola import ID_COLUMNS, KIND, classifier_logits, event_folds, mjj_regions
 from sparkad.model.directory import exact_thresholds, seal_model_dir, start_model_dir, write_validation_scores
@@ -165,10 +166,10 @@ def fit_fold_classifiers(z, y, w, folds, model_conf: dict, training_conf: dict, 
     return nets, history
 
 
+@writes_model_dir
 def train_cwola(hlf_dir, out, *, config_file=None, signal_region=None, epochs=None, batch_size=None, progress=True,
                 log=print) -> dict:
     """Train the k fold classifiers, export them and write the model directory; returns model.json's content."""
-    storage.require_local("the model directory (--out)", out)
     conf = resolve_config(config_file, signal_region, epochs, batch_size)
     dc, tc, mc = conf["data"], conf["training"], conf["model"]
     x, mjj, run, lumi, event, prov = load_events(hlf_dir, dc, log)
@@ -234,11 +235,11 @@ def scan_windows(lo: float, hi: float, width: float, step: float | None = None) 
     return out
 
 
+@writes_model_dir
 def train_cwola_scan(hlf_dir, out, windows, *, config_file=None, epochs=None, batch_size=None, progress=True,
                      log=print) -> dict:
     """CWoLa hunting's sliding signal region: one model per window in OUT/sr_<lo>_<hi>/ (a window with too few
     events is reported and skipped), and OUT/scan.json (written last: the scan's completion marker)."""
-    storage.require_local("the model directory (--out)", out)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / SCAN_FILE).unlink(missing_ok=True)

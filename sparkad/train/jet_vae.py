@@ -21,6 +21,7 @@ import numpy as np
 from sparkad.core import storage
 from sparkad.core.config import check_keys, load_conf, load_yaml, merge_config, require_mapping
 from sparkad.core.errors import ConfigError, SparkadError
+from sparkad.model.store import writes_model_dir
 from sparkad.extract.dijet import read_dijet_report
 from sparkad.model.directory import exact_thresholds, seal_model_dir, start_model_dir, write_validation_scores
 from sparkad.model.jet_images import constituents_of, jet_images
@@ -152,10 +153,10 @@ def _images(table, image_conf: dict) -> tuple[np.ndarray, np.ndarray]:
     return tuple(jet_images(*constituents_of(table, k), **image_conf)[0] for k in (1, 2))
 
 
+@writes_model_dir
 def train_jet_vae(hlf_dir, out, *, config_file=None, epochs=None, batch_size=None, train_on_data=False,
                   progress=True, log=print) -> dict:
     """Train, export and write the model directory; returns model.json's content."""
-    storage.require_local("the model directory (--out)", out)
     conf = resolve_config(config_file, epochs, batch_size, train_on_data)
     table, provenance = load_sideband(hlf_dir, conf["data"], log)
     import keras

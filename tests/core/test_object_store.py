@@ -20,9 +20,10 @@ BUCKET = "sparkad-test"
 
 
 @pytest.fixture(scope="module")
-def s3():
+def s3(tmp_path_factory):
     """A moto S3 server on 127.0.0.1 (a free port) with one bucket; the AWS_* variables point at it
-    for this process and the commands it starts. Yields a function giving ``s3://BUCKET/<key>``."""
+    for this process and the commands it starts (and the model cache, SPARKAD_MODEL_CACHE, at a temporary
+    folder). Yields a function giving ``s3://BUCKET/<key>``."""
     server_mod = pytest.importorskip("moto.server", reason="moto[server] is a test dependency (pip install -e .[test])")
     boto3 = pytest.importorskip("boto3")
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -30,7 +31,8 @@ def s3():
     host, port = server.get_host_and_port()
     env = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "SPARKAD_MODEL_CACHE": str(tmp_path_factory.mktemp("model-cache"))}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -267,15 +269,13 @@ def test_score_out_to_s3_with_select_fraction(s3, generated_on_s3, generated_hlf
 
 
 @pytest.mark.parametrize("args", [
-    ("train", "--model", "ae", "--hlf", "HLF", "--out", "s3://b/model"),
-    ("score", "--hlf", "HLF", "--model", "s3://b/model", "--out", "OUT"),
-    ("monitor", "--scores", "s3://b/scored", "--out", "OUT"),
-    ("report", "--scores", "OUT", "--monitor", "s3://b/monitor"),
+    ("train", "--model", "ae", "--hlf", "HLF", "--out", "gs://b/model"),
+    ("score", "--hlf", "HLF", "--model", "hdfs://b/model", "--out", "OUT"),
+    ("monitor", "--scores", "OUT", "--out", "abfs://b/monitor"),
     ("extract", "X.root", "--out", "gs://b/hlf"),
 ])
 def test_unsupported_object_store_uses_are_refused_in_one_line(args, tmp_path):
-    """Model directories, monitor and report are local folders still: an s3:// there is one line, not a
-    local folder named `s3:`; other schemes are refused."""
+    """Schemes other than s3:// are refused in one line, not made a local folder named `gs:`."""
     args = [str(tmp_path / "x.root") if a == "X.root" else str(tmp_path / "hlf") if a == "HLF"
             else str(tmp_path / "out") if a == "OUT" else a.replace("OUT", str(tmp_path)) for a in args]
     (tmp_path / "x.root").write_bytes(b"")
@@ -283,7 +283,9 @@ def test_unsupported_object_store_uses_are_refused_in_one_line(args, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0 and len(lines) == 1 and ("must be a local folder" in lines[0]
                                                       or "unsupported storage scheme" in lines[0]), r.stderr
-    assert not (tmp_path / "s3:").exists() and not list(tmp_path.glob("*/s3:")) and not (tmp_path.parent / "s3:").exists()
+    for name in ("s3:", "gs:", "hdfs:", "abfs:"):
+        assert not (tmp_path / name).exists() and not list(tmp_path.glob(f"*/{name}"))
+        assert not (tmp_path.parent / name).exists()
 
 
 def test_missing_bucket_and_refused_server_are_one_line(s3, cms2012_file, tmp_path):
@@ -303,9 +305,10 @@ def test_missing_bucket_and_refused_server_are_one_line(s3, cms2012_file, tmp_pa
     assert SECRET not in r.stderr
 
 
-def test_spark_submit_scores_from_and_to_s3(s3, generated_on_s3, generated_hlf, trained_ae):
+def test_spark_submit_scores_from_and_to_s3(s3, generated_on_s3, generated_hlf, trained_ae, ae_on_s3):
     """jobs/score.py under spark-submit on a local-cluster (executors in their own JVMs and Python workers,
-    credentials from the inherited environment): --hlf and --out at s3:// URIs, the in-memory scores."""
+    credentials from the inherited environment): --hlf, --model and --out at s3:// URIs (the model copied
+    once on the driver, shipped to the executors as for a local one), the in-memory scores."""
     from threadpoolctl import threadpool_limits
 
     from sparkad.core.errors import SparkadError
@@ -318,7 +321,7 @@ def test_spark_submit_scores_from_and_to_s3(s3, generated_on_s3, generated_hlf, 
     from pathlib import Path
     job = Path(__file__).resolve().parents[2] / "jobs" / "score.py"
     r = subprocess.run(["spark-submit", "--master", "local-cluster[2,1,1024]", "--conf", "spark.ui.enabled=false",
-                        str(job), "--hlf", generated_on_s3, "--model", str(trained_ae), "--out", s3("spark-scored"),
+                        str(job), "--hlf", generated_on_s3, "--model", ae_on_s3, "--out", s3("spark-scored"),
                         "--batch-rows", "5000"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     objs = _objects("spark-scored/")
@@ -336,3 +339,172 @@ def test_spark_submit_scores_from_and_to_s3(s3, generated_on_s3, generated_hlf, 
     import numpy as np
     np.testing.assert_array_equal(got.mse.to_numpy(), np.asarray(ref))
     assert not any(SECRET.encode() in v for v in objs.values())
+    assert json.loads(objs["spark-scored/_score_report.json"])["model"] == ae_on_s3
+
+    # jobs/monitor.py on the same cluster: the executors count the s3:// score objects (pyarrow, one task per
+    # file; Spark's reader would need hadoop-aws), the monitor folder is an s3:// prefix: the pyarrow counts
+    from sparkad.monitor.runs import per_ls_counts_from_scores
+    mon_job = job.parent / "monitor.py"
+    r = subprocess.run(["spark-submit", "--master", "local-cluster[2,1,1024]", "--conf", "spark.ui.enabled=false",
+                        str(mon_job), "--scores", s3("spark-scored"), "--out", s3("spark-mon")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    want = per_ls_counts_from_scores(s3("spark-scored"), summary["score"], summary["threshold"])
+    count = ["run", "luminosityBlock", "events", "selected"]
+    got = pd.read_parquet(s3("spark-mon/lumis.parquet"))[count].sort_values(count[:2]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want[count].reset_index(drop=True), check_dtype=False)
+    assert len(got) > 10 and summary["runs_added"]
+    _no_secret("spark-mon/")
+
+
+# ------------------------------------------------------------------ model directories, evaluate, monitor
+
+def _put_tree(local, key: str, last: str | None = None) -> None:
+    """A local folder copied object by object under s3://BUCKET/<key>/ (``last``: the file put last)."""
+    import boto3
+    c = boto3.client("s3")
+    files = sorted((f for f in local.rglob("*") if f.is_file()), key=lambda f: f.name == last)
+    for f in files:
+        c.put_object(Bucket=BUCKET, Key=f"{key}/{f.relative_to(local).as_posix()}", Body=f.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def ae_on_s3(s3, trained_ae):
+    """The trained AE's model directory copied to s3://BUCKET/models/ae (model.json last, as published)."""
+    _put_tree(trained_ae, "models/ae", last="model.json")
+    return s3("models/ae")
+
+
+def _no_secret(prefix: str) -> None:
+    objs = _objects(prefix)
+    assert objs
+    for key, data in objs.items():
+        assert SECRET.encode() not in data and KEY_ID.encode() not in data, key
+
+
+def test_model_evaluate_and_monitor_on_s3_match_the_local_ones(s3, generated_hlf, trained_ae, ae_on_s3, tmp_path):
+    """`--model s3://...` scores (Dask tasks get the model from the driver's cached copy) bit-identically to
+    the local directory; `evaluate --out s3://` and `monitor --scores/--out s3://` write the local files;
+    `report --monitor s3://` includes the monitor; no object holds the secret."""
+    import numpy as np
+
+    from sparkad.evaluate.report import run_evaluation
+    from sparkad.model.store import cache_root, local_model_dir
+    from sparkad.monitor.runs import monitor_scores
+    from sparkad.score.run import run_analysis
+
+    from sparkad.core import storage
+    from sparkad.model.directory import Scorer
+
+    rs = run_analysis(generated_hlf, ae_on_s3, s3("m-scored"), engine="dask", workers=1, batch_rows=5000)
+    model_hash = json.loads((trained_ae / "model.json").read_text())["content_hash"]
+    assert rs["model"] == ae_on_s3 and rs["model_hash"] == model_hash and rs["total_events"] > 0
+    keys = ["dataset", "run", "luminosityBlock", "event"]
+    hlf = pd.read_parquet(generated_hlf)
+    hlf["dataset"] = hlf["dataset"].astype(str)
+    hlf = hlf.sort_values(keys).reset_index(drop=True)
+    got = pd.read_parquet(s3("m-scored/scores"))
+    got["dataset"] = got["dataset"].astype(str)
+    got = got.sort_values(keys).reset_index(drop=True)
+    ref = Scorer(trained_ae, scores=rs["scores"]).score_frame(hlf)  # the local directory's scores, in memory
+    assert len(got) == len(hlf) and rs["scores"]
+    for name in rs["scores"]:  # the same bits (stored as float32)
+        np.testing.assert_array_equal(got[name].to_numpy(), np.asarray(ref[name], np.float32), err_msg=name)
+    cached = cache_root() / model_hash
+    assert (cached / "networks.npz").read_bytes() == (trained_ae / "networks.npz").read_bytes()
+    before = (cached / "networks.npz").stat().st_mtime_ns
+    assert local_model_dir(ae_on_s3) == cached and (cached / "networks.npz").stat().st_mtime_ns == before  # read once
+    storage.download_tree(s3("m-scored"), tmp_path / "scored")  # the same scores, as a local folder
+
+    ev_l = run_evaluation(trained_ae, generated_hlf, tmp_path / "eval", log=lambda m: None)
+    ev_s = run_evaluation(ae_on_s3, generated_hlf, s3("m-eval"), log=lambda m: None)
+    objs = _objects("m-eval/")
+    assert {k[len("m-eval/"):] for k in objs} == {f.name for f in (tmp_path / "eval").iterdir()}
+    for name in ("performance.csv", "performance.md"):
+        assert objs[f"m-eval/{name}"] == (tmp_path / "eval" / name).read_bytes(), name
+    perf = json.loads(objs["m-eval/performance.json"])
+    assert perf["model"] == ae_on_s3 and ev_s["rows"] == ev_l["rows"]
+    assert {k: v for k, v in perf.items() if k != "model"} == \
+        {k: v for k, v in json.loads((tmp_path / "eval" / "performance.json").read_text()).items() if k != "model"}
+
+    ml = monitor_scores(tmp_path / "scored", tmp_path / "mon")
+    ms = monitor_scores(s3("m-scored"), s3("m-mon"))  # the scores read from s3 too
+    assert ms["runs_total"] == ml["runs_total"] > 0 and ms["threshold"] == ml["threshold"]
+    assert ms["files"] == [s3(f"m-mon/{os.path.basename(f)}") for f in ml["files"]]
+    mon = _objects("m-mon/")
+    assert {k[len("m-mon/"):] for k in mon} == {f.name for f in (tmp_path / "mon").iterdir() if not f.name.startswith(".")}
+    count = ["run", "luminosityBlock", "events", "selected"]
+    pd.testing.assert_frame_equal(pd.read_parquet(s3("m-mon/lumis.parquet"))[count],
+                                  pd.read_parquet(tmp_path / "mon" / "lumis.parquet")[count])
+    again = monitor_scores(s3("m-scored"), s3("m-mon"))  # the state came back from s3: nothing counted twice
+    assert again["lumis_added"] == 0 and not again["runs_added"] and _objects("m-mon/") == mon
+
+    r = sparkad("report", "--scores", s3("m-scored"), "--monitor", s3("m-mon"))
+    assert r.returncode == 0, r.stderr
+    page = _objects("m-scored/report.html")["m-scored/report.html"].decode()
+    assert f"{ml['runs_total']} runs in the monitoring table" in page and model_hash in page
+    for prefix in ("m-scored/", "m-eval/", "m-mon/"):
+        _no_secret(prefix)
+
+
+def test_train_out_to_s3_marker_last_resume_and_rerun(s3, generated_hlf, tmp_path):
+    """`train --out s3://...`: a run stopped mid-way publishes nothing (no marker) and resumes from its local
+    work folder to the weights of an uninterrupted run; a publication killed half-way (marker and an object
+    gone) is refused, and re-running the command publishes the same objects, bit for bit."""
+    import boto3
+    import numpy as np
+
+    from sparkad.core.errors import SparkadError
+    from sparkad.model.store import local_model_dir, work_root
+    from sparkad.train.api import train_from_config
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1}\n")
+    kw = dict(config_file=cfg, epochs=2, batch_size=500, progress=False, log=lambda m: None)
+    train_from_config("ae", generated_hlf, tmp_path / "local", **kw)
+    uri = s3("models/trained")
+    r = train_from_config("ae", generated_hlf, uri, stop_after_steps=5, **kw)  # as if killed after 5 steps
+    assert r["interrupted"] and not _objects("models/trained/")
+    logs = []
+    train_from_config("ae", generated_hlf, uri, **{**kw, "log": logs.append})
+    assert any("resuming" in m for m in logs)
+    objs = _objects("models/trained/")
+    assert {k[len("models/trained/"):] for k in objs} == \
+        {"model.json", "networks.npz", "validation_scores.json", "history.jsonl", "checkpoint/state.npz"}
+    assert not any(work_root().iterdir())  # the work folder is gone once published
+    import io
+    a, b = np.load(tmp_path / "local" / "networks.npz"), np.load(io.BytesIO(objs["models/trained/networks.npz"]))
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:  # the same run (a resumed run equals an uninterrupted one up to float32 rounding)
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+    c = boto3.client("s3")  # killed while publishing: the marker and the networks gone, the rest there
+    for key in ("model.json", "networks.npz"):
+        c.delete_object(Bucket=BUCKET, Key=f"models/trained/{key}")
+    with pytest.raises(SparkadError, match="not a complete sparkad model directory"):
+        local_model_dir(uri)
+    train_from_config("ae", generated_hlf, uri, **kw)  # resumes from the published checkpoint: nothing to train
+    assert _objects("models/trained/") == objs
+    _no_secret("models/trained/")
+
+
+def test_model_prefix_errors_are_one_line(s3, ae_on_s3, generated_hlf, tmp_path):
+    """A model prefix whose model.json was deleted, a prefix with nothing, a missing bucket: one line naming
+    the URI, before any scoring."""
+    import boto3
+    objs = _objects("models/ae/")
+    c = boto3.client("s3")
+    for key, data in objs.items():  # the model, less its marker
+        if not key.endswith("/model.json"):
+            c.put_object(Bucket=BUCKET, Key="models/nomarker/" + key[len("models/ae/"):], Body=data)
+    for model, what in ((s3("models/nomarker"), "not a complete sparkad model directory (no model.json"),
+                        (s3("models/nothing"), "not a complete sparkad model directory (no model.json"),
+                        ("s3://no-such-bucket/models/ae", "bucket no-such-bucket does not exist")):
+        r = sparkad("score", "--hlf", generated_hlf, "--model", model, "--out", tmp_path / "out", "--engine", "dask")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and what in lines[0] and model in lines[0], r.stderr
+    r = sparkad("evaluate", "--model", s3("models/nomarker"), "--hlf", generated_hlf, "--out", s3("x-eval"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and s3("models/nomarker") in lines[0], r.stderr
+    assert not (tmp_path / "out").exists() and not _objects("x-eval/")
