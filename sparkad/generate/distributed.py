@@ -39,6 +39,11 @@ def _pool_task(args):
     return run_task(*args)
 
 
+def _connect_task(job, cfg):
+    """One file of the plan, run by a Spark Connect session's task (``map_tasks``)."""
+    return run_task(cfg, job)
+
+
 class JobRunner:
     """Runs lists of per-file jobs on one executor; the Spark session or Dask cluster is started on the
     first non-trivial list and kept for the next ones (the Pythia engine's two phases)."""
@@ -106,7 +111,20 @@ class JobRunner:
         return self._spark
 
     def _run_spark(self, cfg, jobs, bar):
-        sc = self._session().sparkContext
+        from sparkad.core.spark import is_connect, map_tasks
+
+        spark = self._session()
+        if is_connect(spark):  # no SparkContext (accumulators, job groups): the DataFrame path, progress per run
+            try:
+                results = map_tasks(spark, _connect_task, jobs, cfg)
+            except SparkadError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a failed task: one line
+                raise SparkadError(_one_line(e, jobs)) from None
+            if bar:
+                bar.update(sum(r["n"] for r in results))
+            return results
+        sc = spark.sparkContext
         done = sc.accumulator(0)  # events of the completed files: the driver sees it grow task by task
 
         def task(job):

@@ -128,3 +128,23 @@ def test_refused_connect_server_is_one_line(generated_hlf, trained_ae, tmp_path)
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(err) == 1 and url in err[0] and "no Spark Connect server answers" in err[0], r.stderr[-2000:]
     assert not (tmp_path / "o" / "_score_report.json").exists()
+
+
+def test_generate_through_connect_gives_the_same_files(connect_server, tmp_path):
+    """`sparkad generate --executor spark --master sc://...`: one task per file through the DataFrame path,
+    the same branch arrays and fileset as the same command in one local process."""
+    sys.path.insert(0, str(ROOT / "tests" / "generate"))
+    from test_generate_distributed import assert_same, parametric_cfg, read
+    import yaml
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(parametric_cfg()))
+
+    def gen(out, *extra):
+        r = subprocess.run([sys.executable, "-m", "sparkad.cli", "generate", "--preset", str(cfg), "--out",
+                            str(tmp_path / out), "--quiet", *extra], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return read(tmp_path / out / "fileset.yaml")
+
+    con = gen("con", "--executor", "spark", "--master", connect_server.url)
+    assert len(con[1]["datasets"]["ttbar"]["files"]) == 2
+    assert_same(gen("local"), con)
