@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +35,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception))(?:: (.*))?$")
+
+
+def _last_error_line(stderr: str) -> str | None:
+    """The last exception line (``module.SomeError: message``) of a worker's stderr, without the module."""
+    for line in reversed(stderr.splitlines()):
+        m = _EXCEPTION_LINE.match(line.strip())
+        if m:
+            return f"{m.group(1)}: {m.group(2)}" if m.group(2) else m.group(1)
+    return None
+
+
+def _failure(r: dict) -> str:
+    """Why a TensorFlow worker failed, in one line: its own error, the signal that killed its process, or
+    the last exception line of its stderr."""
+    if r.get("error"):
+        return r["error"]
+    rc = r.get("returncode")
+    if rc is not None and rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return f"killed by {name} (its process died: out of memory, or killed on its node)"
+    if r.get("error_line"):
+        return f"exited with code {rc}: {r['error_line'][:300]}"
+    return f"exited with code {rc} without an error message"
+
+
 def barrier_task(index: int, job: dict) -> dict:
     """One barrier task (on an executor): gather the executors' addresses, start the training process
     of worker ``index`` with its TF_CONFIG, return its JSON summary."""
@@ -48,7 +79,8 @@ def barrier_task(index: int, job: dict) -> dict:
     proc = subprocess.run(job["cmd"], env=env, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     summary = json.loads(lines[-1]) if lines else {"worker": index, "ok": False}
-    summary.update(returncode=proc.returncode, stderr_tail=proc.stderr[-1500:] if proc.returncode else "")
+    summary.update(returncode=proc.returncode, stderr_tail=proc.stderr[-1500:] if proc.returncode else "",
+                   error_line=_last_error_line(proc.stderr) if proc.returncode else None)
     ctx.barrier()
     return summary
 
@@ -95,8 +127,7 @@ def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data
     bad = [r for r in results if not r.get("ok")]
     if bad:
         for r in bad:
-            print(f"error: worker {r.get('worker')}: {r.get('error') or r.get('stderr_tail', '').strip().splitlines()[-1:]}",
-                  file=sys.stderr)
+            print(f"error: worker {r.get('worker')}: {_failure(r)}", file=sys.stderr)
         sys.exit(1)
     hashes = {r["weights_sha256"] for r in results}
     shutil.rmtree(Path(out) / "_workers", ignore_errors=True)

@@ -175,6 +175,28 @@ def _check_golden_json(dataset: str, path: str) -> None:
         raise ConfigError(f"{path}: not a golden JSON (expected {{\"RUN\": [[first_ls, last_ls], ...], ...}})")
 
 
+def drop_attempt_leftovers(staging, written) -> int:
+    """Remove from a local staging folder every file that no finished chunk reported (``written``: the
+    ``dataset/chunk.parquet`` names of the accumulator): the hidden temporary file of a chunk whose Dask
+    worker was killed in mid-write (the scheduler redid the chunk elsewhere, under the same final name).
+    Left there, it would be published and listed as a ``*.parquet`` of the dataset. Checks that every
+    reported chunk file is there. Returns the number of files removed. An object store needs none of
+    it: a chunk's object appears whole or not at all."""
+    if storage.is_remote(staging):
+        return 0
+    staging = Path(staging)
+    keep = {staging / rel for rel in written}
+    missing = sorted(str(p) for p in keep if not p.is_file())
+    if missing:
+        raise SparkadError(f"{staging}: {len(missing)} chunk file(s) reported written but missing, e.g. {missing[0]}")
+    removed = 0
+    for p in staging.rglob("*"):
+        if p.is_file() and p not in keep:
+            p.unlink()
+            removed += 1
+    return removed
+
+
 def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     """Run the whole extraction and return the report (also written to OUT/_report.json)."""
     from coffea import processor
@@ -337,6 +359,10 @@ def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], 
                 f"or the weight is NaN or inf (corrupt input?); per file: step 'finite features' in _cutflow.json")
 
     # 6. publish: staged dataset folders replace old ones; an empty dataset keeps its schema
+    leftovers = drop_attempt_leftovers(staging, acc.get("files_written", []))
+    if leftovers:
+        log(f"removed {leftovers} temporary file(s) of chunk attempts that did not finish (a worker lost, the "
+            f"chunk redone)")
     for name in fileset.datasets:
         src = storage.join(staging, name)
         if not storage.list_files(src, ".parquet"):

@@ -526,6 +526,8 @@ def score_folder(hlf_dir, model_dir, out, *, engine: Engine, spec_builder=None, 
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "_score_report.json").unlink(missing_ok=True)
+        for stale in [*out.glob(".scores-*"), *out.glob(".side-*")]:  # what a killed run left (this is its re-run)
+            shutil.rmtree(stale, ignore_errors=True)
         run_id = uuid.uuid4().hex
         staging, side = out / f".scores-{run_id}", out / f".side-{run_id}"
     try:

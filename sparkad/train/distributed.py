@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,15 @@ def weights_hash(model_dir: Path) -> str:
             h.update(k.encode())
             h.update(np.ascontiguousarray(z[k]).tobytes())
     return h.hexdigest()
+
+
+def peer_lost(e: BaseException) -> str:
+    """One line for a training step whose collective op was aborted because a peer worker went away."""
+    text = str(getattr(e, "message", e))
+    why = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("Collective ops is aborted by")), None)
+    peer = re.search(r"remote target (/job:\w+/replica:\d+/task:\d+)", text)
+    return (f"lost a peer worker{f' ({peer.group(1)})' if peer else ''} in mid-training "
+            f"({why or type(e).__name__}); the model directory was not completed")
 
 
 def worker_args(argv=None):
@@ -59,6 +69,10 @@ def main(argv=None) -> int:
                                 log=lambda m: print(m, file=sys.stderr))
     except SparkadError as e:
         print(json.dumps({"worker": index, "ok": False, "error": str(e)}))
+        return 1
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as e:
+        # a collective op aborted: another worker is gone (killed, out of memory, its node lost)
+        print(json.dumps({"worker": index, "ok": False, "error": peer_lost(e)}))
         return 1
     print(json.dumps({"worker": index, "ok": True, "out": str(out), "weights_sha256": weights_hash(out),
                       "replicas": doc["config"]["replicas"], "epochs": doc["history"]["epochs"],

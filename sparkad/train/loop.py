@@ -186,6 +186,25 @@ def _load_checkpoint(path: Path, variables) -> dict:
     return counters
 
 
+def _trim_history(path: Path, epochs_done: int) -> None:
+    """history.jsonl as of the checkpoint being resumed: a run killed after an epoch's record was appended
+    but before that epoch's checkpoint was written redoes the epoch, whose record would then appear twice
+    (and a record cut short by the kill would be unreadable)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("epoch", 0) <= epochs_done:
+            keep.append(line)
+    text = "".join(f"{line}\n" for line in keep)
+    if text != path.read_text():
+        write_bytes_atomic(text.encode(), path)
+
+
 def _allgather(strategy, a: np.ndarray) -> np.ndarray:
     """Concatenate one array per worker along axis 0, in worker order (a collective: every worker
     must call it at the same point)."""
@@ -298,6 +317,7 @@ def train(data: TrainingData, kind: str, cfg: TrainConfig, out: str | Path, *, s
                                f"use another --out or remove {out / 'checkpoint'}")
         counters = saved
         log(f"resuming from {ckpt_path} at epoch {counters['epoch']}, step {counters['global_step']}")
+        _trim_history(history_path, counters["epoch"])
     else:
         history_path.unlink(missing_ok=True)
 
