@@ -523,3 +523,23 @@ def test_distributed_training_worker_killed_fails_clearly(generated_hlf, tmp_pat
     # each line says what happened: worker 1 killed, worker 0 lost its peer
     assert lines[1].startswith("error: worker 1: killed by SIGKILL"), lines
     assert lines[0].startswith("error: worker 0: lost a peer worker"), lines
+
+    # the documented recovery: the same command again resumes both workers from their checkpoints (taken at the
+    # same step: the checkpoint follows a collective step) and ends with one complete model; its weights are
+    # those of an uninterrupted run
+    t = time.time()
+    again = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=_spark_env(), timeout=900)
+    rerun_s = time.time() - t
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    summary = json.loads([ln for ln in again.stdout.splitlines() if ln.startswith("{")][-1])
+    assert summary["identical_weights"] and (out / "model.json").exists() and not (out / "_workers").exists()
+    history = [json.loads(ln)["epoch"] for ln in (out / "history.jsonl").read_text().splitlines()]
+    assert history == list(range(1, len(history) + 1)) and len(history) > 2, history  # each epoch once
+    fresh = tmp_path / "fresh"
+    whole = subprocess.run([str(c) for c in cmd[:cmd.index("--out") + 1]] + [str(fresh)] + [str(c) for c in cmd[cmd.index("--out") + 2:]],
+                           capture_output=True, text=True, env=_spark_env(), timeout=900)
+    assert whole.returncode == 0, (whole.stdout + whole.stderr)[-3000:]
+    uninterrupted = json.loads([ln for ln in whole.stdout.splitlines() if ln.startswith("{")][-1])
+    _report("distributed training re-run", rerun_s=round(rerun_s, 1), weights=summary["weights_sha256"],
+            uninterrupted=uninterrupted["weights_sha256"])
+    assert summary["weights_sha256"] == uninterrupted["weights_sha256"]
