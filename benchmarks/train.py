@@ -6,16 +6,53 @@ sample is stable.
 
 Generates the `sm13` preset (SM cocktail + four BSM samples), extracts `vae21`, trains each model epoch by
 epoch (each call resumes the previous checkpoint) and prints one JSON line per epoch and a summary per model.
+
+The limit in the same run: the summary gives the matrix-product FLOPs of one training step per event
+(forward and backward of every network the step evaluates, counted on the traced TensorFlow graph: 2·M·K·N
+per MatMul), this core's sustained float32 GEMM rate (benchmarks/score.py's ``gemm_limit``, one thread),
+and the training rate as a fraction of that limit times the threads TensorFlow used.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+
+def train_step_flops(kind: str, n_inputs: int, model_cfg: dict, batch: int) -> float:
+    """Matrix-product FLOPs per event of one training step of ``kind`` (its ``train_step`` traced at
+    ``batch`` events: the forward passes, the gradients, every optimiser phase of the step). The spectral
+    norms' power iterations (per batch, in conditional branches) and the element-wise work are left out."""
+    import tensorflow as tf
+
+    from sparkad.train.models import make_model
+
+    model = make_model(kind, n_inputs, dict(model_cfg), 1)
+    for opt, variables in model.optimizers().values():
+        opt.build(variables)
+    strategy = tf.distribute.get_strategy()
+
+    @tf.function
+    def step(x, w):
+        return strategy.run(lambda x, w: model.train_step(x, w, batch), args=(x, w))
+
+    graph = step.get_concrete_function(tf.TensorSpec([batch, n_inputs], tf.float32),
+                                       tf.TensorSpec([batch], tf.float32)).graph
+    total = 0
+    for op in graph.get_operations():
+        if op.type == "MatMul":
+            a, b = (t.shape.as_list() for t in op.inputs[:2])
+            ta, tb = op.get_attr("transpose_a"), op.get_attr("transpose_b")
+            m, k = (a[1], a[0]) if ta else (a[0], a[1])
+            n = b[0] if tb else b[1]
+            total += 2 * m * k * n
+    return total / batch
 
 
 def main():
@@ -52,6 +89,12 @@ def main():
         device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     except ImportError:
         device = "CPU"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from score import gemm_limit  # benchmarks/score.py: one thread's float32 GEMM rate, 2048² products
+
+    limit = gemm_limit()
+    print(json.dumps({"what": "limit", "gemm_float32_gflops_one_thread": round(limit / 1e9, 1),
+                      "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}), flush=True)
     for kind in args.models.split(","):
         cocktail, training = resolve_config(kind, cfg_file)
         data = build_training_data(df, report, cocktail)
@@ -74,9 +117,18 @@ def main():
         stable = next((i + 1 for i in range(len(aucs)) if all(abs(a - aucs[-1]) < 0.01 for a in aucs[i:])), len(aucs))
         hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
         per_epoch_s = np.array([h["epoch_s"] for h in hist])
+        batch = args.batch_size or training.get("batch_size")
+        rate = n_events / float(np.median(per_epoch_s))
+        n_inputs = json.loads((out / "model.json").read_text())["n_inputs"]  # after pre-processing (one-hot)
+        flops = train_step_flops(kind, n_inputs, training.get("model") or {}, int(batch))
+        threads = int(training.get("threads") or os.cpu_count())
         print(json.dumps({"what": "summary", "model": kind, "device": device,
-                          "batch_size": args.batch_size or training.get("batch_size"),
-                          "train_events": n_events, "events_per_s": round(n_events / float(np.median(per_epoch_s))),
+                          "batch_size": batch, "threads": threads,
+                          "train_events": n_events, "events_per_s": round(rate),
+                          "train_step_flops_per_event": round(flops),
+                          "gflops": round(rate * flops / 1e9, 2),
+                          # on a GPU the CPU's GEMM rate is no limit: the fraction is printed for CPUs only
+                          "fraction_of_gemm_limit": round(rate * flops / (limit * threads), 4) if device == "CPU" else None,
                           "epochs": len(hist), "mean_auc_last": round(float(aucs[-1]), 4),
                           "epochs_to_stable_auc": stable,
                           "seconds_to_stable_auc": round(float(np.sum(per_epoch_s[:stable])), 2)}))

@@ -41,8 +41,19 @@ def test_extract_benchmark_reports_ratio_to_bare_read(tmp_path):
 def test_train_and_score_benchmarks(tmp_path):
     out = _run("train.py", "--events", "20000", "--epochs", "1", "--models", "ae", "--batch-size", "64",
                "--workdir", str(tmp_path / "train"))
-    assert out["summary"]["model"] == "ae" and out["summary"]["events_per_s"] > 0
+    t = out["summary"]
+    assert t["model"] == "ae" and t["events_per_s"] > 0
     model = tmp_path / "train" / "model_ae"
+    # the training step's FLOPs, recounted from the exported weights: forward F = sum 2 k m, the weights'
+    # gradients F again, the inputs' gradients F less the first layer's (the data need none)
+    import numpy as np
+    with np.load(model / "networks.npz") as z:
+        dense = [z[k].shape for k in z.files if not k.startswith("baselines/") and z[k].ndim == 2]
+    n_in = json.loads((model / "model.json").read_text())["n_inputs"]  # after pre-processing (one-hot columns)
+    first = [k * m for k, m in dense if k == n_in]
+    f = sum(2 * k * m for k, m in dense)
+    assert len(first) == 1 and t["train_step_flops_per_event"] == 3 * f - 2 * first[0]
+    assert out["limit"]["gemm_float32_gflops_one_thread"] > 0 and 0 < t["fraction_of_gemm_limit"] < 1
     out = _run("score.py", "--model", str(model), "--events", "20000", "--cores", "1", "--target-rows", "5000",
                "--select-fraction", "0.01", "--workdir", str(tmp_path / "score"))
     s = out["summary"]
@@ -56,7 +67,6 @@ def test_train_and_score_benchmarks(tmp_path):
     g = s["growth"]  # two sizes, each scored with all products, then removed
     assert g["events"] == [10000, 20000] and g["pass_s_per_event_ratio"] > 0 and len(g["worker_peak_rss_mb"]) == 2
     assert not any((tmp_path / "score_mse").glob("hlf_*")) and not any((tmp_path / "score_mse").glob("spark_*"))
-    import numpy as np
     with np.load(model / "networks.npz") as z:
         shapes = [z[k].shape for k in z.files if not k.startswith("baselines/") and z[k].ndim == 2]
     assert s["scores"] == ["mse"] and meta["kind"] == "ae"
