@@ -30,11 +30,16 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from spark_standalone import free_port
+from spark_standalone import free_port, spark_home
 from test_standalone import _events_in_out, digests
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+# by path, not by the scripts beside sys.executable: an environment may take pyspark, dask or sparkad from
+# another prefix (a venv over system site-packages has no bin/spark-submit of its own)
+SPARK_SUBMIT = Path(spark_home()) / "bin" / "spark-submit"
+SPARKAD = [sys.executable, "-m", "sparkad.cli"]
+DASK_SCHEDULER = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+DASK_WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 ID = ["dataset", "run", "luminosityBlock", "event"]
 
 
@@ -149,7 +154,7 @@ def fragmented_hlf(generated_hlf, tmp_path_factory):
 
 
 def _score_cmd(hlf, model, out) -> list:
-    return [BIN / "spark-submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+    return [SPARK_SUBMIT, "--master", "local[2]", "--conf", "spark.ui.enabled=false",
             "--conf", "spark.ui.showConsoleProgress=false", ROOT / "jobs" / "score.py", "--hlf", hlf,
             "--model", model, "--out", out, "--target-rows", "1", "--batch-rows", "400"]
 
@@ -183,7 +188,7 @@ def test_score_driver_killed_mid_pass(spark, fragmented_hlf, trained_ae, tmp_pat
 
     # nothing looks complete: no marker, nothing published, and the readers say so in one line
     assert not (out / "_score_report.json").exists() and not (out / "scores").exists()
-    r = subprocess.run([BIN / "sparkad", "report", "--scores", out], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([*SPARKAD, "report", "--scores", out], capture_output=True, text=True, timeout=120)
     refusal = _one_line_error(r.returncode, r.stderr, str(out), "_score_report.json")
 
     t1 = time.time()
@@ -222,7 +227,7 @@ class DaskCluster:
 
     def start(self, timeout: float = 120) -> "DaskCluster":
         port = self.address.rsplit(":", 1)[1]
-        self.scheduler = _start([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
+        self.scheduler = _start([*DASK_SCHEDULER, "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
                                 self.base, "scheduler")
         for i in range(self.n):
             self.start_worker(i)
@@ -230,7 +235,7 @@ class DaskCluster:
         return self
 
     def start_worker(self, i: int) -> None:
-        self.workers[i] = _start([BIN / "dask", "worker", self.address, "--nthreads", "1", "--nworkers", "1",
+        self.workers[i] = _start([*DASK_WORKER, self.address, "--nthreads", "1", "--nworkers", "1",
                                   "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}",
                                   "--local-directory", self.base / f"w{i}"], self.base, f"worker{i}-{time.time():.0f}")
 
@@ -312,7 +317,7 @@ def _same_extraction(out: Path, ref: Path) -> int:
 
 
 def _extract_cmd(fileset, out, scheduler) -> list:
-    return [BIN / "sparkad", "extract", "--fileset", fileset, "--out", out, "--features", "alad24", "--executor", "dask",
+    return [*SPARKAD, "extract", "--fileset", fileset, "--out", out, "--features", "alad24", "--executor", "dask",
             "--scheduler", scheduler, "--chunksize", "500", "-q"]
 
 
@@ -382,7 +387,7 @@ def test_dask_worker_killed_during_extraction(chunked_input, tmp_path):
 # ----------------------------------------------------------------------------------- 3. training killed
 
 def _train_cmd(hlf, out, cfg) -> list:
-    return [BIN / "sparkad", "train", "--model", "ae", "--hlf", hlf, "--out", out, "--config", cfg, "--epochs", "10",
+    return [*SPARKAD, "train", "--model", "ae", "--hlf", hlf, "--out", out, "--config", cfg, "--epochs", "10",
             "--batch-size", "16", "-q"]
 
 
@@ -426,7 +431,7 @@ def test_training_killed_after_a_checkpoint_resumes(generated_hlf, tmp_path):
     at_kill = _checkpoint_counters(model)
     assert at_kill["epoch"] < 10, "the run had finished its epochs before the kill"
     assert not (model / "model.json").exists()
-    r = subprocess.run([BIN / "sparkad", "score", "--hlf", generated_hlf, "--model", model, "--out", tmp_path / "s",
+    r = subprocess.run([*SPARKAD, "score", "--hlf", generated_hlf, "--model", model, "--out", tmp_path / "s",
                         "--engine", "dask"], capture_output=True, text=True, timeout=300)
     refusal = _one_line_error(r.returncode, r.stderr, str(model), "model.json")
     assert not (tmp_path / "s" / "_score_report.json").exists()
@@ -489,7 +494,7 @@ def test_distributed_training_worker_killed_fails_clearly(generated_hlf, tmp_pat
     cfg = tmp_path / "train.yaml"
     cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1, checkpoint_every: 10}\n")
     out = tmp_path / "model"
-    cmd = [BIN / "spark-submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false", ROOT / "jobs" / "train.py",
+    cmd = [SPARK_SUBMIT, "--master", "local[2]", "--conf", "spark.ui.enabled=false", ROOT / "jobs" / "train.py",
            "--model", "ae", "--hlf", generated_hlf, "--out", out, "--workers", "2", "--epochs", "30",
            "--batch-size", "16", "--config", cfg]
     t0 = time.time()
