@@ -109,13 +109,12 @@ def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data
         print(json.dumps({"ok": True, "workers": 1, "out": out, "epochs": epochs_run}))
         return
     from sparkad.core import storage
-    if storage.is_remote(storage.location(out)):  # Path(out).resolve() below would make it a local folder "s3:"
-        raise SparkadError(f"{out}: distributed training (--workers > 1) writes a local or shared folder; train "
-                           f"with --workers 1 for an s3:// model directory, or copy the folder after training")
     from sparkad.core.spark import get_session, map_tasks
     spark = get_session("sparkad-train", master, {"spark.task.cpus": "1", "spark.python.worker.reuse": "false"})
-    cmd = [sys.executable, "-m", "sparkad.train.distributed", "--model", kind, "--hlf", str(Path(hlf_dir).resolve()),
-           "--out", str(Path(out).resolve())]
+    # local folders made absolute (executors run elsewhere); s3:// URIs as they are: worker 0 trains into a local
+    # work folder of its node and publishes the model directory marker-last (sparkad.model.store)
+    cmd = [sys.executable, "-m", "sparkad.train.distributed", "--model", kind,
+           "--hlf", str(storage.absolute(hlf_dir)), "--out", str(storage.absolute(out))]
     for flag, val in (("--config", config_file), ("--epochs", epochs), ("--batch-size", batch_size)):
         if val is not None:
             cmd += [flag, str(Path(val).resolve()) if flag == "--config" else str(val)]
@@ -130,7 +129,8 @@ def train_job(kind, hlf_dir, out, config_file, epochs, batch_size, train_on_data
             print(f"error: worker {r.get('worker')}: {_failure(r)}", file=sys.stderr)
         sys.exit(1)
     hashes = {r["weights_sha256"] for r in results}
-    shutil.rmtree(Path(out) / "_workers", ignore_errors=True)
+    if not storage.is_remote(storage.location(out)):  # on s3 the other workers' folders were local to their nodes
+        shutil.rmtree(Path(out) / "_workers", ignore_errors=True)
     summary = {"ok": len(hashes) == 1, "workers": len(results), "identical_weights": len(hashes) == 1,
                "weights_sha256": sorted(hashes), "out": out, "replicas": results[0].get("replicas"),
                "shards": [r.get("shard") for r in results], "n_train_per_worker": [r.get("n_train_local") for r in results]}

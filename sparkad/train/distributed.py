@@ -19,10 +19,18 @@ from pathlib import Path
 import numpy as np
 
 
-def weights_hash(model_dir: Path) -> str:
-    """sha256 over the exported weights (names and bytes), to compare workers' final states."""
+def weights_hash(model_dir) -> str:
+    """sha256 over the exported weights (names and bytes), to compare workers' final states (a local
+    folder or a published s3:// model directory)."""
+    import io
+
+    from sparkad.core import storage
+
+    loc = storage.location(model_dir)
+    src = io.BytesIO(storage.read_bytes(storage.join(loc, "networks.npz"))) if storage.is_remote(loc) \
+        else Path(loc) / "networks.npz"
     h = hashlib.sha256()
-    with np.load(Path(model_dir) / "networks.npz") as z:
+    with np.load(src) as z:
         for k in sorted(z.files):
             h.update(k.encode())
             h.update(np.ascontiguousarray(z[k]).tobytes())
@@ -61,7 +69,15 @@ def main(argv=None) -> int:
     from sparkad.train.api import train_from_config
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    out = Path(args.out) if index == 0 else Path(args.out) / "_workers" / str(index)
+    from sparkad.core import storage
+    remote = storage.is_remote(storage.location(args.out))
+    if index == 0:  # the chief writes the model directory (an s3:// one through its node's work folder)
+        out = args.out if remote else Path(args.out)
+    elif remote:  # the others' folders stay on their nodes, one per URI and worker (a re-run there resumes)
+        from sparkad.model.store import work_root
+        out = work_root() / f"{hashlib.sha256(args.out.encode()).hexdigest()[:16]}-worker{index}"
+    else:
+        out = Path(args.out) / "_workers" / str(index)
     try:
         doc = train_from_config(args.model, args.hlf, out, config_file=args.config, epochs=args.epochs,
                                 batch_size=args.batch_size, train_on_data=args.train_on_data, strategy=strategy, progress=False,
@@ -74,7 +90,11 @@ def main(argv=None) -> int:
         # a collective op aborted: another worker is gone (killed, out of memory, its node lost)
         print(json.dumps({"worker": index, "ok": False, "error": peer_lost(e)}))
         return 1
-    print(json.dumps({"worker": index, "ok": True, "out": str(out), "weights_sha256": weights_hash(out),
+    digest = weights_hash(out)
+    if remote and index != 0:
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
+    print(json.dumps({"worker": index, "ok": True, "out": str(out), "weights_sha256": digest,
                       "replicas": doc["config"]["replicas"], "epochs": doc["history"]["epochs"],
                       "shard": doc["provenance"].get("shard"), "n_train_local": doc["provenance"]["n_train"]}))
     return 0

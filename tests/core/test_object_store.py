@@ -508,3 +508,37 @@ def test_model_prefix_errors_are_one_line(s3, ae_on_s3, generated_hlf, tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0 and len(lines) == 1 and s3("models/nomarker") in lines[0], r.stderr
     assert not (tmp_path / "out").exists() and not _objects("x-eval/")
+
+
+def test_distributed_training_to_s3(s3, generated_on_s3, generated_hlf, tmp_path):
+    """spark-submit jobs/train.py --workers 2 with --hlf and --out at s3:// URIs: the chief trains into its
+    node's work folder and publishes the model directory (model.json last), the other worker's folder stays
+    on its node and is removed; the weights are those of the same run on local folders, bit for bit."""
+    from sparkad.core.errors import SparkadError
+    from sparkad.core.spark import check_java
+    try:
+        check_java()
+    except SparkadError as e:
+        pytest.skip(str(e))
+    from pathlib import Path
+    job = Path(__file__).resolve().parents[2] / "jobs" / "train.py"
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("cocktail: {background: [wjets, dyjets]}\ntraining: {threads: 1}\n")
+
+    def submit(hlf, out):
+        r = subprocess.run(["spark-submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false", str(job),
+                            "--model", "ae", "--hlf", str(hlf), "--out", str(out), "--workers", "2", "--epochs", "2",
+                            "--batch-size", "64", "--config", str(cfg)], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        return json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+
+    remote = submit(generated_on_s3, s3("dist-ae"))
+    local = submit(generated_hlf, tmp_path / "local")
+    for s in (remote, local):
+        assert s["workers"] == 2 and s["identical_weights"] and sorted(s["shards"]) == [[0, 2], [1, 2]]
+    assert remote["weights_sha256"] == local["weights_sha256"]
+    objs = _objects("dist-ae/")
+    assert "dist-ae/model.json" in objs and "dist-ae/networks.npz" in objs
+    assert not any("_workers" in k for k in objs)
+    assert objs["dist-ae/networks.npz"] == (tmp_path / "local" / "networks.npz").read_bytes()
+    _no_secret("dist-ae/")
