@@ -40,3 +40,22 @@ def write_json_atomic(obj, path) -> Path:
     from sparkad.core.jsonsafe import jsonable
 
     return write_text_atomic(json.dumps(jsonable(obj), indent=2, allow_nan=False, default=str) + "\n", path)
+
+
+def keep_only(folder: Path, keep, what: str = "file") -> int:
+    """A local staging folder holding exactly ``keep`` (paths inside it): checks each is there (else one
+    line naming the folder), removes every other file — what attempts that did not finish left (the
+    temporary file of a task or chunk whose worker was killed; its retry wrote the final file).
+    Returns the number of files removed."""
+    from sparkad.core.errors import SparkadError
+
+    folder, keep = Path(folder), {Path(p) for p in keep}
+    missing = sorted(str(p) for p in keep if not p.is_file())
+    if missing:
+        raise SparkadError(f"{folder}: {len(missing)} {what}(s) missing after the pass, e.g. {missing[0]}")
+    removed = 0
+    for p in folder.rglob("*"):
+        if p.is_file() and p not in keep:
+            p.unlink()
+            removed += 1
+    return removed

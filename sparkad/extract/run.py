@@ -27,6 +27,7 @@ from sparkad.extract.formats import NEEDED_INPUTS
 from sparkad.extract.hlf import KNOWN_FEATURES, missing_capabilities
 from sparkad.core.parquet_io import hlf_table, write_atomic
 from sparkad.core import storage
+from sparkad.core.atomic import keep_only
 from sparkad.extract.selection import Selection, load_selection
 from sparkad.core.version import code_version
 
@@ -184,17 +185,7 @@ def drop_attempt_leftovers(staging, written) -> int:
     it: a chunk's object appears whole or not at all."""
     if storage.is_remote(staging):
         return 0
-    staging = Path(staging)
-    keep = {staging / rel for rel in written}
-    missing = sorted(str(p) for p in keep if not p.is_file())
-    if missing:
-        raise SparkadError(f"{staging}: {len(missing)} chunk file(s) reported written but missing, e.g. {missing[0]}")
-    removed = 0
-    for p in staging.rglob("*"):
-        if p.is_file() and p not in keep:
-            p.unlink()
-            removed += 1
-    return removed
+    return keep_only(staging, [Path(staging) / rel for rel in written], "chunk file")
 
 
 def run_extraction(fileset: Fileset, opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:

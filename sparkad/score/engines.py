@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from sparkad.analysis.aggregates import AnalysisSpec, Partial, aggregate_batch, merge
 from sparkad.core import storage
-from sparkad.core.atomic import atomic_path
+from sparkad.core.atomic import atomic_path, keep_only
 from sparkad.core.errors import SparkadError, task_error
 from sparkad.core.jsonsafe import jsonable
 from sparkad.core.parquet_io import ID_COLUMNS
@@ -146,16 +146,7 @@ def drop_attempt_leftovers(staging: Path, frags) -> int:
         if missing:
             raise SparkadError(f"{staging}: {len(missing)} fragment file(s) missing after the pass, e.g. {missing[0]}")
         return 0
-    keep = {part_path(staging, f) for f in frags}
-    missing = [p for p in keep if not p.is_file()]
-    if missing:
-        raise SparkadError(f"{staging}: {len(missing)} fragment file(s) missing after the pass, e.g. {missing[0]}")
-    removed = 0
-    for p in staging.rglob("*"):
-        if p.is_file() and p not in keep:
-            p.unlink()
-            removed += 1
-    return removed
+    return keep_only(staging, [part_path(staging, f) for f in frags], "fragment file")
 
 
 def side_path(side, frag: Fragment):
