@@ -321,12 +321,3 @@ def local_output(out, markers=(), fetch: bool = False, prefix: str = "sparkad-ou
             download_tree(out, tmp)
         yield Path(tmp)
         publish_local_tree(tmp, out, markers)
-
-
-def require_local(what: str, *paths) -> None:
-    """Refuse, in one line, an object-store URI where only local folders are supported yet (it would
-    otherwise become a local folder named ``s3:``)."""
-    for p in paths:
-        if p is not None and not isinstance(p, Path) and "://" in str(p):
-            raise ConfigError(f"{p}: {what} must be a local folder here (s3:// model directories are read by "
-                              f"`sparkad score` / sparkad.score.run.run_analysis; docs/cluster.md, \"Object stores\")")
