@@ -321,3 +321,12 @@ def local_output(out, markers=(), fetch: bool = False, prefix: str = "sparkad-ou
             download_tree(out, tmp)
         yield Path(tmp)
         publish_local_tree(tmp, out, markers)
+
+
+def checked_output(out):
+    """An output location: a local folder as a Path, or an s3:// prefix whose bucket is checked before the
+    work (the output is written locally and published marker-last: ``local_output``)."""
+    out = location(out)
+    if is_remote(out):
+        check_bucket(out)
+    return out

@@ -82,7 +82,7 @@ def _finite_pair(b, s):
 def run_dijet_evaluation(model_dir, hlf_dir, out, signals=None, background=None, log=print) -> dict:
     """ROC per loss strategy and signal beside the references; writes OUT/dijet_evaluation.{json,md}, plots."""
     report = read_dijet_report(hlf_dir)
-    out = _checked_out(out)
+    out = storage.checked_output(out)
     scorer = JetVAEScorer(local_model_dir(model_dir))
     labels = set(scorer.meta["config"]["data"]["background_labels"] or [])
     mc = {n: d for n, d in report["datasets"].items() if not d["is_data"]}
@@ -129,15 +129,6 @@ def run_dijet_evaluation(model_dir, hlf_dir, out, signals=None, background=None,
         write_text_atomic(md, local / "dijet_evaluation.md")
         _roc_plots(local, scores, refs, signals)
     return res
-
-
-def _checked_out(out):
-    """An output folder, or an s3:// prefix whose bucket is checked before the work (written locally,
-    published with its marker last: ``storage.local_output``)."""
-    out = storage.location(out)
-    if storage.is_remote(out):
-        storage.check_bucket(out)
-    return out
 
 
 def _roc_plots(out: Path, scores, refs, signals):
@@ -190,7 +181,7 @@ def run_bump_hunt(model_dir, hlf_dir, out, dataset: str, strategy: str = "both",
     report = read_dijet_report(hlf_dir)
     if dataset not in report["datasets"]:
         raise SparkadError(f"{hlf_dir}: no dataset {dataset!r} (datasets: {', '.join(report['datasets'])})")
-    out = _checked_out(out)
+    out = storage.checked_output(out)
     scorer = JetVAEScorer(local_model_dir(model_dir))
     labels = set(scorer.meta["config"]["data"]["background_labels"] or [])
     background = background or [n for n, d in report["datasets"].items() if not d["is_data"] and d["label"] in labels]

@@ -35,8 +35,7 @@ def run_cwola_hunt(model_dir, hlf_dir, out, dataset: str, efficiencies=(0.1, 0.0
     for e in efficiencies:
         if not 0 < e < 1:
             raise SparkadError(f"efficiency must be in (0, 1), got {e}")
-    from sparkad.evaluate.dijet import _checked_out
-    out = _checked_out(out)
+    out = storage.checked_output(out)
     scorer = CWoLaScorer(local_model_dir(model_dir))
     t = read_dataset(hlf_dir, dataset)
     scorer.check_columns(t.column_names, f"{hlf_dir}/{dataset}")
@@ -125,10 +124,9 @@ def run_cwola_scan_hunt(scan_dir, hlf_dir, out, dataset: str, efficiency: float 
     of that window's SR; the window with the largest local significance after the cut is the candidate."""
     import json
 
-    from sparkad.evaluate.dijet import _checked_out
     from sparkad.train.cwola import SCAN_FILE
 
-    scan_dir, out = local_model_dir(scan_dir), _checked_out(out)
+    scan_dir, out = local_model_dir(scan_dir), storage.checked_output(out)
     try:
         scan = json.loads((scan_dir / SCAN_FILE).read_text())
     except (OSError, ValueError) as e:
