@@ -11,27 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spark_connect import ConnectServer
 from spark_standalone import free_port
 from test_standalone import digests
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def connect_server(tmp_path_factory):
-    from sparkad.core.errors import SparkadError
-    from sparkad.core.spark import check_java
-    try:
-        check_java()
-    except SparkadError as e:
-        pytest.skip(f"a Spark Connect server needs Java: {e}")
-    server = ConnectServer(tmp_path_factory.mktemp("connect"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 def _job(job: str, args, master: str, timeout: float = 600):
